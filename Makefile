@@ -1,0 +1,47 @@
+# kfedge: `make run` and `make test` each create .venv when missing and install into it.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.kfedge-installed
+LOCK   := constraints/requirements.lock
+ARGS   ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format bench compile clean lock
+
+$(STAMP): pyproject.toml $(LOCK)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[dev]"
+	touch $(STAMP)
+
+## run: the whole pipeline on this machine (kfp.local) on the built-in sample; ends with the report
+run: $(STAMP)
+	$(BIN)/kfedge run $(ARGS)
+
+## test: lint + the full test suite
+test: $(STAMP) lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## bench: side-by-side benchmarks, written to BENCHMARKS.md
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+## compile: regenerate the checked-in component and pipeline YAML
+compile: $(STAMP)
+	$(BIN)/kfedge compile
+
+## lock: refresh the pinned constraints from the current venv
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^kfedge' > $(LOCK)
+
+clean:
+	rm -rf $(VENV) local_outputs .pytest_cache build dist *.egg-info

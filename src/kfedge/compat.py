@@ -1,0 +1,109 @@
+"""Every version shim and lazy import of a heavy framework lives here.
+
+* TensorFlow Model Optimization works only with tf_keras (Keras 2) models, so
+  ``TF_USE_LEGACY_KERAS=1`` is set before TensorFlow is first imported.
+* ``tf.lite.Interpreter`` is deprecated: TFLite models run with ``ai_edge_litert``.
+* Missing optional dependencies raise :class:`~kfedge.errors.DependencyError` with the
+  extra to install, never a bare ``ImportError`` from deep inside a step.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+from typing import Any
+
+from kfedge.errors import DependencyError
+
+_EXTRA_FOR = {
+    "tensorflow": "optimize",
+    "tf_keras": "optimize",
+    "tensorflow_model_optimization": "optimize",
+    "tf2onnx": "optimize",
+    "onnx": "optimize",
+    "sklearn": "optimize",
+    "onnxruntime": "serving",
+    "ai_edge_litert": "serving",
+    "kserve": "serving",
+    "kfp": "pipelines",
+    "minio": "core",
+}
+
+
+def _quiet_tf_env() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    # tfmot needs Keras 2 (tf_keras); must be set before TensorFlow is imported.
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+
+
+def require(module: str) -> ModuleType:
+    """Import ``module`` or raise a DependencyError naming the extra that provides it.
+
+    Args:
+        module: Dotted module name.
+
+    Returns:
+        The imported module.
+    """
+    top = module.split(".")[0]
+    if top in ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx"):
+        _quiet_tf_env()
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        extra = _EXTRA_FOR.get(top, "all")
+        hint = "pip install kfedge" if extra == "core" else f"pip install 'kfedge[{extra}]'"
+        raise DependencyError(
+            f"{module} is needed for this step but is not installed ({exc}); install it with: {hint}"
+        ) from exc
+
+
+def tf() -> Any:
+    """TensorFlow, imported with Keras 2 selected and its logging quieted."""
+    mod = require("tensorflow")
+    try:
+        mod.get_logger().setLevel("ERROR")
+    except Exception:  # pragma: no cover - logging is best effort
+        pass
+    return mod
+
+
+def keras() -> Any:
+    """The tf_keras package (Keras 2), the only Keras tfmot supports."""
+    tf()
+    return require("tf_keras")
+
+
+def tfmot() -> Any:
+    """tensorflow_model_optimization, imported after the Keras 2 switch."""
+    tf()
+    return require("tensorflow_model_optimization")
+
+
+def tf2onnx() -> Any:
+    """tf2onnx, imported after TensorFlow."""
+    tf()
+    return require("tf2onnx")
+
+
+def onnx() -> Any:
+    """The onnx package."""
+    return require("onnx")
+
+
+def onnxruntime() -> Any:
+    """ONNX Runtime."""
+    return require("onnxruntime")
+
+
+def litert_interpreter_class() -> Any:
+    """The LiteRT ``Interpreter`` class (``ai_edge_litert.interpreter.Interpreter``)."""
+    return require("ai_edge_litert.interpreter").Interpreter
+
+
+def is_keras3_model(obj: Any) -> bool:
+    """Whether ``obj`` is a Keras 3 model (``keras`` package, not tf_keras)."""
+    mod = type(obj).__module__
+    return mod.startswith("keras") and not mod.startswith("keras.src.legacy") and "tf_keras" not in mod

@@ -1,0 +1,1 @@
+"""SeaweedFS fixtures (being written)."""
