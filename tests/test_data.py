@@ -69,8 +69,9 @@ def test_npz_and_image_folder_sources(tmp_path: Path):
     x, _ = data.load_split(tmp_path / "out", "train")
     assert x.shape[1:] == (32, 32, 3)
 
-    npz = data.save_npz(tmp_path / "d.npz", rng.random((50, 8, 8, 1)).astype(np.float32),
-                        np.arange(50) % 5)
+    npz = data.save_npz(
+        tmp_path / "d.npz", rng.random((50, 8, 8, 1)).astype(np.float32), np.arange(50) % 5
+    )
     info = data.prepare_dataset(npz, tmp_path / "out2", [8, 8, 1], 5)
     assert info.num_classes == 5 and sum(info.counts.values()) == 50
 
@@ -79,12 +80,20 @@ def test_npz_and_image_folder_sources(tmp_path: Path):
     ("x", "y", "kwargs", "message"),
     [
         (np.zeros((0, 8, 8, 1)), np.zeros((0,)), {}, "the dataset is empty"),
-        (np.zeros((4, 8, 8, 1)), np.zeros((4,)), {"input_shape": [32, 32, 1]},
-         "samples have shape [8, 8, 1], the model expects [32, 32, 1]"),
+        (
+            np.zeros((4, 8, 8, 1)),
+            np.zeros((4,)),
+            {"input_shape": [32, 32, 1]},
+            "samples have shape [8, 8, 1], the model expects [32, 32, 1]",
+        ),
         (np.array([["a"]] * 4), np.zeros((4,)), {}, "x must be numeric"),
         (np.full((4, 2), np.nan), np.zeros((4,)), {}, "NaN"),
-        (np.zeros((4, 2)), np.array([0, 1, 2, 10]), {"num_classes": 10},
-         "labels must be >= 0 and below 10"),
+        (
+            np.zeros((4, 2)),
+            np.array([0, 1, 2, 10]),
+            {"num_classes": 10},
+            "labels must be >= 0 and below 10",
+        ),
         (np.zeros((4, 2)), np.array([0, -1, 2, 1]), {}, "labels must be >= 0"),
         (np.zeros((4, 2)), np.array([0.5, 1, 2, 1]), {}, "integer class labels"),
         (np.zeros((4, 2)), np.zeros((3,)), {}, "one label per sample"),

@@ -8,8 +8,9 @@ from kfedge.errors import ModelFormatError
 from kfedge.formats import detect_format, model_size_bytes, require_format
 
 
-def test_detects_every_format(baseline_model: Path, fp32_tflite: Path, fp32_onnx: Path,
-                              tmp_path: Path) -> None:
+def test_detects_every_format(
+    baseline_model: Path, fp32_tflite: Path, fp32_onnx: Path, tmp_path: Path
+) -> None:
     from kfedge.models import export_savedmodel
 
     assert detect_format(baseline_model) == "keras"
@@ -34,7 +35,11 @@ def test_h5_is_detected(baseline_model: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "expect"),
     [
-        ("model.tflite", b"not a flatbuffer at all" * 4, "content is a text file, not a valid tflite"),
+        (
+            "model.tflite",
+            b"not a flatbuffer at all" * 4,
+            "content is a text file, not a valid tflite",
+        ),
         ("model.onnx", b"", "content is an empty file"),
         ("model.keras", b"PK\x03\x04garbage", "corrupt zip"),
         ("weights.txt", b"hello world, plain text here", "is a text file; expected a .keras"),

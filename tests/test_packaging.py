@@ -22,8 +22,18 @@ FOLDERS = {
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
     )
@@ -48,8 +58,11 @@ def test_every_source_module_is_in_the_wheel(wheel: Path) -> None:
 
 def test_package_data_is_in_the_wheel(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for folder, pkg in [("src/kfedge/targets", "kfedge/targets"), ("components", "kfedge/components"),
-                        ("pipelines", "kfedge/pipelines")]:
+    for folder, pkg in [
+        ("src/kfedge/targets", "kfedge/targets"),
+        ("components", "kfedge/components"),
+        ("pipelines", "kfedge/pipelines"),
+    ]:
         for y in (ROOT / folder).glob("*.yaml"):
             assert f"{pkg}/{y.name}" in names, f"{y} is not shipped in the wheel"
     assert any(n.startswith("kfedge/targets/") and n.endswith(".yaml") for n in names)
@@ -58,8 +71,17 @@ def test_package_data_is_in_the_wheel(wheel: Path) -> None:
 def test_every_module_imports_from_the_installed_wheel(wheel: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
-         str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
     )

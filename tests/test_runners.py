@@ -68,7 +68,9 @@ def test_tflite_runner_is_safe_under_concurrency(fp32_tflite, batch):
 
 
 def test_onnx_providers_fall_back_to_cpu_and_threads_recorded(fp32_onnx):
-    r = load_runner(fp32_onnx, threads=1, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    r = load_runner(
+        fp32_onnx, threads=1, providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
     assert isinstance(r, OnnxRunner)
     assert r.providers == ["CPUExecutionProvider"]
     assert r.describe()["threads"] == 1

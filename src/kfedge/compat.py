@@ -56,7 +56,8 @@ def require(module: str) -> ModuleType:
         extra = _EXTRA_FOR.get(top, "all")
         hint = "pip install kfedge" if extra == "core" else f"pip install 'kfedge[{extra}]'"
         raise DependencyError(
-            f"{module} is needed for this step but is not installed ({exc}); install it with: {hint}"
+            f"{module} is needed for this step but is not installed ({exc}); "
+            f"install it with: {hint}"
         ) from exc
 
 
@@ -106,4 +107,6 @@ def litert_interpreter_class() -> Any:
 def is_keras3_model(obj: Any) -> bool:
     """Whether ``obj`` is a Keras 3 model (``keras`` package, not tf_keras)."""
     mod = type(obj).__module__
-    return mod.startswith("keras") and not mod.startswith("keras.src.legacy") and "tf_keras" not in mod
+    return (
+        mod.startswith("keras") and not mod.startswith("keras.src.legacy") and "tf_keras" not in mod
+    )

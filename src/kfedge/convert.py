@@ -73,7 +73,9 @@ def convert_tflite(
         The written path.
     """
     out_path = Path(out_path)
-    with tempfile.TemporaryDirectory(dir=out_path.parent if out_path.parent.exists() else None) as w:
+    with tempfile.TemporaryDirectory(
+        dir=out_path.parent if out_path.parent.exists() else None
+    ) as w:
         conv = tflite_converter(model_path, w)
         if configure is not None:
             configure(conv)

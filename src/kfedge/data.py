@@ -127,7 +127,7 @@ def npz_shapes(path: str | Path) -> dict[str, tuple[tuple, np.dtype]]:
                 out[name] = (shape, dtype)
             return out
     except zipfile.BadZipFile as exc:
-        raise DataError(f"{where} is not an .npz archive ({exc}); expected x and y arrays")
+        raise DataError(f"{where} is not an .npz archive ({exc}); expected x and y arrays") from exc
 
 
 def iter_npz(path: str | Path, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

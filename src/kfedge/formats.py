@@ -74,7 +74,9 @@ def detect_format(path: str | Path) -> str:
             with zipfile.ZipFile(p) as zf:
                 names = set(zf.namelist())
         except zipfile.BadZipFile as exc:
-            raise ModelFormatError(f"{p} is a corrupt zip archive ({exc}); expected {_EXPECTED}")
+            raise ModelFormatError(
+                f"{p} is a corrupt zip archive ({exc}); expected {_EXPECTED}"
+            ) from exc
         if "config.json" in names:
             return "keras"
     if suffix == ".onnx" or _looks_like_onnx(head):

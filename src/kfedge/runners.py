@@ -349,9 +349,7 @@ class TFRunner(Runner):
             self.inputs = [
                 TensorSpec(k, tuple(v.shape.as_list()), v.dtype.name) for k, v in kw.items()
             ]
-            self.inputs = [
-                TensorSpec(s.name, (None, *s.shape[1:]), s.dtype) for s in self.inputs
-            ]
+            self.inputs = [TensorSpec(s.name, (None, *s.shape[1:]), s.dtype) for s in self.inputs]
             self.outputs = [
                 TensorSpec(k, (None, *v.shape.as_list()[1:]), v.dtype.name)
                 for k, v in self._fn.structured_outputs.items()

@@ -1,0 +1,105 @@
+"""Provision component: import and check the model and data, resolve the target, plan techniques."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Model, Output
+
+from kfedge._version import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def provision(
+    model_uri: str,
+    data_uri: str,
+    target: str,
+    baseline: Output[Model],
+    dataset: Output[Dataset],
+    runtime: Output[Artifact],
+    techniques: str = "auto",
+    epochs: int = 0,
+    calibration_samples: int = 0,
+) -> NamedTuple(
+    "ProvisionOutputs",
+    [
+        ("node_selector", dict),
+        ("tolerations", list),
+        ("accelerator_type", str),
+        ("accelerator_count", int),
+        ("plan", str),
+        ("baseline_technique", str),
+    ],
+):
+    """Import and check the model and data, resolve the edge target and plan the techniques.
+
+    Args:
+        model_uri: ``sample://baseline`` (train the built-in sample), or a path / ``s3://`` URI of a
+            Keras file, SavedModel, TFLite or ONNX model.
+        data_uri: ``sample://digits``, or a path / ``s3://`` URI of an .npz (x, y), an image-folder
+            tree or a split dataset.
+        target: Target profile name (see ``kfedge targets``), e.g. cpu-arm64, nvidia-jetson.
+        baseline: The checked baseline model (candidate directory).
+        dataset: The split dataset (train / calibration / eval .npz + dataset.json).
+        runtime: The runtime spec (JSON): target, placement, techniques and their parameters.
+        techniques: Comma-separated techniques, or ``auto`` for the target's default plan.
+        epochs: Fine-tune epochs for QAT / pruning / clustering (0 = technique default).
+        calibration_samples: INT8 calibration samples (0 = default).
+
+    Returns:
+        node_selector: The target's node selector (for kfp-kubernetes add_node_selector_json).
+        tolerations: The target's tolerations (for add_toleration_json).
+        accelerator_type: The accelerator resource (e.g. nvidia.com/gpu), "" when none.
+        accelerator_count: Accelerators per pod, 0 when none.
+        plan: JSON map technique -> parameters for the optimize steps.
+        baseline_technique: The FP32 export every candidate is compared with.
+    """
+    import json
+    import os
+
+    from kfedge.provision import provision as run
+
+    spec = run(
+        model_uri,
+        data_uri,
+        target,
+        baseline.path,
+        dataset.path,
+        techniques=techniques,
+        epochs=epochs or None,
+        calibration_samples=calibration_samples or None,
+    )
+    os.makedirs(os.path.dirname(runtime.path) or ".", exist_ok=True)
+    with open(runtime.path, "w") as fh:
+        json.dump(spec, fh, indent=2)
+    baseline.metadata.update(
+        {"name": "baseline", "format": spec["model_format"], "source": model_uri}
+    )
+    dataset.metadata.update(
+        {"source": data_uri, **{f"n_{k}": v for k, v in spec["counts"].items()}}
+    )
+    runtime.metadata.update({"target": spec["target"], "techniques": ",".join(spec["techniques"])})
+    acc = spec["accelerator"] or {}
+    return (
+        spec["node_selector"],
+        spec["tolerations"],
+        acc.get("type", ""),
+        int(acc.get("count", 0)),
+        json.dumps(spec["params"]),
+        spec["baseline"],
+    )
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def technique_params(plan: str, technique: str) -> str:
+    """Pick one technique's parameters (JSON) out of the provision plan.
+
+    Args:
+        plan: JSON map technique -> parameters, from provision.
+        technique: The technique of this branch.
+
+    Returns:
+        The technique's parameters as JSON ("{}" when the plan has none).
+    """
+    import json
+
+    return json.dumps(json.loads(plan).get(technique, {}))

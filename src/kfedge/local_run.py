@@ -1,0 +1,222 @@
+"""``kfedge run``: the pipeline through kfp.local on this machine, with readable progress.
+
+kfp.local prints every task's executor input and logs; here they go to ``run.log`` in the
+run directory, and the terminal shows which step runs, its elapsed time, training epochs and,
+when a step fails, its error line instead of a stack of KFP internals.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import sys
+import time
+from contextlib import redirect_stdout
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from kfedge.errors import ConfigError, KfedgeError, NotFoundError
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_START = re.compile(r"Executing task '?([\w\-]+)'?")
+_END = re.compile(r"Task '?([\w\-]+)'? finished with status (\w+)")
+_ERROR = re.compile(r"^\s*(?:kfedge\.errors\.)?(\w*(?:Error|Exception)): (.+)$")
+
+
+class ProgressStream(io.TextIOBase):
+    """A stdout stand-in: everything to a log file, progress lines to the terminal."""
+
+    def __init__(self, log: TextIO, term: TextIO) -> None:
+        self.log, self.term = log, term
+        self._buf = ""
+        self._started: dict[str, float] = {}
+        self.t0 = time.monotonic()
+        self.errors: list[str] = []
+        self.failed: list[str] = []
+
+    def _show(self, text: str) -> None:
+        elapsed = time.monotonic() - self.t0
+        self.term.write(f"[{elapsed:6.1f}s] {text}\n")
+        self.term.flush()
+
+    def _line(self, raw: str) -> None:
+        line = _ANSI.sub("", raw).rstrip()
+        if m := _START.search(line):
+            self._started[m.group(1)] = time.monotonic()
+            self._show(f"start  {m.group(1)}")
+        elif m := _END.search(line):
+            took = time.monotonic() - self._started.get(m.group(1), self.t0)
+            status = m.group(2)
+            if status != "SUCCESS":
+                self.failed.append(m.group(1))
+            self._show(f"{status.lower():7s}{m.group(1)} ({took:.1f}s)")
+        elif "[kfedge]" in line:
+            self._show("  " + line.split("[kfedge]", 1)[1].strip())
+        elif (m := _ERROR.match(line)) and "Traceback" not in line:
+            self.errors.append(f"{m.group(1)}: {m.group(2)}")
+
+    def write(self, s: str) -> int:  # noqa: D102
+        self.log.write(s)
+        self._buf += s
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            self._line(line)
+        return len(s)
+
+    def flush(self) -> None:  # noqa: D102
+        self.log.flush()
+
+
+def find_report(path: str | Path | None, output_dir: str | Path = "local_outputs") -> Path:
+    """The report.json of a path, a run directory, or the last run under ``output_dir``."""
+    if path:
+        p = Path(path)
+        if p.is_file():
+            return p
+        hits = sorted(p.rglob("report.json"), key=lambda f: f.stat().st_mtime) if p.is_dir() else []
+        if hits:
+            return hits[-1]
+        raise NotFoundError(f"no report.json at {p}")
+    latest = Path(output_dir) / "latest" / "report.json"
+    if latest.is_file():
+        return latest
+    raise NotFoundError(f"no report yet under {output_dir}; run `kfedge run` first")
+
+
+def _find(run_dir: Path, name: str) -> Path | None:
+    hits = sorted(run_dir.rglob(name), key=lambda f: f.stat().st_mtime)
+    return hits[-1] if hits else None
+
+
+def run_local(
+    model: str = "sample://baseline",
+    data: str = "sample://digits",
+    target: str = "cpu-amd64",
+    techniques: str | list[str] = "auto",
+    goals: dict[str, Any] | None = None,
+    epochs: int = 0,
+    calibration_samples: int = 0,
+    latency_runs: int = 200,
+    output_dir: str | Path = "local_outputs",
+    deploy: bool = True,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run edge-optimize-deploy (or edge-optimize) through kfp.local and print the summary.
+
+    Args:
+        model: Model URI (``sample://baseline`` trains the built-in sample baseline).
+        data: Data URI.
+        target: Target profile name or YAML file.
+        techniques: Technique list or comma-separated string; ``auto`` = the target's plan.
+        goals: Selection goals (kfedge.select.Goals fields).
+        epochs: Fine-tune epochs (0 = technique defaults).
+        calibration_samples: INT8 calibration samples (0 = default).
+        latency_runs: Timed runs per candidate.
+        output_dir: Where the run directory and ``latest/`` go.
+        deploy: Deploy and smoke-test the selected candidate (locally).
+        quiet: Do not print progress.
+
+    Returns:
+        ``{"run_dir", "report", "selected", "selected_model", "deploy", "ok"}``.
+    """
+    from kfedge.provision import SAMPLE_MODEL_URI, plan_techniques
+    from kfedge.select import Goals
+    from kfedge.storage import is_remote
+    from kfedge.targets import load_target
+
+    # Everything that can be checked cheaply is checked before kfp starts.
+    tgt = load_target(target)
+    plan = plan_techniques(techniques, tgt)
+    goals = goals or {}
+    try:
+        Goals(**goals)
+    except Exception as exc:  # pydantic ValidationError
+        raise ConfigError(f"invalid goals {goals}: {exc}") from exc
+    for uri, what in ((model, "model"), (data, "data")):
+        if not uri.startswith("sample://") and not is_remote(uri):
+            local = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+            if not local.exists():
+                raise NotFoundError(f"{what} not found: {uri}")
+    if model == SAMPLE_MODEL_URI and not data.startswith("sample://"):
+        raise ConfigError("the sample baseline trains on the sample data; pass --model too")
+
+    compat_kfp = __import__("kfedge.compat", fromlist=["require"]).require
+    local = compat_kfp("kfp.local")
+    from kfedge.pipelines.edge import edge_optimize, edge_optimize_deploy
+
+    out = Path(output_dir).resolve()
+    run_dir = out / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir))
+    pipeline = edge_optimize_deploy if deploy else edge_optimize
+    params: dict[str, Any] = {
+        "model_uri": model,
+        "data_uri": data,
+        "target": tgt.name if not Path(target).is_file() else str(Path(target).resolve()),
+        "techniques": plan,
+        "goals_json": json.dumps(goals),
+        "epochs": int(epochs),
+        "calibration_samples": int(calibration_samples),
+        "latency_runs": int(latency_runs),
+    }
+    if deploy:
+        params["deploy_mode"] = "local"
+    term = sys.stderr if quiet else sys.stdout
+    if not quiet:
+        print(f"kfedge run: {pipeline.name} on target {tgt.name}; techniques: {', '.join(plan)}")
+        print(f"run directory: {run_dir}  (full log: {run_dir / 'run.log'})")
+    with (run_dir / "run.log").open("w") as log:
+        stream = ProgressStream(log, open("/dev/null", "w") if quiet else term)  # noqa: SIM115
+        try:
+            with redirect_stdout(stream):
+                pipeline(**params)
+        except RuntimeError as exc:
+            why = stream.errors[-1] if stream.errors else str(_ANSI.sub("", str(exc)))
+            steps = ", ".join(stream.failed) or "a step"
+            raise KfedgeError(f"{steps} failed: {why} (log: {run_dir / 'run.log'})") from None
+    report = _find(run_dir, "report.json")
+    if report is None:
+        raise KfedgeError(f"the run finished without a report (log: {run_dir / 'run.log'})")
+    latest = out / "latest"
+    if latest.exists():
+        shutil.rmtree(latest)
+    shutil.copytree(report.parent, latest)
+    data_json = json.loads(report.read_text())
+    result: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "report": str(latest / "report.json"),
+        "selected": data_json.get("selected"),
+        "selected_model": None,
+        "deploy": None,
+        "ok": True,
+    }
+    endpoint = _find(run_dir, "endpoint.json")
+    if endpoint is not None:
+        result["deploy"] = json.loads(endpoint.read_text())
+        shutil.copy2(endpoint, latest / "endpoint.json")
+    chosen = _find(run_dir, "candidate.json") if data_json.get("selected") else None
+    if data_json.get("selected"):
+        for cand in run_dir.rglob("candidate.json"):
+            if json.loads(cand.read_text()).get("name") == data_json["selected"]:
+                chosen = cand
+        result["selected_model"] = str(chosen.parent) if chosen else None
+    if not quiet:
+        from kfedge.report import print_summary
+
+        print()
+        print(print_summary(data_json))
+        print(f"\nreport: {latest / 'report.md'}\n        {(latest / 'report.html').as_uri()}")
+        if result["deploy"]:
+            d = result["deploy"]
+            state = "passed" if d.get("passed") else "FAILED"
+            print(f"deploy smoke test ({d.get('mode', 'local')}): {state} {d.get('detail', '')}")
+        elif deploy and not data_json.get("selected"):
+            print("deploy skipped: no candidate met the goals")
+        if result["selected_model"]:
+            print(
+                f"serve it: kfedge serve {result['selected_model']} --name {data_json['selected']}"
+            )
+    return result

@@ -1,0 +1,296 @@
+"""Provision: import and check the model and data, resolve the target, plan the techniques.
+
+The first step of every pipeline. It brings the model and data from object storage (or the
+built-in sample), checks that they fit each other, splits the data, and decides which
+techniques the target can run (format and quantization mode) — before any heavy work.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from kfedge.errors import ConfigError, DataError, ModelFormatError
+from kfedge.formats import detect_format
+
+#: Model URI that means "train the built-in sample baseline".
+SAMPLE_MODEL_URI = "sample://baseline"
+
+#: What each technique produces: (format, quantization mode). Provision keeps the techniques
+#: whose format and mode the target profile lists.
+TECHNIQUE_OUTPUT: dict[str, tuple[str, str]] = {
+    "fp32-tflite": ("tflite", "fp32"),
+    "fp32-onnx": ("onnx", "fp32"),
+    "ptq-dynamic": ("tflite", "dynamic"),
+    "ptq-fp16": ("tflite", "fp16"),
+    "ptq-int8": ("tflite", "int8"),
+    "onnx-int8-static": ("onnx", "int8"),
+    "onnx-int8-dynamic": ("onnx", "dynamic"),
+    "onnx-fp16": ("onnx", "fp16"),
+    "qat-int8": ("tflite", "int8"),
+    "prune": ("tflite", "fp32"),
+    "cluster": ("tflite", "fp32"),
+    "prune-cluster-int8": ("tflite", "int8"),
+    "pqat-int8": ("tflite", "int8"),
+    "cqat-int8": ("tflite", "int8"),
+    "pcqat-int8": ("tflite", "int8"),
+}
+
+#: The default plan on a CPU target (what `make run` optimizes).
+DEFAULT_TECHNIQUES = [
+    "fp32-tflite",
+    "ptq-dynamic",
+    "ptq-fp16",
+    "ptq-int8",
+    "onnx-int8-static",
+    "qat-int8",
+    "prune",
+    "cluster",
+    "prune-cluster-int8",
+]
+
+#: Techniques that fine-tune (take the ``epochs`` parameter).
+TRAINING_TECHNIQUES = {
+    "qat-int8",
+    "prune",
+    "cluster",
+    "prune-cluster-int8",
+    "pqat-int8",
+    "cqat-int8",
+    "pcqat-int8",
+}
+
+
+def baseline_technique(target_formats: list[str]) -> str:
+    """The FP32 export every candidate is compared with: the target's preferred format."""
+    return "fp32-onnx" if target_formats and target_formats[0] == "onnx" else "fp32-tflite"
+
+
+def plan_techniques(requested: list[str] | str | None, target: Any) -> list[str]:
+    """Decide which techniques run for a target.
+
+    Args:
+        requested: Technique names, a comma-separated string, or ``None`` / ``"auto"`` for the
+            default plan filtered to what the target runs.
+        target: A :class:`kfedge.targets.Target`.
+
+    Returns:
+        The techniques, the FP32 baseline export first.
+
+    Raises:
+        ConfigError: An unknown technique, or one whose format / quantization mode the target
+            does not run.
+    """
+    if isinstance(requested, str):
+        requested = [t.strip() for t in requested.split(",") if t.strip()]
+    auto = not requested or requested == ["auto"]
+    names = list(TECHNIQUE_OUTPUT) if auto else list(dict.fromkeys(requested or []))
+    unknown = [t for t in names if t not in TECHNIQUE_OUTPUT]
+    if unknown:
+        raise ConfigError(
+            f"unknown technique(s) {unknown}; expected some of {sorted(TECHNIQUE_OUTPUT)}"
+        )
+    modes = set(target.quantization)
+    fits = [
+        t
+        for t in names
+        if TECHNIQUE_OUTPUT[t][0] in target.formats and TECHNIQUE_OUTPUT[t][1] in modes
+    ]
+    if not auto:
+        refused = [t for t in names if t not in fits]
+        if refused:
+            why = ", ".join(f"{t} ({'/'.join(TECHNIQUE_OUTPUT[t])})" for t in refused)
+            raise ConfigError(
+                f"target {target.name} runs formats {target.formats} with quantization "
+                f"{target.quantization}; these techniques produce something else: {why}"
+            )
+    elif not fits:
+        raise ConfigError(f"no kfedge technique fits target {target.name}")
+    if auto:
+        fits = [t for t in DEFAULT_TECHNIQUES if t in fits] or fits
+    # The FP32 export is always measured: every candidate is compared with it, even on targets
+    # that do not deploy FP32 (selection then leaves it out, see ``deployable``).
+    base = baseline_technique(list(target.formats))
+    return [base] + [t for t in fits if t != base]
+
+
+def deployable(technique: str, target: Any) -> bool:
+    """Whether the target runs what ``technique`` produces (format and quantization mode)."""
+    fmt, mode = TECHNIQUE_OUTPUT[technique]
+    return fmt in target.formats and mode in target.quantization
+
+
+def technique_params(
+    technique: str, target: Any, epochs: int | None = None, calibration_samples: int | None = None
+) -> dict[str, Any]:
+    """Parameters a technique gets for a target (integer IO for Edge TPU, epochs, ...)."""
+    params: dict[str, Any] = {}
+    if epochs is not None and epochs > 0 and technique in TRAINING_TECHNIQUES:
+        params["epochs"] = int(epochs)
+    int8 = TECHNIQUE_OUTPUT.get(technique, ("", ""))[1] == "int8"
+    if int8 and TECHNIQUE_OUTPUT[technique][0] == "tflite":
+        if "uint8-io" in target.quantization:
+            params["io_dtype"] = "uint8"
+        elif "int8-full-integer-io" in target.quantization:
+            params["io_dtype"] = "int8"
+    if calibration_samples and technique in ("ptq-int8", "onnx-int8-static", "prune-cluster-int8"):
+        params["calibration_samples"] = int(calibration_samples)
+    return params
+
+
+def resolve_model(
+    model_uri: str, dataset_dir: Path | None, work_dir: Path, epochs: int = 30
+) -> Path:
+    """Bring the model to a local path (training the sample baseline for ``sample://baseline``)."""
+    if model_uri == SAMPLE_MODEL_URI:
+        if dataset_dir is None:
+            raise ConfigError("the sample baseline needs the sample dataset to train on")
+        from kfedge.sample import train_sample_baseline
+
+        out = work_dir / "baseline.keras"
+        train_sample_baseline(dataset_dir, out, epochs=epochs)
+        return out
+    from kfedge.storage import fetch
+
+    return fetch(model_uri, work_dir)
+
+
+def model_io(path: Path) -> tuple[list[int], int]:
+    """Per-sample input shape and number of classes of a classifier, from its runner."""
+    from kfedge.runners import load_runner
+
+    runner = load_runner(path, threads=1)
+    if len(runner.inputs) != 1 or len(runner.outputs) < 1:
+        raise ModelFormatError(
+            f"{path}: expected an image classifier with one input, found inputs "
+            f"{[s.name for s in runner.inputs]}"
+        )
+    shape = runner.inputs[0].shape[1:]
+    out = runner.outputs[0].shape
+    if any(d is None for d in shape) or len(out) != 2 or out[1] is None:
+        raise ModelFormatError(
+            f"{path}: expected a fixed input shape (N, H, W, C) and an output (N, classes); "
+            f"found input {runner.inputs[0].to_dict()['shape']} and output "
+            f"{[-1 if d is None else d for d in out]}"
+        )
+    runner.close()
+    return [int(d) for d in shape], int(out[1])
+
+
+def provision(
+    model_uri: str,
+    data_uri: str,
+    target: str,
+    model_out: str | Path,
+    dataset_out: str | Path,
+    techniques: list[str] | str | None = None,
+    epochs: int | None = None,
+    calibration_samples: int | None = None,
+    baseline_epochs: int = 30,
+) -> dict[str, Any]:
+    """Import and check model and data, resolve the target and plan the techniques.
+
+    Args:
+        model_uri: ``sample://baseline``, a local path, ``file://`` or ``s3://`` URI of a Keras
+            file, SavedModel, TFLite or ONNX model.
+        data_uri: ``sample://digits``, or a path / URI of an .npz, an image-folder tree or a split
+            dataset.
+        target: Target profile name or YAML path.
+        model_out: Directory to write the baseline candidate to.
+        dataset_out: Directory to write the split dataset to.
+        techniques: Requested techniques, or None / "auto" for the target's default plan.
+        epochs: Fine-tune epochs for training techniques (None: each technique's default).
+        calibration_samples: Calibration samples for INT8 (None: default).
+        baseline_epochs: Epochs to train the sample baseline.
+
+    Returns:
+        The runtime spec (JSON-friendly): target, techniques with their params, model facts.
+    """
+    from kfedge.candidate import Candidate, save_candidate
+    from kfedge.data import SAMPLE_URI, prepare_dataset
+    from kfedge.targets import load_target
+
+    tgt = load_target(target)
+    plan = plan_techniques(techniques, tgt)  # refuses bad plans before any download or training
+    model_out, dataset_out = Path(model_out), Path(dataset_out)
+    with tempfile.TemporaryDirectory(prefix="kfedge-provision-") as tmp:
+        work = Path(tmp)
+        if model_uri == SAMPLE_MODEL_URI:
+            if data_uri not in (SAMPLE_URI, "sample"):
+                raise ConfigError(
+                    "the sample baseline (sample://baseline) trains on the built-in sample; "
+                    f"pass --data sample://digits or your own model with {data_uri}"
+                )
+            info = prepare_dataset(SAMPLE_URI, work / "data", [32, 32, 1], 10)
+            model_local = resolve_model(model_uri, work / "data", work, baseline_epochs)
+        else:
+            model_local = resolve_model(model_uri, None, work)
+            fmt = detect_format(model_local)
+            shape, classes = model_io(model_local)
+            if data_uri in (SAMPLE_URI, "sample"):
+                data_local: str | Path = SAMPLE_URI
+            else:
+                from kfedge.storage import fetch
+
+                data_local = fetch(data_uri, work / "data_src")
+            info = prepare_dataset(data_local, work / "data", shape, classes)
+            if info.num_classes > classes:
+                raise DataError(
+                    f"{data_uri} has {info.num_classes} classes but the model outputs {classes}"
+                )
+        fmt = detect_format(model_local)
+        model_out.mkdir(parents=True, exist_ok=True)
+        dest_name = (
+            "saved_model" if fmt == "savedmodel" else f"model.{'keras' if fmt == 'keras' else fmt}"
+        )
+        if model_local.is_dir():
+            shutil.copytree(model_local, model_out / dest_name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(model_local, model_out / dest_name)
+        save_candidate(
+            Candidate(
+                name="baseline",
+                technique="baseline",
+                format=fmt,
+                model_file=dest_name,
+                params={"source": model_uri},
+            ),
+            model_out,
+        )
+        dataset_out.mkdir(parents=True, exist_ok=True)
+        for f in (work / "data").iterdir():
+            shutil.copy2(f, dataset_out / f.name)
+    tolerations = tgt.k8s_tolerations()
+    spec = {
+        "target": tgt.name,
+        "arch": tgt.arch,
+        "model_uri": model_uri,
+        "model_format": fmt,
+        "data_uri": data_uri,
+        "input_shape": info.input_shape,
+        "num_classes": info.num_classes,
+        "counts": info.counts,
+        "techniques": plan,
+        "params": {t: technique_params(t, tgt, epochs, calibration_samples) for t in plan},
+        "baseline": baseline_technique(list(tgt.formats)),
+        "deployable": [t for t in plan if deployable(t, tgt)],
+        "node_selector": tgt.k8s_node_selector(),
+        "tolerations": tolerations,
+        "accelerator": (
+            {
+                "resource": tgt.accelerator.resource,
+                "count": tgt.accelerator.count,
+                "type": tgt.accelerator.accelerator_type,
+            }
+            if tgt.accelerator
+            else None
+        ),
+        "onnx_providers": list(tgt.onnx_providers),
+        "threads": tgt.threads,
+        "runtime_image": tgt.runtime_image,
+    }
+    json.dumps(spec)  # JSON-friendly by contract
+    return spec

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kfedge.candidate import load_candidate, model_path
+from kfedge.data import read_info, save_npz
+from kfedge.errors import ConfigError, DataError, ModelFormatError, NotFoundError
+from kfedge.provision import TECHNIQUE_OUTPUT, plan_techniques, provision
+from kfedge.targets import load_target
+
+
+def test_plan_for_cpu_starts_with_the_fp32_baseline():
+    plan = plan_techniques("auto", load_target("cpu-amd64"))
+    assert plan[0] == "fp32-tflite"
+    assert {"ptq-int8", "qat-int8", "prune", "cluster"} <= set(plan)
+
+
+def test_plan_for_coral_keeps_int8_tflite_only_plus_the_baseline():
+    coral = load_target("coral-edgetpu")
+    plan = plan_techniques("auto", coral)
+    assert plan[0] == "fp32-tflite"
+    assert all(TECHNIQUE_OUTPUT[t] == ("tflite", "int8") for t in plan[1:])
+    with pytest.raises(ConfigError, match="onnx-int8-static \\(onnx/int8\\)"):
+        plan_techniques("ptq-int8,onnx-int8-static", coral)
+
+
+def test_unknown_technique_is_refused():
+    with pytest.raises(ConfigError, match="unknown technique\\(s\\) \\['sparsify'\\]"):
+        plan_techniques(["sparsify"], load_target("cpu-amd64"))
+
+
+def test_every_registered_technique_has_an_output_mapping():
+    from kfedge.techniques import list_techniques
+
+    assert set(list_techniques()) == set(TECHNIQUE_OUTPUT)
+
+
+def test_provision_existing_model_and_npz(fp32_onnx: Path, sample_dataset: Path, tmp_path: Path):
+    x, y = np.load(sample_dataset / "eval.npz")["x"], np.load(sample_dataset / "eval.npz")["y"]
+    npz = save_npz(tmp_path / "mine.npz", x, y)
+    spec = provision(
+        str(fp32_onnx),
+        str(npz),
+        "coral-edgetpu",
+        tmp_path / "m",
+        tmp_path / "d",
+        techniques="ptq-int8",
+        epochs=2,
+    )
+    assert spec["input_shape"] == [32, 32, 1] and spec["num_classes"] == 10
+    assert spec["node_selector"]["kubernetes.io/arch"] == "arm64"
+    assert spec["params"]["ptq-int8"]["io_dtype"] == "uint8"  # Edge TPU wants integer IO
+    assert spec["deployable"] == ["ptq-int8"]
+    assert load_candidate(tmp_path / "m").name == "baseline"
+    assert model_path(tmp_path / "m").read_bytes() == fp32_onnx.read_bytes()
+    assert sum(read_info(tmp_path / "d").counts.values()) == len(y)
+    json.dumps(spec)
+
+
+def test_provision_refuses_mismatched_data_before_training(baseline_model: Path, tmp_path: Path):
+    bad = save_npz(tmp_path / "bad.npz", np.zeros((20, 28, 28, 1), np.float32), np.arange(20) % 10)
+    t0 = time.monotonic()
+    with pytest.raises(DataError, match="the model expects \\[32, 32, 1\\]"):
+        provision(str(baseline_model), str(bad), "cpu-amd64", tmp_path / "m", tmp_path / "d")
+    assert time.monotonic() - t0 < 30
+    assert not (tmp_path / "m").exists() and not (tmp_path / "d").exists()
+
+
+def test_provision_bad_inputs(tmp_path: Path, fp32_tflite: Path):
+    with pytest.raises(NotFoundError, match="available: coral-edgetpu"):
+        provision(
+            str(fp32_tflite), "sample://digits", "no-such-target", tmp_path / "m", tmp_path / "d"
+        )
+    with pytest.raises(NotFoundError):
+        provision(
+            str(tmp_path / "missing.keras"),
+            "sample://digits",
+            "cpu-amd64",
+            tmp_path / "m",
+            tmp_path / "d",
+        )
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a model")
+    with pytest.raises(ModelFormatError, match="junk.onnx"):
+        provision(str(junk), "sample://digits", "cpu-amd64", tmp_path / "m", tmp_path / "d")
