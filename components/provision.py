@@ -16,9 +16,11 @@ def provision(
     baseline: Output[Model],
     dataset: Output[Dataset],
     runtime: Output[Artifact],
-    techniques: str = "auto",
+    techniques: list = [],  # noqa: B006 - KFP parameter default
     epochs: int = 0,
     calibration_samples: int = 0,
+    goals_json: str = "{}",
+    s3_endpoint: str = "",
 ) -> NamedTuple(
     "ProvisionOutputs",
     [
@@ -27,7 +29,8 @@ def provision(
         ("accelerator_type", str),
         ("accelerator_count", int),
         ("plan", str),
-        ("baseline_technique", str),
+        ("baseline_format", str),
+        ("goals", str),
     ],
 ):
     """Import and check the model and data, resolve the edge target and plan the techniques.
@@ -41,9 +44,12 @@ def provision(
         baseline: The checked baseline model (candidate directory).
         dataset: The split dataset (train / calibration / eval .npz + dataset.json).
         runtime: The runtime spec (JSON): target, placement, techniques and their parameters.
-        techniques: Comma-separated techniques, or ``auto`` for the target's default plan.
+        techniques: Techniques to run (see ``kfedge techniques``); empty = the target's plan.
         epochs: Fine-tune epochs for QAT / pruning / clustering (0 = technique default).
         calibration_samples: INT8 calibration samples (0 = default).
+        goals_json: Selection goals (JSON), checked here before any heavy work.
+        s3_endpoint: S3 endpoint URL for s3:// URIs (credentials come from the Secret mounted
+            as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); empty = from the environment.
 
     Returns:
         node_selector: The target's node selector (for kfp-kubernetes add_node_selector_json).
@@ -51,20 +57,26 @@ def provision(
         accelerator_type: The accelerator resource (e.g. nvidia.com/gpu), "" when none.
         accelerator_count: Accelerators per pod, 0 when none.
         plan: JSON map technique -> parameters for the optimize steps.
-        baseline_technique: The FP32 export every candidate is compared with.
+        baseline_format: Format of the FP32 reference export (the target's preferred format).
+        goals: The goals (JSON), with the FP32 baseline excluded from selection when the
+            target cannot run it (e.g. the Edge TPU runs int8 only).
     """
     import json
     import os
 
+    from kfedge.provision import check_goals
     from kfedge.provision import provision as run
 
+    if s3_endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
+    goals = check_goals(goals_json, target)
     spec = run(
         model_uri,
         data_uri,
         target,
         baseline.path,
         dataset.path,
-        techniques=techniques,
+        techniques=list(techniques) or None,
         epochs=epochs or None,
         calibration_samples=calibration_samples or None,
     )
@@ -85,7 +97,8 @@ def provision(
         acc.get("type", ""),
         int(acc.get("count", 0)),
         json.dumps(spec["params"]),
-        spec["baseline"],
+        spec["baseline_format"],
+        json.dumps(goals),
     )
 
 
@@ -102,4 +115,30 @@ def technique_params(plan: str, technique: str) -> str:
     """
     import json
 
-    return json.dumps(json.loads(plan).get(technique, {}))
+    params = json.loads(plan).get(technique, {})
+    print(f"[kfedge] {technique}: {params or 'defaults'}")
+    return json.dumps(params)
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def import_model(uri: str, model: Output[Model], s3_endpoint: str = "") -> str:
+    """Bring a model from storage into the pipeline as a candidate (for edge-evaluate).
+
+    Args:
+        uri: Path, file:// or s3:// URI of a .tflite, .onnx, .keras, .h5, SavedModel or a
+            candidate directory written by kfedge.
+        model: The model as a candidate directory.
+        s3_endpoint: S3 endpoint URL for s3:// URIs; empty = from the environment.
+
+    Returns:
+        The candidate's name.
+    """
+    import os
+
+    from kfedge.provision import import_candidate
+
+    if s3_endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
+    cand = import_candidate(uri, model.path)
+    model.metadata.update(cand.kfp_metadata())
+    return cand.name

@@ -276,6 +276,7 @@ def provision(
         "techniques": plan,
         "params": {t: technique_params(t, tgt, epochs, calibration_samples) for t in plan},
         "baseline": baseline_technique(list(tgt.formats)),
+        "baseline_format": TECHNIQUE_OUTPUT[baseline_technique(list(tgt.formats))][0],
         "deployable": [t for t in plan if deployable(t, tgt)],
         "node_selector": tgt.k8s_node_selector(),
         "tolerations": tolerations,
@@ -294,3 +295,71 @@ def provision(
     }
     json.dumps(spec)  # JSON-friendly by contract
     return spec
+
+
+def check_goals(goals: str | dict[str, Any] | None, target: str | Any) -> dict[str, Any]:
+    """Validate selection goals before any heavy work and fit them to the target.
+
+    Args:
+        goals: Goals as a JSON string or dict (fields of :class:`kfedge.select.Goals`).
+        target: Target name / path or a loaded Target.
+
+    Returns:
+        The goals as a dict; ``include_baseline`` is False when the target does not run the
+        FP32 baseline, and ``formats`` defaults to the target's formats.
+    """
+    from kfedge.select import Goals
+    from kfedge.targets import load_target
+
+    tgt = load_target(target) if isinstance(target, str) else target
+    if isinstance(goals, str):
+        try:
+            goals = json.loads(goals) if goals.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"goals must be a JSON object, got {goals!r}: {exc}") from exc
+    if not isinstance(goals, dict):
+        raise ConfigError(f"goals must be a JSON object, got {type(goals).__name__}")
+    out = dict(goals)
+    out.setdefault("formats", [f for f in tgt.formats])
+    if not deployable(baseline_technique(list(tgt.formats)), tgt):
+        out["include_baseline"] = False
+    try:
+        Goals(**out)
+    except Exception as exc:  # pydantic.ValidationError -> one clear line
+        raise ConfigError(f"invalid goals {goals}: {exc}".replace("\n", "; ")) from exc
+    return out
+
+
+def import_candidate(uri: str, out_dir: str | Path) -> Any:
+    """Fetch a model (or a kfedge candidate directory) and write it as a candidate directory.
+
+    Args:
+        uri: Path, file:// or s3:// URI.
+        out_dir: Destination candidate directory.
+
+    Returns:
+        The :class:`~kfedge.candidate.Candidate`.
+    """
+    from kfedge.candidate import META_FILE, Candidate, load_candidate, model_path, save_candidate
+    from kfedge.storage import fetch
+
+    out = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="kfedge-import-") as tmp:
+        local = fetch(uri, tmp)
+        if local.is_dir() and (local / META_FILE).is_file():
+            shutil.copytree(local, out, dirs_exist_ok=True)
+            return load_candidate(out)
+        src = model_path(local)
+        fmt = detect_format(src)
+        name = "saved_model" if fmt == "savedmodel" else f"model.{fmt}"
+        out.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, out / name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, out / name)
+        stem = Path(uri.rstrip("/")).stem or "model"
+        cand = Candidate(
+            name=stem, technique="imported", format=fmt, model_file=name, params={"source": uri}
+        )
+        save_candidate(cand, out)
+        return cand

@@ -1,0 +1,1 @@
+"""kfedge package."""

@@ -1,0 +1,414 @@
+"""Goal-driven selection of the candidate to deploy (in the style of Olive / INC / NNCF goals).
+
+Every candidate is compared with the *baseline*: the FP32 candidate of the deployable format,
+measured the same way (same runner, machine and threads), or the candidate named explicitly.
+A quantized model that runs slower than the baseline is never preferred for being "int8": with
+``objective="latency"`` the measured p50 decides.
+
+Units:
+
+* accuracy drops are FRACTIONS: ``max_accuracy_drop=0.01`` allows one point (0.990 -> 0.980);
+  ``max_relative_accuracy_drop=0.01`` allows 1 % of the baseline's accuracy.
+* ``min_latency_improvement=0.2`` demands a p50 at least 20 % below the baseline's p50.
+* ``max_size_mb`` uses 1 MB = 1,000,000 bytes (as the report's MB columns do).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from kfedge.errors import ConfigError, InvalidInputError, NotFoundError
+from kfedge.formats import DEPLOYABLE, FORMATS
+
+MB = 1_000_000
+_FP32_MARKERS = ("baseline", "fp32", "float32", "export", "original")
+
+
+class Goals(BaseModel):
+    """What a deployable candidate must achieve, and what to optimise among those that do.
+
+    Attributes:
+        max_accuracy_drop: Largest allowed drop of top-1 accuracy below the baseline, as a
+            fraction (0.01 = 1 point).
+        max_relative_accuracy_drop: Largest allowed drop as a fraction of the baseline's
+            accuracy (0.01 = 1 % of it).
+        min_accuracy: Absolute floor for top-1 accuracy (fraction).
+        max_latency_ms: Largest allowed p50 latency at batch 1, in milliseconds.
+        min_latency_improvement: Required p50 reduction against the baseline (0.2 = at least
+            20 % faster).
+        max_size_bytes: Largest allowed model file size in bytes.
+        max_size_mb: The same in MB (1 MB = 1,000,000 bytes); give one of the two.
+        objective: What ranks the candidates that pass: ``latency`` (lowest p50), ``size``
+            (smallest file) or ``accuracy`` (highest top-1).
+        formats: Formats that may be selected; default: the deployable ones (tflite, onnx),
+            since the model server runs only those.
+        include_baseline: Whether the baseline itself may be selected (default True: when no
+            optimized candidate beats it, deploying the FP32 model is the honest answer).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_accuracy_drop: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_relative_accuracy_drop: float | None = Field(default=None, ge=0.0, le=1.0)
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_latency_ms: float | None = Field(default=None, gt=0.0)
+    min_latency_improvement: float | None = Field(default=None, ge=0.0, lt=1.0)
+    max_size_bytes: int | None = Field(default=None, gt=0)
+    max_size_mb: float | None = Field(default=None, gt=0.0)
+    objective: Literal["latency", "size", "accuracy"] = "latency"
+    formats: list[str] = Field(default_factory=lambda: list(DEPLOYABLE))
+    include_baseline: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> Goals:
+        if self.max_size_bytes is not None and self.max_size_mb is not None:
+            raise ValueError("give max_size_bytes or max_size_mb, not both")
+        bad = [f for f in self.formats if f not in FORMATS]
+        if bad or not self.formats:
+            raise ValueError(f"formats must be a non-empty subset of {list(FORMATS)}, got {bad}")
+        return self
+
+    @property
+    def size_limit(self) -> int | None:
+        """The size limit in bytes, whichever field gave it."""
+        if self.max_size_mb is not None:
+            return int(self.max_size_mb * MB)
+        return self.max_size_bytes
+
+
+def parse_goals(goals: Goals | dict[str, Any] | str | None) -> Goals:
+    """Turn a Goals object, dict or JSON string (empty = no constraints) into :class:`Goals`.
+
+    Args:
+        goals: The goals.
+
+    Returns:
+        Validated goals.
+
+    Raises:
+        ConfigError: Unknown keys, wrong types or out-of-range values, named one by one.
+    """
+    if isinstance(goals, Goals):
+        return goals
+    if goals is None or (isinstance(goals, str) and not goals.strip()):
+        return Goals()
+    if isinstance(goals, str):
+        try:
+            goals = json.loads(goals)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"goals must be a JSON object, got {goals!r} ({exc})") from exc
+    if not isinstance(goals, dict):
+        raise ConfigError(f"goals must be a JSON object / dict, got {type(goals).__name__}")
+    try:
+        return Goals(**goals)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'goals'}: {e['msg']}"
+            + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" else "")
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid goals: {problems}") from None
+
+
+def _fp32_like(ev: dict[str, Any]) -> bool:
+    text = f"{ev.get('technique', '')} {ev.get('name', '')}".lower()
+    return any(m in text for m in _FP32_MARKERS)
+
+
+def find_baseline(
+    evaluations: list[dict[str, Any]],
+    baseline: str | None = None,
+    formats: list[str] | tuple[str, ...] = DEPLOYABLE,
+) -> dict[str, Any]:
+    """The evaluation every candidate is compared with.
+
+    The named one when ``baseline`` is given; else the FP32 candidate (technique or name saying
+    baseline / fp32 / export) in a deployable format, preferring the format most candidates
+    have; else an FP32 candidate of any format.
+
+    Args:
+        evaluations: Evaluation results.
+        baseline: Name of the baseline evaluation, if known.
+        formats: Formats the baseline should preferably have.
+
+    Returns:
+        The baseline's evaluation.
+
+    Raises:
+        NotFoundError: The named baseline is not among the evaluations.
+        InvalidInputError: No baseline can be told apart; name one.
+    """
+    if baseline:
+        for ev in evaluations:
+            if ev["name"] == baseline:
+                return ev
+        raise NotFoundError(
+            f"baseline '{baseline}' is not among the evaluations {[e['name'] for e in evaluations]}"
+        )
+    fp32 = [e for e in evaluations if _fp32_like(e)]
+    counts: dict[str, int] = {}
+    for e in evaluations:
+        counts[e["format"]] = counts.get(e["format"], 0) + 1
+    deployable = [e for e in fp32 if e["format"] in formats]
+    pool = deployable or fp32
+    if not pool:
+        raise InvalidInputError(
+            "cannot tell which evaluation is the FP32 baseline (none has technique or name "
+            f"baseline/fp32/export among {[e['name'] for e in evaluations]}); name it"
+        )
+    return sorted(pool, key=lambda e: (-counts[e["format"]], e["format"] != "tflite"))[0]
+
+
+def _check_evaluations(evaluations: list[dict[str, Any]]) -> None:
+    if not evaluations:
+        raise InvalidInputError("no evaluations given; expected at least the baseline's")
+    seen: set[str] = set()
+    for i, ev in enumerate(evaluations):
+        missing = [
+            k
+            for k in ("name", "format", "accuracy", "latency_ms", "size_bytes")
+            if not isinstance(ev, dict) or k not in ev
+        ]
+        if missing:
+            raise InvalidInputError(f"evaluation #{i} is missing keys {missing}")
+        if "p50" not in ev["latency_ms"]:
+            raise InvalidInputError(f"evaluation '{ev['name']}' has no latency_ms.p50")
+        if ev["name"] in seen:
+            raise InvalidInputError(
+                f"two evaluations are named '{ev['name']}'; candidate names must be unique"
+            )
+        seen.add(ev["name"])
+
+
+def check_goals(ev: dict[str, Any], base: dict[str, Any], goals: Goals) -> list[str]:
+    """The goals one candidate fails, as readable sentences (empty when it passes all).
+
+    Args:
+        ev: The candidate's evaluation.
+        base: The baseline's evaluation.
+        goals: The goals.
+
+    Returns:
+        One string per failed goal.
+    """
+    failed: list[str] = []
+    acc, bacc = float(ev["accuracy"]), float(base["accuracy"])
+    drop = bacc - acc
+    p50, bp50 = float(ev["latency_ms"]["p50"]), float(base["latency_ms"]["p50"])
+    size = int(ev["size_bytes"])
+    if ev["format"] not in goals.formats:
+        failed.append(f"format {ev['format']} not in allowed formats {goals.formats}")
+    if ev["name"] == base["name"] and not goals.include_baseline:
+        failed.append("is the baseline, and include_baseline is false")
+    if goals.max_accuracy_drop is not None and drop > goals.max_accuracy_drop + 1e-12:
+        failed.append(
+            f"accuracy drop {drop * 100:.1f} pts > {goals.max_accuracy_drop * 100:.1f} pts "
+            f"allowed ({acc:.4f} vs baseline {bacc:.4f})"
+        )
+    if goals.max_relative_accuracy_drop is not None and bacc > 0:
+        rel = drop / bacc
+        if rel > goals.max_relative_accuracy_drop + 1e-12:
+            failed.append(
+                f"relative accuracy drop {rel * 100:.2f} % > "
+                f"{goals.max_relative_accuracy_drop * 100:.2f} % allowed"
+            )
+    if goals.min_accuracy is not None and acc < goals.min_accuracy:
+        failed.append(f"accuracy {acc:.4f} < {goals.min_accuracy:.4f} required")
+    if goals.max_latency_ms is not None and p50 > goals.max_latency_ms:
+        failed.append(f"latency p50 {p50:.3f} ms > {goals.max_latency_ms:.3f} ms allowed")
+    if goals.min_latency_improvement is not None:
+        gain = 1.0 - p50 / bp50 if bp50 > 0 else 0.0
+        if gain < goals.min_latency_improvement:
+            failed.append(
+                f"latency improvement {gain * 100:.1f} % < "
+                f"{goals.min_latency_improvement * 100:.1f} % required "
+                f"(p50 {p50:.3f} ms vs baseline {bp50:.3f} ms)"
+            )
+    limit = goals.size_limit
+    if limit is not None and size > limit:
+        failed.append(f"size {size / MB:.3f} MB ({size} B) > {limit / MB:.3f} MB allowed")
+    return failed
+
+
+def _rank_key(ev: dict[str, Any], objective: str) -> tuple[float, ...]:
+    acc, p50, size = float(ev["accuracy"]), float(ev["latency_ms"]["p50"]), float(ev["size_bytes"])
+    if objective == "size":
+        return (size, p50, -acc)
+    if objective == "accuracy":
+        return (-acc, p50, size)
+    return (p50, -acc, size)
+
+
+def select(
+    evaluations: list[dict[str, Any]],
+    goals: Goals | dict[str, Any] | str | None = None,
+    baseline: str | None = None,
+) -> dict[str, Any]:
+    """Check every candidate against the goals and pick the best one that meets them.
+
+    Args:
+        evaluations: Evaluation results (:func:`kfedge.evaluate.evaluate`), baseline included.
+        goals: :class:`Goals`, a dict or JSON string (empty: no thresholds).
+        baseline: Name of the baseline evaluation (default: found by :func:`find_baseline`).
+
+    Returns:
+        ``selected`` (name or None), ``deploy`` (bool, for a ``dsl.If`` gate), ``reason`` (a
+        sentence), ``ranking`` (names that pass, best first), ``baseline`` (name), ``goals``
+        (dict), ``objective``, ``candidates`` (per candidate: name, passed, failed_goals,
+        accuracy_drop, latency_ratio, size_ratio), ``warnings``.
+
+    Raises:
+        ConfigError: Invalid goals (before anything else).
+        InvalidInputError: No evaluations, duplicate names or missing keys.
+    """
+    g = parse_goals(goals)
+    _check_evaluations(evaluations)
+    base = find_baseline(evaluations, baseline, g.formats)
+    bp50 = float(base["latency_ms"]["p50"])
+    warnings: list[str] = []
+    per: list[dict[str, Any]] = []
+    for ev in evaluations:
+        failed = check_goals(ev, base, g)
+        if ev.get("threads") != base.get("threads"):
+            warnings.append(
+                f"{ev['name']} was timed with {ev.get('threads')} threads, the baseline with "
+                f"{base.get('threads')}: latencies are not comparable"
+            )
+        per.append(
+            {
+                "name": ev["name"],
+                "passed": not failed,
+                "failed_goals": failed,
+                "accuracy_drop": float(base["accuracy"]) - float(ev["accuracy"]),
+                "latency_ratio": float(ev["latency_ms"]["p50"]) / bp50 if bp50 > 0 else None,
+                "size_ratio": int(ev["size_bytes"]) / int(base["size_bytes"])
+                if base["size_bytes"]
+                else None,
+            }
+        )
+    by_name = {e["name"]: e for e in evaluations}
+    passing = [by_name[c["name"]] for c in per if c["passed"]]
+    ranking = [e["name"] for e in sorted(passing, key=lambda e: _rank_key(e, g.objective))]
+    if ranking:
+        best = by_name[ranking[0]]
+        info = next(c for c in per if c["name"] == best["name"])
+        what = {"latency": "fastest (p50)", "size": "smallest", "accuracy": "most accurate"}
+        reason = (
+            f"{best['name']} is the {what[g.objective]} of {len(ranking)} candidate(s) meeting "
+            f"the goals: accuracy {float(best['accuracy']):.4f} "
+            f"({-info['accuracy_drop'] * 100 + 0.0:+.1f} pts), p50 "
+            f"{float(best['latency_ms']['p50']):.3f} ms ({info['latency_ratio']:.2f}x), size "
+            f"{int(best['size_bytes']) / MB:.3f} MB ({info['size_ratio']:.2f}x) against the "
+            f"baseline {base['name']}"
+        )
+        if best["name"] == base["name"]:
+            reason += "; no optimized candidate met the goals and beat it"
+    else:
+        reason = "no candidate meets the goals: " + "; ".join(
+            f"{c['name']}: {', '.join(c['failed_goals'])}" for c in per
+        )
+    return {
+        "selected": ranking[0] if ranking else None,
+        "deploy": bool(ranking),
+        "reason": reason,
+        "ranking": ranking,
+        "baseline": base["name"],
+        "goals": g.model_dump(),
+        "objective": g.objective,
+        "candidates": per,
+        "warnings": warnings,
+    }
+
+
+def select_from_files(
+    evaluation_files: list[str | Path],
+    baseline_file: str | Path,
+    goals: Goals | dict[str, Any] | str | None,
+    selection_path: str | Path,
+    model_dirs: list[str | Path] | None = None,
+    baseline_model_dir: str | Path | None = None,
+    chosen_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Select from evaluation files, write the selection JSON and copy the chosen model.
+
+    This is what the KFP ``select`` component runs. Evaluations and models are paired by
+    position (``evaluation_files[i]`` evaluated ``model_dirs[i]``, as ``dsl.Collected`` keeps
+    the ParallelFor order); the baseline evaluation names the baseline, and an evaluation in the
+    list with the same name as the baseline is taken as the same candidate.
+
+    Args:
+        evaluation_files: Evaluation JSON files of the candidates.
+        baseline_file: Evaluation JSON of the baseline.
+        goals: Goals (object, dict or JSON string).
+        selection_path: Where to write the selection JSON.
+        model_dirs: Candidate directories, one per evaluation file (optional).
+        baseline_model_dir: The baseline's candidate directory (optional).
+        chosen_dir: Where to copy the selected candidate directory (needs the model dirs).
+
+    Returns:
+        The selection (see :func:`select`), plus ``chosen_dir`` when a model was copied.
+    """
+    from kfedge.convert import write_atomic
+    from kfedge.evaluate import load_evaluation
+
+    g = parse_goals(goals)  # bad goals fail before anything is read
+    if model_dirs is not None and len(model_dirs) != len(evaluation_files):
+        raise InvalidInputError(
+            f"got {len(evaluation_files)} evaluations but {len(model_dirs)} models; each "
+            "evaluation needs the model it evaluated, in the same order"
+        )
+    base = load_evaluation(baseline_file)
+    evaluations = [base]
+    dirs: dict[str, Path | None] = {
+        base["name"]: Path(baseline_model_dir) if baseline_model_dir else None
+    }
+    for i, f in enumerate(evaluation_files):
+        ev = load_evaluation(f)
+        if ev["name"] == base["name"]:
+            continue  # the baseline was also evaluated in the loop
+        evaluations.append(ev)
+        dirs[ev["name"]] = Path(model_dirs[i]) if model_dirs is not None else None
+    result = select(evaluations, g, baseline=base["name"])
+    if chosen_dir is not None:
+        out = Path(chosen_dir)
+        if out.exists():
+            shutil.rmtree(out)
+        src = dirs.get(result["selected"]) if result["selected"] else None
+        if result["selected"] and src is None:
+            raise InvalidInputError(
+                f"{result['selected']} was selected but its model directory was not given"
+            )
+        if src is not None:
+            tmp = out.with_name(out.name + ".tmp-copy")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            shutil.copytree(src, tmp) if src.is_dir() else _copy_file(src, tmp)
+            os.replace(tmp, out)
+            result["chosen_dir"] = str(out)
+            result["chosen_metadata"] = _candidate_metadata(out)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "NOT_SELECTED.txt").write_text(
+                "No candidate met the goals; nothing to deploy.\n" + result["reason"] + "\n"
+            )
+    write_atomic(selection_path, json.dumps(result, indent=2).encode())
+    return result
+
+
+def _candidate_metadata(directory: Path) -> dict[str, Any]:
+    from kfedge.candidate import META_FILE, load_candidate
+
+    if (directory / META_FILE).is_file():
+        return load_candidate(directory).kfp_metadata()
+    return {}
+
+
+def _copy_file(src: Path, dest_dir: Path) -> None:
+    dest_dir.mkdir(parents=True)
+    shutil.copy2(src, dest_dir / src.name)
