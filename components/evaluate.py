@@ -38,8 +38,6 @@ def evaluate(
     batch_size: int = 32,
     latency_runs: int = 200,
     target: str = "",
-    accelerator_type: str = "",
-    accelerator_count: int = 0,
 ):
     """Measure accuracy, latency, size and memory of one candidate on this node.
 
@@ -58,9 +56,6 @@ def evaluate(
         batch_size: Batch of the accuracy pass and the throughput measurement.
         latency_runs: Timed batch-1 runs (adaptive, at least 30).
         target: Target profile: its ONNX Runtime providers and thread count are used.
-        accelerator_type: The accelerator this step was given (recorded with the result; the
-            pipeline requests it for the pod from the same provision output).
-        accelerator_count: How many of them.
     """
     from kfedge.evaluate import evaluate as evaluate_candidate
     from kfedge.evaluate import kfp_metrics, save_evaluation
@@ -81,11 +76,7 @@ def evaluate(
         latency_runs=latency_runs,
         providers=providers,
     )
-    result["placement"] = {
-        "target": target,
-        "accelerator_type": accelerator_type,
-        "accelerator_count": accelerator_count,
-    }
+    result["target"] = target or None
     save_evaluation(result, evaluation.path)
     for key, value in kfp_metrics(result).items():
         metrics.log_metric(key, value)

@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 from kfedge._version import COMPONENT_IMAGE
 
@@ -27,7 +27,7 @@ def provision(
         ("node_selector", dict),
         ("tolerations", list),
         ("accelerator_type", str),
-        ("accelerator_count", int),
+        ("accelerator_count", str),
         ("plan", str),
         ("baseline_format", str),
         ("goals", str),
@@ -55,7 +55,8 @@ def provision(
         node_selector: The target's node selector (for kfp-kubernetes add_node_selector_json).
         tolerations: The target's tolerations (for add_toleration_json).
         accelerator_type: The accelerator resource (e.g. nvidia.com/gpu), "" when none.
-        accelerator_count: Accelerators per pod, 0 when none.
+        accelerator_count: Accelerators per pod ("0" when none; a string so that it can pass
+            through ParallelFor sub-DAGs under kfp.local).
         plan: JSON map technique -> parameters for the optimize steps.
         baseline_format: Format of the FP32 reference export (the target's preferred format).
         goals: The goals (JSON), with the FP32 baseline excluded from selection when the
@@ -95,7 +96,7 @@ def provision(
         spec["node_selector"],
         spec["tolerations"],
         acc.get("type", ""),
-        int(acc.get("count", 0)),
+        str(acc.get("count", 0)),
         json.dumps(spec["params"]),
         spec["baseline_format"],
         json.dumps(goals),
@@ -103,25 +104,41 @@ def provision(
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def technique_params(plan: str, technique: str) -> str:
-    """Pick one technique's parameters (JSON) out of the provision plan.
+def technique_params(
+    runtime: Input[Artifact],
+    technique: str,
+    accelerator_type: str = "",
+    accelerator_count: str = "0",
+) -> str:
+    """Pick one technique's parameters (JSON) out of the provision step's runtime spec.
 
     Args:
-        plan: JSON map technique -> parameters, from provision.
+        runtime: The runtime spec written by provision (its ``params`` map).
         technique: The technique of this branch.
+        accelerator_type: Not used by this step: passing the provision outputs here makes KFP's
+            compiler carry them into the ParallelFor sub-DAG, where the evaluate step requests
+            the target's accelerator with them.
+        accelerator_count: Likewise, the accelerator count.
 
     Returns:
-        The technique's parameters as JSON ("{}" when the plan has none).
+        The technique's parameters as JSON ("{}" = the technique's defaults).
     """
     import json
 
-    params = json.loads(plan).get(technique, {})
+    with open(runtime.path) as fh:
+        params = json.load(fh)["params"].get(technique, {})
     print(f"[kfedge] {technique}: {params or 'defaults'}")
     return json.dumps(params)
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def import_model(uri: str, model: Output[Model], s3_endpoint: str = "") -> str:
+def import_model(
+    uri: str,
+    model: Output[Model],
+    s3_endpoint: str = "",
+    accelerator_type: str = "",
+    accelerator_count: str = "0",
+) -> str:
     """Bring a model from storage into the pipeline as a candidate (for edge-evaluate).
 
     Args:
@@ -129,6 +146,9 @@ def import_model(uri: str, model: Output[Model], s3_endpoint: str = "") -> str:
             candidate directory written by kfedge.
         model: The model as a candidate directory.
         s3_endpoint: S3 endpoint URL for s3:// URIs; empty = from the environment.
+        accelerator_type: Not used by this step: it carries the provision output into the
+            ParallelFor sub-DAG, where the evaluate step requests the target's accelerator.
+        accelerator_count: Likewise, the accelerator count.
 
     Returns:
         The candidate's name.

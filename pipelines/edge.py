@@ -8,12 +8,12 @@ ordinary nodes. S3 credentials come from KFP's own Secret (``mlpipeline-minio-ar
 
 from typing import Any
 
-from kfp import dsl, kubernetes
-
 from kfedge.components.deploy import deploy
 from kfedge.components.evaluate import evaluate, report, select
 from kfedge.components.optimize import export_fp32, optimize
 from kfedge.components.provision import import_model, provision, technique_params
+from kfp import dsl, kubernetes
+
 from kfedge.provision import DEFAULT_TECHNIQUES
 
 #: Optimized techniques of the default plan (the FP32 reference is always exported too).
@@ -31,17 +31,12 @@ def _s3(task: dsl.PipelineTask, secret: Any = S3_SECRET) -> None:
 def _evaluate(model: Any, prov: dsl.PipelineTask, target: Any, latency_runs: Any):
     """An evaluate task placed on the target node with the target's accelerator.
 
-    The accelerator values are also passed as inputs: KFP's compiler only makes a task output
-    available inside a ParallelFor / If sub-DAG when some task there takes it as an input,
-    not for resource settings alone.
+    Inside a ParallelFor, only artifacts and pipeline parameters are passed as inputs:
+    kfp.local (2.17.3) replaces every task-output *parameter* entering a loop with the loop
+    item. The accelerator channels reach the loop's sub-DAG through technique_params.
     """
     ev = evaluate(
-        model=model,
-        dataset=prov.outputs["dataset"],
-        latency_runs=latency_runs,
-        target=target,
-        accelerator_type=prov.outputs["accelerator_type"],
-        accelerator_count=prov.outputs["accelerator_count"],
+        model=model, dataset=prov.outputs["dataset"], latency_runs=latency_runs, target=target
     )
     ev.set_caching_options(False)  # latency belongs to this run's node
     return _on_target(ev, prov)
@@ -110,7 +105,12 @@ def _optimize_and_evaluate(
     base_eval.set_display_name("evaluate FP32 reference on target")
 
     with dsl.ParallelFor(techniques, name="technique") as technique:
-        params = technique_params(plan=prov.outputs["plan"], technique=technique)
+        params = technique_params(
+            runtime=prov.outputs["runtime"],
+            technique=technique,
+            accelerator_type=prov.outputs["accelerator_type"],
+            accelerator_count=prov.outputs["accelerator_count"],
+        )
         params.set_display_name("technique parameters")
         opt = optimize(
             technique=technique,
@@ -290,7 +290,12 @@ def edge_evaluate(
     base_eval = _evaluate(prov.outputs["baseline"], prov, target, latency_runs)
     base_eval.set_display_name("evaluate baseline on target")
     with dsl.ParallelFor(model_uris, name="model") as uri:
-        imp = import_model(uri=uri, s3_endpoint=s3_endpoint).set_display_name("import model")
+        imp = import_model(
+            uri=uri,
+            s3_endpoint=s3_endpoint,
+            accelerator_type=prov.outputs["accelerator_type"],
+            accelerator_count=prov.outputs["accelerator_count"],
+        ).set_display_name("import model")
         _s3(imp, s3_secret)
         imp.set_retry(2).set_caching_options(False)
         ev = _evaluate(imp.outputs["model"], prov, target, latency_runs)

@@ -7,13 +7,13 @@ when a step fails, its error line instead of a stack of KFP internals.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
 import sys
 import time
-from contextlib import redirect_stdout
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,7 +26,7 @@ _END = re.compile(r"Task '?([\w\-]+)'? finished with status (\w+)")
 _ERROR = re.compile(r"^\s*(?:kfedge\.errors\.)?(\w*(?:Error|Exception)): (.+)$")
 
 
-class ProgressStream(io.TextIOBase):
+class ProgressStream:
     """A stdout stand-in: everything to a log file, progress lines to the terminal."""
 
     def __init__(self, log: TextIO, term: TextIO) -> None:
@@ -34,7 +34,7 @@ class ProgressStream(io.TextIOBase):
         self._buf = ""
         self._started: dict[str, float] = {}
         self.t0 = time.monotonic()
-        self.errors: list[str] = []
+        self.error_lines: list[str] = []
         self.failed: list[str] = []
 
     def _show(self, text: str) -> None:
@@ -52,11 +52,11 @@ class ProgressStream(io.TextIOBase):
             status = m.group(2)
             if status != "SUCCESS":
                 self.failed.append(m.group(1))
-            self._show(f"{status.lower():7s}{m.group(1)} ({took:.1f}s)")
+            self._show(f"{status.lower():8s}{m.group(1)} ({took:.1f}s)")
         elif "[kfedge]" in line:
             self._show("  " + line.split("[kfedge]", 1)[1].strip())
         elif (m := _ERROR.match(line)) and "Traceback" not in line:
-            self.errors.append(f"{m.group(1)}: {m.group(2)}")
+            self.error_lines.append(f"{m.group(1)}: {m.group(2)}")
 
     def write(self, s: str) -> int:  # noqa: D102
         self.log.write(s)
@@ -68,6 +68,9 @@ class ProgressStream(io.TextIOBase):
 
     def flush(self) -> None:  # noqa: D102
         self.log.flush()
+
+    def isatty(self) -> bool:  # noqa: D102
+        return False
 
 
 def find_report(path: str | Path | None, output_dir: str | Path = "local_outputs") -> Path:
@@ -156,7 +159,7 @@ def run_local(
         "model_uri": model,
         "data_uri": data,
         "target": tgt.name if not Path(target).is_file() else str(Path(target).resolve()),
-        "techniques": plan,
+        "techniques": plan[1:],  # the FP32 reference is exported by its own step
         "goals_json": json.dumps(goals),
         "epochs": int(epochs),
         "calibration_samples": int(calibration_samples),
@@ -171,19 +174,30 @@ def run_local(
     with (run_dir / "run.log").open("w") as log:
         stream = ProgressStream(log, open("/dev/null", "w") if quiet else term)  # noqa: SIM115
         try:
-            with redirect_stdout(stream):
+            with redirect_stdout(stream), redirect_stderr(stream), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # kfp.local's "no effect locally" notes
                 pipeline(**params)
         except RuntimeError as exc:
-            why = stream.errors[-1] if stream.errors else str(_ANSI.sub("", str(exc)))
+            why = stream.error_lines[-1] if stream.error_lines else str(_ANSI.sub("", str(exc)))
             steps = ", ".join(stream.failed) or "a step"
             raise KfedgeError(f"{steps} failed: {why} (log: {run_dir / 'run.log'})") from None
-    report = _find(run_dir, "report.json")
+    report = _find(run_dir, "report_json")
     if report is None:
         raise KfedgeError(f"the run finished without a report (log: {run_dir / 'run.log'})")
     latest = out / "latest"
     if latest.exists():
         shutil.rmtree(latest)
-    shutil.copytree(report.parent, latest)
+    latest.mkdir(parents=True)
+    # the report step's artifacts are files named after its outputs
+    for artifact, name in (
+        ("report_json", "report.json"),
+        ("markdown", "report.md"),
+        ("html", "report.html"),
+    ):
+        src = report.parent / artifact
+        if src.is_file():
+            shutil.copy2(src, latest / name)
+    report = latest / "report.json"
     data_json = json.loads(report.read_text())
     result: dict[str, Any] = {
         "run_dir": str(run_dir),

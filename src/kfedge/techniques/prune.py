@@ -1,0 +1,263 @@
+"""``prune``: magnitude pruning (tfmot ``prune_low_magnitude``) to a target sparsity, or 2:4.
+
+apply -> fine-tune with ``UpdatePruningStep`` -> ``strip_pruning`` -> export. The sparsity
+follows a ``PolynomialDecay`` schedule from ``initial_sparsity`` at step 0 to
+``target_sparsity`` at ``end_fraction`` of the fine-tune steps (rounded to the pruning
+frequency, so the last mask update lands exactly on the target), then the masks stay fixed
+while the remaining steps recover accuracy. ``sparsity_m_by_n=(2, 4)`` prunes 2 of every 4
+consecutive weights along the input channels (Conv2D / Dense whose input channels divide by 4).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from pydantic import Field, model_validator
+
+from kfedge import compat
+from kfedge.candidate import Candidate
+from kfedge.errors import ConfigError, ModelFormatError
+from kfedge.techniques._base import (
+    FineTuneConfig,
+    IoDtype,
+    Source,
+    check_data,
+    check_tf_keras,
+    configure_int8,
+    convert_keras_tflite,
+    fine_tune,
+    finish,
+    load_tf_keras,
+    max_output_diff,
+    resolve_source,
+    save_stripped,
+    sparsity_stats,
+    staging,
+    steps_per_epoch,
+    tflite_stats,
+    train_count,
+    validate,
+)
+
+NAME = "prune"
+DESCRIPTION = (
+    "Magnitude pruning to a target sparsity (polynomial schedule) or 2:4 structured "
+    "sparsity, fine-tuned, stripped; deployable as FP32 or INT8 TFLite."
+)
+NEEDS_DATA = True
+
+#: Layers whose kernels tfmot prunes (its registry lists DepthwiseConv2D with no prunable
+#: weights, so depthwise kernels stay dense).
+_UNSTRUCTURED = ("Conv2D", "Dense")
+
+
+class Config(FineTuneConfig):
+    """Parameters of ``prune``."""
+
+    target_sparsity: float = Field(
+        default=0.5, gt=0.0, lt=1.0, description="Fraction of each pruned kernel set to zero."
+    )
+    initial_sparsity: float = Field(default=0.0, ge=0.0, lt=1.0)
+    sparsity_m_by_n: tuple[int, int] | None = Field(
+        default=None, description="Structured sparsity, e.g. [2, 4]: 2 zeros in every 4."
+    )
+    end_fraction: float = Field(
+        default=0.7, gt=0.0, le=1.0, description="Where in the fine-tune the target is reached."
+    )
+    frequency: int = Field(default=10, ge=1, le=100_000, description="Steps between mask updates.")
+    skip_layers: list[str] = Field(default_factory=list, description="Layers left unpruned.")
+    quantize: Literal["none", "int8"] = Field(
+        default="none", description="Deployable file: FP32 TFLite, or full-integer INT8."
+    )
+    io_dtype: IoDtype = "float32"
+    calibration_samples: int = Field(default=256, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.initial_sparsity > self.target_sparsity:
+            raise ValueError(
+                f"initial_sparsity ({self.initial_sparsity}) must not exceed target_sparsity "
+                f"({self.target_sparsity})"
+            )
+        if self.sparsity_m_by_n is not None:
+            m, n = self.sparsity_m_by_n
+            if not (1 <= m < n <= 64):
+                raise ValueError(
+                    f"sparsity_m_by_n must be (m, n) with 1 <= m < n <= 64, got {m, n}"
+                )
+        if self.io_dtype != "float32" and self.quantize != "int8":
+            raise ValueError("io_dtype int8/uint8 needs quantize: int8")
+        return self
+
+
+def own_name(cfg: Config) -> str:
+    """``prune-50``, ``prune-2by4``, with ``-int8`` for an INT8 deployable."""
+    if cfg.sparsity_m_by_n:
+        base = f"prune-{cfg.sparsity_m_by_n[0]}by{cfg.sparsity_m_by_n[1]}"
+    else:
+        base = f"prune-{round(cfg.target_sparsity * 100)}"
+    return f"{base}-int8" if cfg.quantize == "int8" else base
+
+
+def check(src: Source, data: str | Path | None, cfg: Config) -> None:
+    """Refuse non tf_keras models and a dataset without the splits the run needs."""
+    check_tf_keras(src, "pruning")
+    splits = ("train", "calibration") if cfg.quantize == "int8" else ("train",)
+    check_data(data, splits, "pruning (fine-tuning)")
+
+
+class Pruned(NamedTuple):
+    """Result of :func:`prune_model`."""
+
+    model: Any
+    wrapped: Any
+    stats: dict[str, Any]
+
+
+def schedule_steps(total: int, cfg: Config) -> tuple[int, int, int]:
+    """(begin, end, frequency) such that the last mask update is at ``end`` < ``total``."""
+    if total < 2:
+        raise ConfigError(
+            f"pruning needs at least 2 fine-tune steps, got {total}; raise epochs or lower "
+            "batch_size"
+        )
+    freq = min(cfg.frequency, max(1, (total - 1) // 4))
+    end = int(cfg.end_fraction * (total - 1)) // freq * freq
+    if end <= 0:
+        freq, end = 1, max(1, int(cfg.end_fraction * (total - 1)))
+    return 0, end, freq
+
+
+def prune_model(model: Any, data: Path, cfg: Config) -> Pruned:
+    """Wrap the prunable layers, fine-tune with the schedule, strip.
+
+    Args:
+        model: A built tf_keras functional / sequential model (not modified in place).
+        data: Split dataset directory (train split).
+        cfg: Pruning parameters.
+
+    Returns:
+        The stripped model, the wrapped model, and stats (sparsity per layer and overall,
+        schedule, fine-tune time, max difference stripped vs wrapped).
+    """
+    tfmot = compat.tfmot()
+    keras = compat.keras()
+    sp = tfmot.sparsity.keras
+    names = [layer.name for layer in model.layers]
+    unknown = [n for n in cfg.skip_layers if n not in names]
+    if unknown:
+        raise ConfigError(f"prune: skip_layers {unknown} are not layers of the model {names}")
+    total = steps_per_epoch(train_count(data), cfg.batch_size) * cfg.epochs
+    begin, end, freq = schedule_steps(total, cfg)
+    if cfg.sparsity_m_by_n:
+        sched = sp.ConstantSparsity(0.5, begin_step=begin, end_step=end, frequency=freq)
+    else:
+        sched = sp.PolynomialDecay(
+            initial_sparsity=cfg.initial_sparsity,
+            final_sparsity=cfg.target_sparsity,
+            begin_step=begin,
+            end_step=end,
+            frequency=freq,
+        )
+    pruned: list[str] = []
+    skipped: dict[str, str] = {}
+
+    def wrap(layer: Any) -> Any:
+        kind = type(layer).__name__
+        if kind == "DepthwiseConv2D":
+            skipped[layer.name] = "tfmot does not prune depthwise kernels"
+            return layer
+        if kind not in _UNSTRUCTURED:
+            return layer
+        if layer.name in cfg.skip_layers:
+            skipped[layer.name] = "skip_layers"
+            return layer
+        if cfg.sparsity_m_by_n:
+            n = cfg.sparsity_m_by_n[1]
+            if int(layer.kernel.shape[-2]) % n:
+                skipped[layer.name] = (
+                    f"{int(layer.kernel.shape[-2])} input channels, not a multiple of {n}"
+                )
+                return layer
+            pruned.append(layer.name)
+            return sp.prune_low_magnitude(
+                layer, pruning_schedule=sched, sparsity_m_by_n=cfg.sparsity_m_by_n
+            )
+        pruned.append(layer.name)
+        return sp.prune_low_magnitude(layer, pruning_schedule=sched)
+
+    try:
+        wrapped = keras.models.clone_model(model, clone_function=wrap)
+    except ValueError as exc:
+        raise ModelFormatError(
+            f"prune: the model cannot be cloned for pruning (functional or sequential tf_keras "
+            f"models only): {exc}"
+        ) from exc
+    if not pruned:
+        raise ModelFormatError(
+            f"prune: the model has no prunable layer ({', '.join(_UNSTRUCTURED)}); skipped "
+            f"{skipped}"
+        )
+    stats = fine_tune(wrapped, data, cfg, callbacks=[sp.UpdatePruningStep()])
+    stripped = sp.strip_pruning(wrapped)
+    stats["strip_max_abs_diff"] = max_output_diff(wrapped, stripped, data)
+    stats.update(sparsity_stats(stripped, pruned))
+    stats["pruned_layers"] = pruned
+    stats["skipped_layers"] = skipped
+    stats["schedule"] = {"begin_step": begin, "end_step": end, "frequency": freq, "steps": total}
+    return Pruned(stripped, wrapped, stats)
+
+
+def export(model: Any, out: Path, data: Path, cfg: Any) -> dict[str, Any]:
+    """Write the deployable TFLite of a stripped model: FP32, or INT8 when ``cfg.quantize``."""
+    extra: dict[str, Any] = {}
+
+    def configure(conv: Any) -> None:
+        if cfg.quantize == "int8":
+            extra.update(configure_int8(conv, data, cfg.io_dtype, False, cfg.calibration_samples))
+
+    convert_keras_tflite(model, out, configure)
+    extra.update(tflite_stats(out))
+    return extra
+
+
+def apply(
+    model_path: str | Path,
+    data: str | Path | None,
+    config: Config | dict[str, Any] | None,
+    out_dir: str | Path,
+) -> Candidate:
+    """Prune, fine-tune, strip, and export a tf_keras model.
+
+    Args:
+        model_path: Candidate directory (its stripped Keras model) or tf_keras model file.
+        data: Split dataset directory (train; calibration for ``quantize: int8``).
+        config: :class:`Config` or its dict.
+        out_dir: Candidate directory to write (``model.tflite`` + ``keras/model.keras``).
+
+    Returns:
+        The candidate.
+    """
+    cfg = validate(Config, config, NAME)
+    src = resolve_source(model_path)
+    check(src, data, cfg)
+    t0 = time.perf_counter()
+    data = Path(data)  # type: ignore[arg-type]
+    res = prune_model(load_tf_keras(src.path), data, cfg)
+    with staging(out_dir) as work:
+        keras_file = save_stripped(res.model, work)
+        stats = {**res.stats, **export(res.model, work / "model.tflite", data, cfg)}
+        steps = "prune>ptq-int8" if cfg.quantize == "int8" else "prune"
+        return finish(
+            work,
+            src=src,
+            own_name=own_name(cfg),
+            steps=steps,
+            config=cfg,
+            model_file="model.tflite",
+            stats=stats,
+            keras_file=keras_file,
+            started=t0,
+        )

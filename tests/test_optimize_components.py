@@ -1,0 +1,125 @@
+"""The optimize components run under kfp.local (SubprocessRunner, no venv) in one small pipeline
+that chains them through Model artifacts; a bad parameter fails its task with the reason."""
+
+import json
+from pathlib import Path
+
+import pytest
+from kfedge.components.optimize import (
+    cluster,
+    export_fp32,
+    optimize,
+    prune,
+    quantize,
+    quantize_onnx,
+)
+from kfp import dsl, local
+from kfp.dsl import Dataset, Model, Output
+
+from kfedge.candidate import load_candidate
+
+COMPONENTS = [optimize, export_fp32, quantize, quantize_onnx, prune, cluster]
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def _import_model(path: str, model: Output[Model]):
+    import os
+    import shutil
+
+    os.makedirs(model.path, exist_ok=True)
+    shutil.copy(path, os.path.join(model.path, "model.keras"))
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def _import_dataset(path: str, dataset: Output[Dataset]):
+    import shutil
+
+    shutil.copytree(path, dataset.path)
+
+
+@dsl.pipeline(name="optimize-chain")
+def _chain_pipeline(model_file: str, data_dir: str) -> Model:
+    m = _import_model(path=model_file)
+    d = _import_dataset(path=data_dir)
+    base, data = m.outputs["model"], d.outputs["dataset"]
+    p = optimize(
+        technique="prune", model=base, dataset=data, params_json='{"epochs": 2, "frequency": 5}'
+    )
+    c = cluster(
+        model=p.outputs["candidate"],
+        dataset=data,
+        number_of_clusters=8,
+        params_json='{"epochs": 1}',
+    )
+    quantize(model=c.outputs["candidate"], dataset=data, mode="ptq-int8")
+    e = export_fp32(model=base, model_format="onnx")
+    quantize_onnx(model=e.outputs["candidate"], dataset=data, mode="onnx-int8-dynamic")
+    f = prune(model=base, dataset=data, target_sparsity=0.6, params_json='{"epochs": 1}')
+    return f.outputs["candidate"]
+
+
+@dsl.pipeline(name="optimize-bad")
+def _bad_pipeline(model_file: str, data_dir: str):
+    m = _import_model(path=model_file)
+    d = _import_dataset(path=data_dir)
+    optimize(
+        technique="prune",
+        model=m.outputs["model"],
+        dataset=d.outputs["dataset"],
+        params_json='{"target_sparsity": 1.2}',
+    )
+
+
+def _candidates(root: Path) -> dict[str, tuple[Path, object]]:
+    out = {}
+    for meta in root.rglob("candidate.json"):
+        cand = load_candidate(meta.parent)
+        out[cand.name] = (meta.parent, cand)
+    return out
+
+
+def test_components_compiled_yaml_matches_names():
+    here = Path(__file__).resolve().parents[1] / "components"
+    for comp in COMPONENTS:
+        name = comp.python_func.__name__
+        text = (here / f"{name}.yaml").read_text()
+        assert f"# Name: {comp.component_spec.name}" in text
+        assert f"- {name}\n" in text  # --function_to_execute
+
+
+def test_components_chain_under_kfp_local(baseline_model, sample_dataset, tmp_path):
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
+    run = _chain_pipeline(model_file=str(baseline_model), data_dir=str(sample_dataset))
+    cands = _candidates(tmp_path)
+    assert {
+        "prune-50",
+        "prune-50-cluster-8",
+        "prune-50-cluster-8-ptq-int8",
+        "fp32-onnx",
+        "fp32-onnx-onnx-int8-dynamic",
+        "prune-60",
+    } <= set(cands), sorted(cands)
+    _, q = cands["prune-50-cluster-8-ptq-int8"]
+    assert q.technique == "prune>cluster>ptq-int8" and q.parent == "prune-50-cluster-8"
+    _, c = cands["prune-50-cluster-8"]
+    assert c.stats["preserve_sparsity"] is True and c.params["number_of_clusters"] == 8
+    _, o = cands["fp32-onnx-onnx-int8-dynamic"]
+    assert o.format == "onnx" and o.technique == "fp32-onnx>onnx-int8-dynamic"
+    # the pipeline output carries the candidate metadata set by the component
+    out = run.output
+    assert out.metadata["technique"] == "prune"
+    assert json.loads(out.metadata["params"])["target_sparsity"] == 0.6
+    assert out.metadata["sparsity"] >= 0.59
+    assert load_candidate(out.path).name == "prune-60"
+
+
+def test_bad_params_fail_the_task_with_the_reason(baseline_model, sample_dataset, tmp_path, capfd):
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
+    with pytest.raises(RuntimeError):
+        _bad_pipeline(model_file=str(baseline_model), data_dir=str(sample_dataset))
+    out = capfd.readouterr()
+    text = out.out + out.err
+    # the task's own error, not the echoed inputs
+    assert "ConfigError: invalid parameters for technique 'prune'" in text
+    assert "target_sparsity: Input should be less than 1" in text
+    assert not list(tmp_path.rglob("candidate.json"))
