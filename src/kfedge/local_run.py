@@ -32,7 +32,7 @@ class ProgressStream:
     def __init__(self, log: TextIO, term: TextIO) -> None:
         self.log, self.term = log, term
         self._buf = ""
-        self._started: dict[str, float] = {}
+        self._started: dict[str, list[float]] = {}
         self.t0 = time.monotonic()
         self.error_lines: list[str] = []
         self.failed: list[str] = []
@@ -45,10 +45,11 @@ class ProgressStream:
     def _line(self, raw: str) -> None:
         line = _ANSI.sub("", raw).rstrip()
         if m := _START.search(line):
-            self._started[m.group(1)] = time.monotonic()
+            self._started.setdefault(m.group(1), []).append(time.monotonic())
             self._show(f"start  {m.group(1)}")
         elif m := _END.search(line):
-            took = time.monotonic() - self._started.get(m.group(1), self.t0)
+            starts = self._started.get(m.group(1)) or [self.t0]
+            took = time.monotonic() - starts.pop(0)  # parallel tasks of one name: first in
             status = m.group(2)
             if status != "SUCCESS":
                 self.failed.append(m.group(1))
@@ -127,7 +128,7 @@ def run_local(
     """
     from kfedge.provision import SAMPLE_MODEL_URI, plan_techniques
     from kfedge.select import Goals
-    from kfedge.storage import is_remote
+    from kfedge.storage import exists, is_remote
     from kfedge.targets import load_target
 
     # Everything that can be checked cheaply is checked before kfp starts.
@@ -139,7 +140,12 @@ def run_local(
     except Exception as exc:  # pydantic ValidationError
         raise ConfigError(f"invalid goals {goals}: {exc}") from exc
     for uri, what in ((model, "model"), (data, "data")):
-        if not uri.startswith("sample://") and not is_remote(uri):
+        if uri.startswith("sample://"):
+            continue
+        if is_remote(uri):
+            if not exists(uri):
+                raise NotFoundError(f"{what} not found: {uri}")
+        else:
             local = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
             if not local.exists():
                 raise NotFoundError(f"{what} not found: {uri}")

@@ -1,0 +1,85 @@
+"""Deploy component: serve the selected candidate on KServe (or locally) and smoke-test it."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
+
+from kfedge._version import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def deploy(
+    model: Input[Model],
+    evaluation: Input[Artifact],
+    dataset: Input[Dataset],
+    target: str,
+    endpoint: Output[Artifact],
+    isvc_yaml: Output[Artifact],
+    name: str = "",
+    namespace: str = "kserve",
+    service_account: str = "kfedge-s3",
+    storage_uri: str = "",
+    mode: str = "auto",
+    runtime: str = "kfedge-edge",
+    deployment_mode: str = "RawDeployment",
+    wait_timeout: int = 300,
+    atol: float = 0.001,
+) -> str:
+    """Deploy the candidate to KServe on the target's nodes and check its answers.
+
+    In ``cluster`` mode the InferenceService (node selector, tolerations and accelerator from the
+    target, the ``kfedge-edge`` ServingRuntime) is created or updated, the step waits until it is
+    Ready and sends the sample the evaluation recorded over V2. In ``local`` mode the same model
+    server runs on a loopback port in this step and is checked over V1 and V2. A wrong answer
+    fails the step after the result is written.
+
+    Args:
+        model: The selected candidate (directory with the .tflite / .onnx model).
+        evaluation: The candidate's evaluation JSON (its outputs_sample is the expected answer).
+        dataset: The split dataset the evaluation ran on (the sample is read from it).
+        target: Target profile name (e.g. cpu-arm64, nvidia-jetson, coral-edgetpu).
+        endpoint: Result (endpoint.json): mode, url, per-protocol checks, max abs diff, passed.
+        isvc_yaml: The InferenceService applied (inferenceservice.yaml); in local mode, the one
+            that would be applied.
+        name: InferenceService and model name (default: from the candidate's name).
+        namespace: Namespace of the InferenceService.
+        service_account: Service account holding the S3 credentials for KServe's storage
+            initializer (manifests/base/s3-serviceaccount.yaml).
+        storage_uri: Where KServe fetches the model; default: this Model artifact's URI
+            (s3://... or minio://... in a cluster).
+        mode: auto (cluster when in-cluster config or KUBECONFIG is present, else local),
+            local or cluster.
+        runtime: ServingRuntime / ClusterServingRuntime name.
+        deployment_mode: RawDeployment / Standard (plain Deployment) or Serverless / Knative.
+        wait_timeout: Seconds to wait for the InferenceService to be Ready.
+        atol: Largest accepted absolute difference from the evaluated output.
+
+    Returns:
+        The endpoint URL the smoke test passed on.
+    """
+    from kfedge.deploy import deploy_candidate
+
+    result = deploy_candidate(
+        model.path,
+        evaluation.path,
+        dataset.path,
+        target,
+        endpoint.path,
+        isvc_yaml.path,
+        model_uri=model.uri,
+        name=name,
+        namespace=namespace,
+        service_account=service_account,
+        storage_uri=storage_uri,
+        mode=mode,
+        runtime=runtime,
+        deployment_mode=deployment_mode,
+        wait_timeout=wait_timeout,
+        atol=atol,
+    )
+    endpoint.metadata.update(
+        {k: result[k] for k in ("mode", "url", "model_name", "passed", "max_abs_diff")}
+    )
+    isvc_yaml.metadata.update(
+        {"namespace": namespace, "target": target, "name": result["model_name"]}
+    )
+    return result["url"]

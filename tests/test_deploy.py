@@ -1,0 +1,557 @@
+"""kfedge.deploy: InferenceService objects, create/wait/smoke-test, local deploy, the component.
+
+No cluster is available here. The create / wait / smoke-test sequence runs against a FAKE
+Kubernetes API (a small HTTP server on 127.0.0.1 implementing get / create / patch of
+inferenceservices, reached through a kubeconfig), which records what it was sent; tests using
+it say "fake" in their names. None of them claims a real cluster deployment happened.
+"""
+
+import copy
+import functools
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("kserve")
+
+from kfedge.deploy import (  # noqa: E402
+    DeployError,
+    build_inference_service,
+    cluster_configured,
+    deploy,
+    deploy_candidate,
+    deploy_local,
+    isvc_name,
+    smoke_test,
+)
+from kfedge.errors import ConfigError  # noqa: E402
+
+PREFIX = "/apis/serving.kserve.io/v1beta1/namespaces/"
+
+
+# ----------------------------------------------------------------------------- CRD schema
+def _strip_x(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip_x(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
+    if isinstance(node, list):
+        return [_strip_x(v) for v in node]
+    return node
+
+
+@functools.lru_cache(maxsize=4)
+def crd_validator(reference_dir: Path, file: str, version: str) -> Any:
+    import jsonschema
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = yaml.load((reference_dir / "kserve" / file).read_text(), Loader=loader)  # noqa: S506
+    ver = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    return jsonschema.Draft7Validator(_strip_x(ver["schema"]["openAPIV3Schema"]))
+
+
+@pytest.mark.parametrize("target", ["cpu-arm64", "nvidia-jetson", "coral-edgetpu"])
+def test_isvc_from_target_fits_crd_and_carries_placement(target: str, reference_dir) -> None:  # noqa: ANN001
+    from kfedge.targets import load_target
+
+    tgt = load_target(target)
+    isvc = build_inference_service("digits", "s3://models/digits", target, model_format="tflite")
+    errors = list(
+        crd_validator(
+            reference_dir, "serving.kserve.io_inferenceservices.yaml", "v1beta1"
+        ).iter_errors(isvc)
+    )
+    assert not errors, [e.message for e in errors]
+    pred = isvc["spec"]["predictor"]
+    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    assert isvc["metadata"]["labels"]["kfedge.io/target"] == target
+    assert pred["nodeSelector"] == tgt.k8s_node_selector()
+    assert pred["nodeSelector"]["kubernetes.io/arch"] == "arm64"
+    assert pred.get("tolerations", []) == tgt.k8s_tolerations()
+    assert pred["serviceAccountName"] == "kfedge-s3" and pred["minReplicas"] == 1
+    model = pred["model"]
+    assert model["modelFormat"] == {"name": "tflite"} and model["runtime"] == "kfedge-edge"
+    assert model["protocolVersion"] == "v2" and model["storageUri"] == "s3://models/digits"
+    res = model["resources"]
+    assert res["requests"]["memory"] == tgt.serving_resources.requests["memory"]
+    if tgt.accelerator:
+        acc = tgt.accelerator
+        assert res["limits"][acc.resource] == res["requests"][acc.resource] == str(acc.count)
+    else:
+        assert not any("/" in k for k in res.get("limits", {}))
+    if tgt.threads:
+        assert {"name": "KFEDGE_THREADS", "value": str(tgt.threads)} in model["env"]
+
+
+def test_jetson_specifics_gpu_toleration_and_onnx_providers() -> None:
+    isvc = build_inference_service("d", "s3://m/d", "nvidia-jetson", model_format="onnx")
+    pred = isvc["spec"]["predictor"]
+    assert pred["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert pred["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pred["model"]["args"] == [
+        "--providers=TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider"
+    ]
+
+
+def test_modes_and_uris() -> None:
+    isvc = build_inference_service(
+        "d", "minio://mlpipeline/v2/artifacts/x", "cpu-amd64", deployment_mode="Standard"
+    )
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/v2/artifacts/x"
+    knative = build_inference_service(
+        "d", "s3://b/k", "cpu-amd64", deployment_mode="Knative", min_replicas=0
+    )
+    assert knative["spec"]["predictor"]["minReplicas"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "Bad_Name"}, "must be a DNS-1035 label"),
+        ({"target": "coral-edgetpu", "model_format": "onnx"}, "serves tflite models, not onnx"),
+        ({"storage_uri": "/tmp/model"}, "storage URI KServe's storage initializer can fetch"),
+        ({"storage_uri": "s3://"}, "storage URI KServe's storage initializer can fetch"),
+        ({"deployment_mode": "Fast"}, "deployment_mode must be one of"),
+        ({"protocol": "v3"}, "protocol must be one of"),
+        ({"min_replicas": 0}, "min_replicas must be >= 1 in RawDeployment mode"),
+        ({"model_format": "keras"}, "model_format must be one of"),
+    ],
+)
+def test_build_refuses_bad_input(kwargs: dict, message: str) -> None:
+    args = {"name": "d", "storage_uri": "s3://b/k", "target": "cpu-arm64", **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        build_inference_service(**args)
+
+
+def test_isvc_name() -> None:
+    assert isvc_name("ptq_int8") == "ptq-int8"
+    assert isvc_name("Prune50+INT8") == "prune50-int8"
+    assert isvc_name("8bit") == "kfedge-8bit"
+    assert len(isvc_name("x" * 100)) == 45
+
+
+def test_cluster_detection(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    assert not cluster_configured()
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    assert not cluster_configured()
+    (tmp_path / "kc").write_text("apiVersion: v1\n")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kc"))
+    assert cluster_configured()
+
+
+# --------------------------------------------------------------------- fake Kubernetes API
+class FakeKube:
+    """A FAKE Kubernetes API for inferenceservices: get / create / patch, recorded."""
+
+    def __init__(
+        self,
+        ready_after: int = 2,
+        url: str = "http://digits.kserve.svc.cluster.local",
+        deny: int | None = None,
+        never_ready: bool = False,
+    ) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.gets_since_change = 0
+        self.ready_after, self.url, self.deny, self.never_ready = (
+            ready_after,
+            url,
+            deny,
+            never_ready,
+        )
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def _send(self, code: int, obj: Any) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self) -> None:
+                n = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(n)) if n else None
+                fake.requests.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "content_type": self.headers.get("content-type"),
+                        "auth": self.headers.get("authorization"),
+                        "body": body,
+                    }
+                )
+                code, obj = fake.answer(self.command, self.path.split("?")[0], body)
+                self._send(code, obj)
+
+            do_GET = do_POST = do_PATCH = _handle  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "reason": reason,
+            "message": message,
+            "code": code,
+        }
+
+    def answer(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        if not path.startswith(PREFIX) or "/inferenceservices" not in path:
+            return 404, self._status(404, "NotFound", f"no route {path}")
+        ns, _, rest = path[len(PREFIX) :].partition("/inferenceservices")
+        name = rest.strip("/")
+        if self.deny and method != "GET":
+            return self.deny, self._status(
+                self.deny,
+                "Forbidden",
+                f'inferenceservices is forbidden: User "x" cannot '
+                f'{method.lower()} resource in namespace "{ns}"',
+            )
+        obj = self.objects.get((ns, name))
+        if method == "GET":
+            if obj is None:
+                return 404, self._status(404, "NotFound", f'inferenceservices "{name}" not found')
+            self.gets_since_change += 1
+            if self.gets_since_change >= self.ready_after and not self.never_ready:
+                obj["status"] = {
+                    "observedGeneration": obj["metadata"]["generation"],
+                    "url": f"http://{name}.example.com",
+                    "address": {"url": self.url},
+                    "conditions": [{"type": "Ready", "status": "True"}],
+                }
+            elif self.never_ready:
+                obj["status"] = {
+                    "conditions": [
+                        {
+                            "type": "PredictorReady",
+                            "status": "False",
+                            "reason": "ImagePullBackOff",
+                            "message": "Back-off pulling image",
+                        },
+                        {"type": "Ready", "status": "False"},
+                    ]
+                }
+            return 200, obj
+        if method == "POST":
+            obj = copy.deepcopy(body)
+            obj["metadata"].update(generation=1, resourceVersion="1", uid="fake-uid")
+            self.objects[(ns, obj["metadata"]["name"])] = obj
+            self.gets_since_change = 0
+            return 201, obj
+        if method == "PATCH":
+            if obj is None:
+                return 404, self._status(404, "NotFound", "not found")
+            merged = _apply_merge_patch(obj, body)
+            merged["metadata"]["generation"] = obj["metadata"]["generation"] + 1
+            merged.pop("status", None)
+            self.objects[(ns, name)] = merged
+            self.gets_since_change = 0
+            return 200, merged
+        return 405, self._status(405, "MethodNotAllowed", method)
+
+    def kubeconfig(self, path: Path) -> Path:
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "fake",
+                    "clusters": [
+                        {"name": "fake", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}
+                    ],
+                    "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+                }
+            )
+        )
+        return path
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def _apply_merge_patch(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _apply_merge_patch(out.get(k), v)
+    return out
+
+
+@pytest.fixture
+def fake_kube(tmp_path: Path):  # noqa: ANN201
+    fake = FakeKube()
+    yield fake, fake.kubeconfig(tmp_path / "kubeconfig")
+    fake.close()
+
+
+def test_fake_api_create_then_wait_ready_returns_address_url(fake_kube) -> None:  # noqa: ANN001
+    fake, kubeconfig = fake_kube
+    isvc = build_inference_service("digits", "s3://models/digits", "cpu-arm64")
+    url = deploy(isvc, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)
+    assert url == "http://digits.kserve.svc.cluster.local"
+    methods = [(r["method"], r["path"]) for r in fake.requests]
+    assert methods[0] == ("GET", PREFIX + "kserve/inferenceservices/digits")
+    assert methods[1] == ("POST", PREFIX + "kserve/inferenceservices")
+    assert all(m == "GET" for m, _ in methods[2:]) and len(methods) == 2 + fake.ready_after
+    assert fake.requests[1]["body"] == isvc  # exactly the object built, nothing else
+    assert fake.requests[1]["auth"] == "Bearer fake-token"
+
+
+def test_fake_api_update_sends_a_merge_patch_that_removes_stale_keys(fake_kube) -> None:  # noqa: ANN001
+    fake, kubeconfig = fake_kube
+    first = build_inference_service(
+        "digits", "s3://models/v1", "nvidia-jetson", model_format="onnx"
+    )
+    deploy(first, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)
+    second = build_inference_service("digits", "s3://models/v2", "cpu-arm64")
+    deploy(second, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)
+    patch = next(r for r in fake.requests if r["method"] == "PATCH")
+    assert patch["content_type"] == "application/merge-patch+json"
+    spec = patch["body"]["spec"]["predictor"]
+    assert spec["model"]["storageUri"] == "s3://models/v2"
+    assert spec["nodeSelector"]["nvidia.com/gpu.family"] is None  # the GPU label is removed
+    assert spec["model"]["args"] is None
+    stored = fake.objects[("kserve", "digits")]
+    assert stored["spec"] == second["spec"]  # after the patch the object is exactly the new one
+    assert stored["metadata"]["generation"] == 2
+
+
+def test_fake_api_timeout_reports_the_failing_conditions(tmp_path: Path) -> None:
+    fake = FakeKube(never_ready=True)
+    try:
+        isvc = build_inference_service("digits", "s3://models/d", "cpu-arm64")
+        with pytest.raises(
+            DeployError,
+            match=r"not Ready after 0.2 s: PredictorReady=False "
+            r"\(ImagePullBackOff: Back-off pulling image\)",
+        ):
+            deploy(
+                isvc, wait_timeout=0.2, kube=fake.kubeconfig(tmp_path / "kc"), poll_interval=0.02
+            )
+    finally:
+        fake.close()
+
+
+def test_fake_api_forbidden_names_the_missing_rbac(tmp_path: Path) -> None:
+    fake = FakeKube(deny=403)
+    try:
+        isvc = build_inference_service("digits", "s3://models/d", "cpu-arm64")
+        with pytest.raises(DeployError, match=r"HTTP 403 .*forbidden.*kfedge-deployer Role"):
+            deploy(isvc, kube=fake.kubeconfig(tmp_path / "kc"), poll_interval=0.01)
+    finally:
+        fake.close()
+
+
+# ------------------------------------------------------------------------ smoke / local
+@pytest.fixture(scope="module")
+def candidate(fp32_tflite: Path, sample_dataset: Path, tmp_path_factory) -> dict[str, Any]:  # noqa: ANN001
+    """A candidate dir + an evaluation JSON recording eval sample 3's output (as evaluate does)."""
+    from kfedge.candidate import Candidate, save_candidate
+    from kfedge.data import load_split
+    from kfedge.runners import load_runner
+
+    d = tmp_path_factory.mktemp("cand")
+    shutil.copy(fp32_tflite, d / "model.tflite")
+    save_candidate(Candidate("fp32_baseline", "baseline", "tflite", "model.tflite"), d)
+    x, _ = load_split(sample_dataset, "eval", limit=4)
+    runner = load_runner(d / "model.tflite")
+    values = runner.predict(x[3:4])[0]
+    ev = tmp_path_factory.mktemp("eval") / "evaluation.json"
+    ev.write_text(
+        json.dumps(
+            {
+                "name": "fp32_baseline",
+                "outputs_sample": {
+                    "index": 3,
+                    "split": "eval",
+                    "output_name": runner.outputs[0].name,
+                    "values": [float(v) for v in values],
+                },
+            }
+        )
+    )
+    return {"dir": d, "evaluation": ev, "sample": x[3], "expected": values}
+
+
+def test_deploy_local_passes_over_v1_and_v2(candidate) -> None:  # noqa: ANN001
+    res = deploy_local(candidate["dir"], candidate["sample"], candidate["expected"], name="digits")
+    assert res["passed"], res
+    assert set(res["protocols"]) == {"v1", "v2"}
+    for check in res["protocols"].values():
+        assert check["passed"] and check["max_abs_diff"] <= 1e-6
+        assert check["argmax"] == check["expected_argmax"] == int(np.argmax(candidate["expected"]))
+    assert res["url"].startswith("http://127.0.0.1:")
+    # the server was stopped
+    with pytest.raises(DeployError, match="unreachable"):
+        smoke_test(res["url"], "digits", candidate["sample"], candidate["expected"])
+
+
+def test_deploy_local_wrong_expected_output_fails_with_reason(candidate) -> None:  # noqa: ANN001
+    wrong = np.roll(candidate["expected"], 1)
+    res = deploy_local(candidate["dir"], candidate["sample"], wrong, name="digits")
+    assert res["passed"] is False
+    assert "V1 answer differs from the evaluated output: max abs diff" in res["detail"]
+
+
+def _start_server(model_dir: Path, name: str, tmp: Path) -> tuple[subprocess.Popen, str]:
+    from kfedge.deploy import _free_port, _wait_ready
+
+    port = _free_port()
+    log = tmp / "server.log"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kfedge.serving",
+            f"--model_name={name}",
+            f"--model_dir={model_dir}",
+            f"--http_port={port}",
+            "--host=127.0.0.1",
+            "--enable_grpc=false",
+        ],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    _wait_ready(proc, url, log, 90)
+    return proc, url
+
+
+def test_fake_api_full_cluster_sequence_with_smoke_test_on_a_real_server(
+    candidate,
+    sample_dataset,
+    tmp_path,  # noqa: ANN001
+) -> None:
+    """deploy_candidate(mode=cluster): FAKE API for create/wait, REAL local server for the
+    V2 smoke test (the fake reports the local server's URL as the service address)."""
+    proc, url = _start_server(candidate["dir"], "fp32-baseline", tmp_path)
+    fake = FakeKube(url=url)
+    try:
+        res = deploy_candidate(
+            candidate["dir"],
+            candidate["evaluation"],
+            sample_dataset,
+            "cpu-arm64",
+            tmp_path / "endpoint",
+            tmp_path / "isvc",
+            model_uri="minio://mlpipeline/run/model",
+            mode="cluster",
+            kube=fake.kubeconfig(tmp_path / "kc"),
+            poll_interval=0.01,
+        )
+    finally:
+        fake.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert res["passed"] and res["mode"] == "cluster" and res["url"] == url
+    assert res["protocols"]["v2"]["max_abs_diff"] <= 1e-6
+    created = next(r["body"] for r in fake.requests if r["method"] == "POST")
+    assert created["metadata"]["name"] == "fp32-baseline"
+    assert created["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/run/model"
+    assert yaml.safe_load((tmp_path / "isvc" / "inferenceservice.yaml").read_text()) == created
+    assert json.loads((tmp_path / "endpoint" / "endpoint.json").read_text())["passed"] is True
+
+
+def test_deploy_candidate_refuses_bad_mode_before_anything(
+    candidate,
+    sample_dataset,  # noqa: ANN001
+    tmp_path,
+) -> None:
+    with pytest.raises(ConfigError, match="mode must be auto, local or cluster"):
+        deploy_candidate(
+            candidate["dir"],
+            candidate["evaluation"],
+            sample_dataset,
+            "cpu-arm64",
+            tmp_path / "e",
+            tmp_path / "i",
+            mode="remote",
+        )
+    with pytest.raises(ConfigError, match="storage URI"):
+        deploy_candidate(
+            candidate["dir"],
+            candidate["evaluation"],
+            sample_dataset,
+            "cpu-arm64",
+            tmp_path / "e",
+            tmp_path / "i",
+            mode="cluster",
+        )
+    assert not (tmp_path / "e").exists() and not (tmp_path / "i").exists()
+
+
+# ------------------------------------------------------------------------------ component
+@pytest.mark.e2e
+def test_component_deploys_locally_under_kfp_local(candidate, sample_dataset, tmp_path) -> None:  # noqa: ANN001
+    from kfedge.components.deploy import deploy as deploy_component
+    from kfp import dsl, local
+    from kfp.dsl import Artifact, Dataset, Model, Output
+
+    @dsl.component
+    def _inputs(
+        model_dir: str,
+        evaluation_file: str,
+        dataset_dir: str,
+        model: Output[Model],
+        evaluation: Output[Artifact],
+        dataset: Output[Dataset],
+    ) -> None:
+        import shutil
+
+        shutil.copytree(model_dir, model.path)
+        shutil.copy(evaluation_file, evaluation.path)
+        shutil.copytree(dataset_dir, dataset.path)
+
+    @dsl.pipeline
+    def _pipe(model_dir: str, evaluation_file: str, dataset_dir: str) -> str:
+        made = _inputs(
+            model_dir=model_dir, evaluation_file=evaluation_file, dataset_dir=dataset_dir
+        )
+        return deploy_component(
+            model=made.outputs["model"],
+            evaluation=made.outputs["evaluation"],
+            dataset=made.outputs["dataset"],
+            target="cpu-amd64",
+            mode="local",
+        ).outputs["Output"]
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
+    run = _pipe(
+        model_dir=str(candidate["dir"]),
+        evaluation_file=str(candidate["evaluation"]),
+        dataset_dir=str(sample_dataset),
+    )
+    assert run.output.startswith("http://127.0.0.1:")
+    endpoint = json.loads(next(tmp_path.rglob("endpoint.json")).read_text())
+    assert endpoint["passed"] and endpoint["mode"] == "local"
+    assert set(endpoint["protocols"]) == {"v1", "v2"}
+    isvc = yaml.safe_load(next(tmp_path.rglob("inferenceservice.yaml")).read_text())
+    assert isvc["metadata"]["name"] == "fp32-baseline"
+    assert isvc["spec"]["predictor"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}

@@ -1,0 +1,205 @@
+"""kfedge.serving in-process: model checks, app wiring, binary decoding, no TensorFlow on the path.
+
+Over-HTTP behaviour (real server subprocess) is in test_serving_http.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("kserve")
+
+
+@pytest.fixture(scope="module")
+def candidate_dir(fp32_tflite: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A candidate directory (model.tflite + candidate.json), as KServe mounts it."""
+    import shutil
+
+    from kfedge.candidate import Candidate, save_candidate
+
+    d = tmp_path_factory.mktemp("cand")
+    shutil.copy(fp32_tflite, d / "model.tflite")
+    save_candidate(Candidate("fp32", "baseline", "tflite", "model.tflite"), d)
+    return d
+
+
+def _client(model):  # noqa: ANN001, ANN202
+    from kfedge.serving.server import EdgeServer
+    from starlette.testclient import TestClient
+
+    server = EdgeServer(model, max_body_bytes=1 << 20)
+    return TestClient(server.app)
+
+
+@pytest.fixture(scope="module")
+def loaded(candidate_dir: Path):  # noqa: ANN201
+    from kfedge.serving.model import EdgeModel
+
+    model = EdgeModel("digits", candidate_dir, max_batch=8)
+    model.load()
+    yield model
+    model.stop()
+
+
+def test_serving_path_never_imports_tensorflow(candidate_dir: Path) -> None:
+    """Loading, wiring the app and predicting must not pull TensorFlow into the process."""
+    code = (
+        "import sys, numpy as np\n"
+        "from kfedge.serving.model import EdgeModel\n"
+        "from kfedge.serving.server import EdgeServer\n"
+        "import kfedge.serving.__main__\n"
+        f"m = EdgeModel('m', {str(candidate_dir)!r}); m.load()\n"
+        "EdgeServer(m)\n"
+        "y = m.runner.predict(np.zeros((2, 32, 32, 1), np.float32))\n"
+        "assert y.shape == (2, 10), y.shape\n"
+        "bad = sorted(k for k in sys.modules if k.split('.')[0] in "
+        "('tensorflow', 'tf_keras', 'keras', 'tensorflow_model_optimization', 'tf2onnx'))\n"
+        "print('LEAKED', bad)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "LEAKED []" in out.stdout, out.stdout
+
+
+def test_candidate_directory_resolves_and_metadata_has_real_names(loaded) -> None:  # noqa: ANN001
+    assert loaded.path.name == "model.tflite"
+    assert loaded.get_input_types() == [
+        {"name": loaded.runner.inputs[0].name, "datatype": "FP32", "shape": [-1, 32, 32, 1]}
+    ]
+    assert loaded.get_output_types() == [
+        {"name": loaded.runner.outputs[0].name, "datatype": "FP32", "shape": [-1, 10]}
+    ]
+
+
+def test_resolve_model_refuses_non_deployable_formats(baseline_model: Path) -> None:
+    from kfedge.serving.model import resolve_model
+
+    from kfedge.errors import ModelFormatError, NotFoundError
+
+    with pytest.raises(ModelFormatError, match="serves tflite or onnx models.*is keras"):
+        resolve_model(baseline_model)
+    with pytest.raises((NotFoundError, ModelFormatError), match="not found"):
+        resolve_model("/nonexistent/model.tflite")
+
+
+def test_unloaded_model_answers_503_and_server_not_ready(candidate_dir: Path) -> None:
+    from kfedge.serving.model import EdgeModel
+
+    model = EdgeModel("digits", candidate_dir)  # never loaded
+    c = _client(model)
+    r = c.post("/v2/models/digits/infer", json={"inputs": []})
+    assert r.status_code == 503 and "not ready" in r.json()["error"]
+    assert c.post("/v1/models/digits:predict", json={"instances": [[1]]}).status_code == 503
+    assert c.get("/v2/health/ready").status_code == 503
+    assert c.get("/v2/health/live").status_code == 200
+    assert c.get("/v2/models/digits/ready").status_code == 503
+    assert c.get("/v2/models/other/ready").status_code == 404
+
+
+def test_in_process_v1_v2_match_runner_and_errors_are_oip_400(loaded) -> None:  # noqa: ANN001
+    c = _client(loaded)
+    x = np.random.default_rng(0).random((3, 32, 32, 1), dtype=np.float32)
+    want = loaded.runner.predict(x)
+    name = loaded.runner.inputs[0].name
+    r = c.post("/v1/models/digits:predict", json={"instances": x.tolist()})
+    assert r.status_code == 200
+    np.testing.assert_allclose(np.array(r.json()["predictions"]), want, rtol=0, atol=1e-6)
+    body = {
+        "inputs": [
+            {"name": name, "shape": [3, 32, 32, 1], "datatype": "FP32", "data": x.ravel().tolist()}
+        ]
+    }
+    r = c.post("/v2/models/digits/infer", json=body)
+    assert r.status_code == 200
+    out = r.json()["outputs"][0]
+    assert out["shape"] == [3, 10] and out["datatype"] == "FP32"
+    np.testing.assert_allclose(np.array(out["data"]).reshape(3, 10), want, atol=1e-6)
+    # schema error (FastAPI 422 in KServe) -> 400 {"error"}
+    r = c.post("/v2/models/digits/infer", json={"inputs": [{"name": name}]})
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("invalid inference request: inputs.0.shape: Field required")
+    # batch over max_batch (8)
+    big = {"inputs": [{**body["inputs"][0], "shape": [9, 32, 32, 1], "data": [0.0] * (9 * 1024)}]}
+    r = c.post("/v2/models/digits/infer", json=big)
+    assert (
+        r.status_code == 400
+        and "batch of 9 is over this server's maximum of 8" in r.json()["error"]
+    )
+
+
+def test_decode_binary_request_checks_sizes() -> None:
+    from kfedge.serving.server import decode_binary_request
+    from kserve.errors import InvalidInput
+
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    head = {
+        "inputs": [
+            {
+                "name": "a",
+                "shape": [2, 3],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": 24},
+            }
+        ]
+    }
+    h = json.dumps(head).encode()
+    req = decode_binary_request(
+        h + x.tobytes(), {"inference-header-content-length": str(len(h))}, "m"
+    )
+    np.testing.assert_array_equal(req.inputs[0].data.reshape(2, 3), x)
+    hdr = {"inference-header-content-length": str(len(h))}
+    with pytest.raises(InvalidInput, match="24 bytes of binary data declared at offset"):
+        decode_binary_request(h + x.tobytes()[:-4], hdr, "m")
+    with pytest.raises(InvalidInput, match="4 bytes after the declared binary data"):
+        decode_binary_request(h + x.tobytes() + b"\0" * 4, hdr, "m")
+    head["inputs"][0]["parameters"]["binary_data_size"] = 20
+    h2 = json.dumps(head).encode()
+    with pytest.raises(InvalidInput, match=r"needs 24 bytes, but binary_data_size is 20"):
+        decode_binary_request(
+            h2 + x.tobytes()[:20], {"inference-header-content-length": str(len(h2))}, "m"
+        )
+    with pytest.raises(InvalidInput, match="must be an integer, got 'abc'"):
+        decode_binary_request(h + x.tobytes(), {"inference-header-content-length": "abc"}, "m")
+    with pytest.raises(InvalidInput, match="but the body has"):
+        decode_binary_request(b"{}", {"inference-header-content-length": "99"}, "m")
+    # no header: the body must be a plain JSON request
+    with pytest.raises(InvalidInput, match="malformed JSON body"):
+        decode_binary_request(b"\x00\x01", {}, "m")
+
+
+def test_main_refuses_a_model_it_cannot_serve(baseline_model: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kfedge.serving",
+            "--model_dir",
+            str(baseline_model),
+            "--host",
+            "127.0.0.1",
+            "--http_port",
+            "1",
+            "--enable_grpc",
+            "false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "serves tflite or onnx models" in out.stderr and "is keras" in out.stderr
+
+
+def test_main_refuses_several_workers(candidate_dir: Path) -> None:
+    from kfedge.serving.__main__ import main
+
+    assert main(["--model_dir", str(candidate_dir), "--workers", "2"]) == 2
