@@ -42,13 +42,19 @@ def test_targets_list_and_show(capsys: pytest.CaptureFixture[str]):
     ("args", "message"),
     [
         (["run", "--target", "jetson-nano"], "unknown target 'jetson-nano'; available:"),
-        (["run", "--model", "/nonexistent/model.keras", "--data", "/nonexistent/d.npz"],
-         "model not found: /nonexistent/model.keras"),
-        (["run", "--model", "sample://baseline", "--data", "ftp://host/data.npz"],
-         "unsupported storage scheme 'ftp'"),
+        (
+            ["run", "--model", "/nonexistent/model.keras", "--data", "/nonexistent/d.npz"],
+            "model not found: /nonexistent/model.keras",
+        ),
+        (
+            ["run", "--model", "sample://baseline", "--data", "ftp://host/data.npz"],
+            "unsupported storage scheme 'ftp'",
+        ),
         (["run", "--techniques", "ptq-int8,magic"], "unknown technique(s) ['magic']"),
-        (["run", "--target", "coral-edgetpu", "--techniques", "onnx-int8-static"],
-         "target coral-edgetpu runs formats ['tflite']"),
+        (
+            ["run", "--target", "coral-edgetpu", "--techniques", "onnx-int8-static"],
+            "target coral-edgetpu runs formats ['tflite']",
+        ),
         (["run", "--max-accuracy-drop", "-1"], "--max-accuracy-drop must be >= 0"),
         (["targets", "show", "nope"], "unknown target 'nope'"),
         (["report", "/nonexistent/run"], "no report.json at /nonexistent/run"),
@@ -76,9 +82,21 @@ def test_data_uri_on_unreachable_s3_is_one_line(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEY")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "very-secret-value-123")
     res = subprocess.run(
-        [sys.executable, "-m", "kfedge.cli", "run", "--model", "s3://models/m.keras",
-         "--data", "s3://data/d.npz", "--output-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "kfedge.cli",
+            "run",
+            "--model",
+            "s3://models/m.keras",
+            "--data",
+            "s3://data/d.npz",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 2
     assert f"127.0.0.1:{port}" in res.stderr

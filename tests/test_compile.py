@@ -27,8 +27,19 @@ def test_every_component_and_pipeline_is_compiled():
     names = {p.name for p in components()} | {p.name for p in pipelines()}
     for pipeline in PIPELINES:
         assert f"{pipeline}.yaml" in names
-    for comp in ("provision", "optimize", "export_fp32", "evaluate", "select", "report", "deploy",
-                 "quantize", "prune", "cluster", "import_model"):
+    for comp in (
+        "provision",
+        "optimize",
+        "export_fp32",
+        "evaluate",
+        "select",
+        "report",
+        "deploy",
+        "quantize",
+        "prune",
+        "cluster",
+        "import_model",
+    ):
         assert f"{comp}.yaml" in names, comp
 
 
@@ -69,10 +80,14 @@ def _executor_for(spec: dict, task_prefix: str) -> list[str]:
 
 def _from_provision(ref: dict, key: str) -> bool:
     """A reference to provision's output ``key``, directly or through a sub-DAG input."""
-    return ref.get("taskOutputParameter") == {
-        "outputParameterKey": key,
-        "producerTask": "provision",
-    } or ref.get("componentInputParameter") == f"pipelinechannel--provision-{key}"
+    return (
+        ref.get("taskOutputParameter")
+        == {
+            "outputParameterKey": key,
+            "producerTask": "provision",
+        }
+        or ref.get("componentInputParameter") == f"pipelinechannel--provision-{key}"
+    )
 
 
 def test_placement_reaches_evaluate_and_deploy():
@@ -136,8 +151,15 @@ def test_provision_outputs_carry_the_target_profile(target: str, label: str, acc
 def test_pipeline_parameters_have_defaults_and_descriptions():
     spec, _ = _docs("edge-optimize-deploy")
     params = spec["root"]["inputDefinitions"]["parameters"]
-    for name in ("model_uri", "data_uri", "target", "techniques", "goals_json", "epochs",
-                 "serving_namespace"):
+    for name in (
+        "model_uri",
+        "data_uri",
+        "target",
+        "techniques",
+        "goals_json",
+        "epochs",
+        "serving_namespace",
+    ):
         assert "defaultValue" in params[name], name
         assert params[name].get("description"), name
     assert params["target"]["defaultValue"] == "cpu-amd64"

@@ -1,0 +1,73 @@
+"""End to end: the default pipeline through kfp.local, as `kfedge run` runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kfedge.local_run import run_local
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TECHNIQUES = ["ptq-int8", "onnx-int8-static", "prune"]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("e2e")
+    return run_local(
+        techniques=",".join(TECHNIQUES),
+        goals={"max_accuracy_drop": 0.02, "objective": "latency"},
+        epochs=1,
+        latency_runs=30,
+        output_dir=out,
+        quiet=True,
+    )
+
+
+def test_report_lists_baseline_and_every_technique(full_run: dict):
+    report = json.loads(Path(full_run["report"]).read_text())
+    assert report["baseline"] == "fp32-tflite"
+    techniques = {c["technique"].split(">")[-1] for c in report["candidates"]}
+    assert {"fp32-tflite", *TECHNIQUES} <= techniques
+    for cand in report["candidates"]:
+        assert 0.9 <= cand["accuracy"] <= 1.0, cand["name"]
+        lat = cand["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"], cand["name"]
+        assert cand["size_bytes"] > cand["size_gzip_bytes"] > 0, cand["name"]
+        assert isinstance(cand["passed_goals"], bool) and isinstance(cand["failed_goals"], list)
+    html = Path(full_run["report"]).with_name("report.html").read_text()
+    assert "<svg" in html and "fp32-tflite" in html
+    assert (
+        "| Model | Accuracy original |"
+        in Path(full_run["report"]).with_name("report.md").read_text()
+    )
+
+
+def test_a_candidate_was_selected_and_the_local_endpoint_answered(full_run: dict):
+    report = json.loads(Path(full_run["report"]).read_text())
+    assert report["selected"] and full_run["selected"] == report["selected"]
+    chosen = next(c for c in report["candidates"] if c["name"] == report["selected"])
+    assert chosen["passed_goals"]
+    deploy = full_run["deploy"]
+    assert deploy["passed"] is True and deploy["mode"] == "local"
+    assert deploy["protocols"]["v1"]["passed"] and deploy["protocols"]["v2"]["passed"]
+    assert deploy["url"].startswith("http://127.0.0.1:")
+    assert Path(full_run["selected_model"], "candidate.json").is_file()
+
+
+def test_goals_no_candidate_meets_skip_deploy_and_say_so(tmp_path: Path, capsys):
+    result = run_local(
+        techniques="ptq-dynamic",
+        goals={"max_latency_ms": 1e-6},
+        latency_runs=30,
+        output_dir=tmp_path,
+    )
+    report = json.loads(Path(result["report"]).read_text())
+    assert report["selected"] is None and result["deploy"] is None
+    assert all(not c["passed_goals"] and c["failed_goals"] for c in report["candidates"])
+    out = capsys.readouterr().out
+    assert "deploy skipped: no candidate met the goals" in out
+    assert not list(Path(result["run_dir"]).rglob("endpoint.json"))
