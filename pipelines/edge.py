@@ -8,12 +8,12 @@ ordinary nodes. S3 credentials come from KFP's own Secret (``mlpipeline-minio-ar
 
 from typing import Any
 
+from kfp import dsl, kubernetes
+
 from kfedge.components.deploy import deploy
 from kfedge.components.evaluate import evaluate, report, select
 from kfedge.components.optimize import export_fp32, optimize
 from kfedge.components.provision import import_model, provision, technique_params
-from kfp import dsl, kubernetes
-
 from kfedge.provision import DEFAULT_TECHNIQUES
 
 #: Optimized techniques of the default plan (the FP32 reference is always exported too).

@@ -20,9 +20,10 @@ from kfedge.errors import KfedgeError
 
 def build_parser() -> argparse.ArgumentParser:
     """KServe's model-server arguments plus kfedge's."""
+    from kserve import model_server
+
     from kfedge.serving.model import DEFAULT_INFER_WORKERS, DEFAULT_MAX_BATCH
     from kfedge.serving.server import DEFAULT_MAX_BODY_BYTES
-    from kserve import model_server
 
     parser = argparse.ArgumentParser(
         prog="python -m kfedge.serving",

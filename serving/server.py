@@ -46,12 +46,6 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from grpc import aio
-from kfedge.serving.model import (
-    DEFAULT_INFER_WORKERS,
-    DEFAULT_MAX_BATCH,
-    NP_DTYPES,
-    EdgeModel,
-)
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerNotLive, ServerNotReady
 from kserve.model_repository import ModelRepository
@@ -78,6 +72,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kfedge._version import __version__
 from kfedge.errors import KfedgeError
+from kfedge.serving.model import (
+    DEFAULT_INFER_WORKERS,
+    DEFAULT_MAX_BATCH,
+    NP_DTYPES,
+    EdgeModel,
+)
 
 log = logging.getLogger("kfedge.serving")
 

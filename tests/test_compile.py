@@ -45,7 +45,8 @@ def test_every_component_and_pipeline_is_compiled():
 
 @pytest.mark.parametrize("name", PIPELINES)
 def test_pipeline_yaml_loads_back_and_nests_in_another_pipeline(name: str, tmp_path: Path):
-    from kfp import compiler, components as kfp_components, dsl
+    from kfp import compiler, dsl
+    from kfp import components as kfp_components
 
     loaded = kfp_components.load_component_from_file(str(ROOT / "pipelines" / f"{name}.yaml"))
     required = {

@@ -510,9 +510,10 @@ def test_deploy_candidate_refuses_bad_mode_before_anything(
 # ------------------------------------------------------------------------------ component
 @pytest.mark.e2e
 def test_component_deploys_locally_under_kfp_local(candidate, sample_dataset, tmp_path) -> None:  # noqa: ANN001
-    from kfedge.components.deploy import deploy as deploy_component
     from kfp import dsl, local
     from kfp.dsl import Artifact, Dataset, Model, Output
+
+    from kfedge.components.deploy import deploy as deploy_component
 
     @dsl.component
     def _inputs(

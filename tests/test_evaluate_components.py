@@ -5,11 +5,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from kfedge.components.evaluate import evaluate, report, select
 from kfp import dsl, local
 from kfp.dsl import Dataset, Input, Model, Output
 
 from kfedge.candidate import Candidate, save_candidate
+from kfedge.components.evaluate import evaluate, report, select
 
 pytestmark = pytest.mark.e2e
 

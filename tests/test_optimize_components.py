@@ -5,6 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from kfp import dsl, local
+from kfp.dsl import Dataset, Model, Output
+
+from kfedge.candidate import load_candidate
 from kfedge.components.optimize import (
     cluster,
     export_fp32,
@@ -13,10 +17,6 @@ from kfedge.components.optimize import (
     quantize,
     quantize_onnx,
 )
-from kfp import dsl, local
-from kfp.dsl import Dataset, Model, Output
-
-from kfedge.candidate import load_candidate
 
 COMPONENTS = [optimize, export_fp32, quantize, quantize_onnx, prune, cluster]
 

@@ -30,8 +30,9 @@ def candidate_dir(fp32_tflite: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _client(model):  # noqa: ANN001, ANN202
-    from kfedge.serving.server import EdgeServer
     from starlette.testclient import TestClient
+
+    from kfedge.serving.server import EdgeServer
 
     server = EdgeServer(model, max_body_bytes=1 << 20)
     return TestClient(server.app)
@@ -80,9 +81,8 @@ def test_candidate_directory_resolves_and_metadata_has_real_names(loaded) -> Non
 
 
 def test_resolve_model_refuses_non_deployable_formats(baseline_model: Path) -> None:
-    from kfedge.serving.model import resolve_model
-
     from kfedge.errors import ModelFormatError, NotFoundError
+    from kfedge.serving.model import resolve_model
 
     with pytest.raises(ModelFormatError, match="serves tflite or onnx models.*is keras"):
         resolve_model(baseline_model)
@@ -136,8 +136,9 @@ def test_in_process_v1_v2_match_runner_and_errors_are_oip_400(loaded) -> None:  
 
 
 def test_decode_binary_request_checks_sizes() -> None:
-    from kfedge.serving.server import decode_binary_request
     from kserve.errors import InvalidInput
+
+    from kfedge.serving.server import decode_binary_request
 
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     head = {
