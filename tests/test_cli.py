@@ -20,12 +20,25 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_command():
     res = run_cli("--help")
     assert res.returncode == 0
-    for cmd in ("run", "compile", "submit", "serve", "targets", "report", "evaluate"):
+    for cmd in ("run", "compile", "submit", "serve", "targets", "techniques", "report", "evaluate"):
         assert cmd in res.stdout
     for cmd in ("run", "submit", "serve", "compile", "report", "targets", "evaluate"):
         sub = run_cli(cmd, "--help")
         assert sub.returncode == 0 and "usage: kfedge" in sub.stdout, cmd
     assert "--max-accuracy-drop" in run_cli("run", "--help").stdout
+
+
+def test_techniques_list_and_show(capsys: pytest.CaptureFixture[str]):
+    from kfedge.provision import TECHNIQUE_OUTPUT
+
+    assert main(["techniques"]) == 0
+    out = capsys.readouterr().out
+    for name in TECHNIQUE_OUTPUT:
+        assert name in out
+    assert main(["techniques", "prune"]) == 0
+    assert "target_sparsity" in capsys.readouterr().out
+    assert main(["techniques", "sparsify"]) == 2
+    assert "unknown technique" in capsys.readouterr().err
 
 
 def test_targets_list_and_show(capsys: pytest.CaptureFixture[str]):

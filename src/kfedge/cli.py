@@ -156,6 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     t.add_argument("name", nargs="?", help="target name (for show)")
 
+    tq = sub.add_parser("techniques", help="list the optimization techniques and their parameters")
+    tq.add_argument("name", nargs="?", help="show one technique's parameters (JSON schema)")
+
     rep = sub.add_parser("report", help="print the last report (or open its HTML page)")
     rep.add_argument(
         "path", nargs="?", help="report.json or a run directory (default: the last run)"
@@ -185,6 +188,21 @@ def _cmd_targets(args: argparse.Namespace) -> int:
         print(target_yaml(load_target(args.name)))
     else:
         print(targets_table())
+    return 0
+
+
+def _cmd_techniques(args: argparse.Namespace) -> int:
+    from kfedge.provision import TECHNIQUE_OUTPUT
+    from kfedge.techniques import describe, get_technique
+
+    if args.name:
+        get_technique(args.name)  # unknown -> ConfigError listing the names
+        (info,) = [d for d in describe() if d["name"] == args.name]
+        print(json.dumps(info, indent=2))
+        return 0
+    for d in describe():
+        fmt, mode = TECHNIQUE_OUTPUT.get(d["name"], ("?", "?"))
+        print(f"{d['name']:20s} {fmt:6s} {mode:8s} {d['description']}")
     return 0
 
 
@@ -282,6 +300,7 @@ _COMMANDS = {
     "submit": _cmd_submit,
     "serve": _cmd_serve,
     "targets": _cmd_targets,
+    "techniques": _cmd_techniques,
     "report": _cmd_report,
     "evaluate": _cmd_evaluate,
 }
