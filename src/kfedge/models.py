@@ -151,3 +151,26 @@ def count_params(path: str | Path) -> int | None:
     if detect_format(path) not in ("keras", "h5") or is_keras3_file(path):
         return None
     return int(load_keras(path).count_params())
+
+
+def epoch_progress(label: str) -> Any:
+    """A tf_keras callback that prints one ``[kfedge]`` line per epoch (``kfedge run`` shows it).
+
+    Args:
+        label: What is training (e.g. ``prune`` or ``sample baseline``).
+
+    Returns:
+        The callback.
+    """
+    keras = compat.keras()
+
+    class _EpochProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            logs = logs or {}
+            total = self.params.get("epochs", "?")
+            shown = " ".join(
+                f"{k}={v:.4f}" for k, v in logs.items() if k in ("loss", "accuracy", "val_accuracy")
+            )
+            print(f"[kfedge] {label}: epoch {epoch + 1}/{total} {shown}", flush=True)
+
+    return _EpochProgress()

@@ -15,7 +15,7 @@ import numpy as np
 
 from kfedge import compat
 from kfedge.data import load_split, read_info
-from kfedge.models import save_keras
+from kfedge.models import epoch_progress, save_keras
 
 #: Per-sample input of the sample baseline.
 SAMPLE_INPUT_SHAPE = (32, 32, 1)
@@ -105,7 +105,7 @@ def train_sample_baseline(
         batch_size=32,
         epochs=epochs,
         validation_data=(x_val, y_val),
-        callbacks=[stop, lr],
+        callbacks=[stop, lr, epoch_progress("sample baseline")],
         verbose=verbose,
         shuffle=True,
     )

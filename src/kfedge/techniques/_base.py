@@ -24,7 +24,13 @@ from kfedge.candidate import META_FILE, Candidate, keras_path, load_candidate, m
 from kfedge.data import SPLITS, read_info, split_path
 from kfedge.errors import ConfigError, ModelFormatError
 from kfedge.formats import KERAS_FORMATS, detect_format, model_size_bytes
-from kfedge.models import is_keras3_file, is_keras_savedmodel, load_keras, save_keras
+from kfedge.models import (
+    epoch_progress,
+    is_keras3_file,
+    is_keras_savedmodel,
+    load_keras,
+    save_keras,
+)
 
 #: Layer classes whose kernels the techniques prune / cluster / report.
 KERNEL_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense", "Conv1D", "SeparableConv2D")
@@ -333,7 +339,7 @@ def fine_tune(
         y,
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
-        callbacks=callbacks or [],
+        callbacks=[*(callbacks or []), epoch_progress(f"fine-tune {model.name}")],
         shuffle=True,
         verbose=0,
     )
