@@ -279,7 +279,7 @@ def _scale(v: float, lo: float, hi: float, a: float, b: float) -> float:
 
 
 def _chart_svg(rows: list[dict[str, Any]], front: list[str]) -> str:
-    w, h, ml, mr, mt, mb = 640, 360, 64, 150, 16, 44
+    w, h, ml, mr, mt, mb = 760, 420, 64, 150, 16, 44
     lats = [float(r["latency_ms"]["p50"]) for r in rows]
     accs = [float(r["accuracy"]) for r in rows]
     lx0, lx1 = 0.0, max(lats) * 1.1 or 1.0
@@ -321,9 +321,51 @@ def _chart_svg(rows: list[dict[str, Any]], front: list[str]) -> str:
         f'<polyline class="pareto" points="{pts}" fill="none" stroke="#1a73e8" '
         'stroke-width="1.5" stroke-dasharray="5 3"/>'
     )
-    for i, r in enumerate(rows):
+    placed: list[tuple[float, float, float, float]] = []  # label boxes, to avoid overlaps
+
+    def label_at(
+        x: float, y: float, text: str, force: bool = False
+    ) -> tuple[float, float, str] | None:
+        tw, th = 6.2 * len(text), 11.0
+        spots = [
+            (8, -7, "start"), (8, 15, "start"), (-8, -7, "end"), (-8, 15, "end"),
+            (8, 4, "start"), (-8, 4, "end"), (8, -19, "start"), (8, 27, "start"),
+            (-8, -19, "end"), (-8, 27, "end"),
+        ]  # fmt: skip
+        for dx, dy, anchor in spots:
+            x0 = x + dx if anchor == "start" else x + dx - tw
+            box = (x0, y + dy - th + 2, x0 + tw, y + dy + 2)
+            inside = ml <= box[0] and box[2] <= w - mr and mt <= box[1] and box[3] <= h - mb
+            clash = any(
+                not (box[2] < b[0] or b[2] < box[0] or box[3] < b[1] or b[3] < box[1])
+                for b in placed
+            )
+            if inside and not clash:
+                placed.append(box)
+                return x + dx, y + dy, anchor
+        if force:  # the selected candidate and the baseline are always named
+            return (x + 8, y - 7, "start") if x + 8 + tw <= w - mr else (x - 8, y - 7, "end")
+        return None
+
+    # points first (their own boxes block labels), then labels: front, baseline, selected, rest
+    for r in rows:
         x, y = xy(r)
-        dy = -8 if i % 2 == 0 else 16  # alternate labels above / below to limit overlaps
+        placed.append((x - 6, y - 6, x + 6, y + 6))
+    order = sorted(
+        rows, key=lambda r: (not r["selected"], not r["is_baseline"], r["name"] not in front)
+    )
+    labels: dict[str, str] = {}
+    for r in order:
+        x, y = xy(r)
+        spot = label_at(x, y, r["name"], force=r["selected"] or r["is_baseline"])
+        if spot is not None:
+            lx_, ly_, anchor = spot
+            labels[r["name"]] = (
+                f'<text x="{lx_:.1f}" y="{ly_:.1f}" text-anchor="{anchor}">'
+                f"{escape(r['name'])}</text>"
+            )
+    for r in rows:
+        x, y = xy(r)
         name = escape(r["name"])
         title = (
             f"<title>{name}: accuracy {r['accuracy']:.4f}, p50 "
@@ -345,7 +387,7 @@ def _chart_svg(rows: list[dict[str, Any]], front: list[str]) -> str:
                 f'<circle class="selected" cx="{x:.1f}" cy="{y:.1f}" r="10" fill="none" '
                 'stroke="#1e7b34" stroke-width="2.5"/>'
             )
-        out.append(shape + f'<text x="{x + 7:.1f}" y="{y + dy:.1f}">{name}</text>')
+        out.append(shape + labels.get(r["name"], ""))
     lx = w - mr + 12
     out.append(
         f'<rect x="{lx}" y="{mt + 4}" width="10" height="10" fill="#fff" stroke="#3c4043" '
