@@ -195,8 +195,29 @@ class TFLiteRunner(Runner):
         self._in = self._interp.get_input_details()
         self._out = self._interp.get_output_details()
         self._batch = int(self._in[0]["shape"][0]) if len(self._in[0]["shape"]) else 1
+        self._names = self._signature_names()
         self.inputs = [self._spec(d) for d in self._in]
         self.outputs = [self._spec(d) for d in self._out]
+
+    def _signature_names(self) -> dict[int, str]:
+        """Tensor index -> its name in the model's only signature.
+
+        That is "image" rather than "serving_default_image:0"; empty when the model has no
+        single signature (then the tensor names are used).
+        """
+        try:
+            sigs = self._interp.get_signature_list()
+            if len(sigs) != 1:
+                return {}
+            runner = self._interp.get_signature_runner(next(iter(sigs)))
+            details = {**runner.get_input_details(), **runner.get_output_details()}
+        except (ValueError, RuntimeError, AttributeError):
+            return {}
+        names = {int(d["index"]): str(n) for n, d in details.items()}
+        return names if len(set(names.values())) == len(names) else {}
+
+    def _name(self, d: dict[str, Any]) -> str:
+        return self._names.get(int(d["index"]), d["name"])
 
     @staticmethod
     def _quant(d: dict[str, Any]) -> tuple[float, int] | None:
@@ -210,18 +231,18 @@ class TFLiteRunner(Runner):
         shape = list(sig if sig is not None and len(sig) else d["shape"])
         shape = [None if i == 0 or s < 0 else int(s) for i, s in enumerate(shape)]
         dtype = "float32" if self._quant(d) else np.dtype(d["dtype"]).name
-        return TensorSpec(d["name"], tuple(shape), dtype)
+        return TensorSpec(self._name(d), tuple(shape), dtype)
 
     @property
     def raw_io(self) -> dict[str, Any]:
         """The model's own input/output dtypes and quantization parameters."""
         return {
             "inputs": [
-                {"name": d["name"], "dtype": np.dtype(d["dtype"]).name, "quant": self._quant(d)}
+                {"name": self._name(d), "dtype": np.dtype(d["dtype"]).name, "quant": self._quant(d)}
                 for d in self._in
             ],
             "outputs": [
-                {"name": d["name"], "dtype": np.dtype(d["dtype"]).name, "quant": self._quant(d)}
+                {"name": self._name(d), "dtype": np.dtype(d["dtype"]).name, "quant": self._quant(d)}
                 for d in self._out
             ],
         }
@@ -243,7 +264,7 @@ class TFLiteRunner(Runner):
         with self._lock:
             self._resize(n)
             for d in self._in:
-                x = feeds[d["name"]]
+                x = feeds[self._name(d)]
                 q = self._quant(d)
                 if q is not None:
                     info = np.iinfo(d["dtype"])
@@ -256,7 +277,7 @@ class TFLiteRunner(Runner):
                 q = self._quant(d)
                 if q is not None:
                     y = (y.astype(np.float32) - q[1]) * q[0]
-                out[d["name"]] = np.array(y, copy=True)
+                out[self._name(d)] = np.array(y, copy=True)
         return out
 
 
