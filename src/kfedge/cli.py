@@ -252,8 +252,18 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         version_name=args.version_name,
         params=parse_params(args.param),
         wait=not args.no_wait,
+        check=False,
     )
     print(json.dumps(run, indent=2))
+    if args.no_wait:
+        return 0
+    if run.get("state") != "SUCCEEDED":
+        print(
+            f"kfedge submit: run {run.get('run_id')} ended {run.get('state')}: "
+            f"{run.get('run_url')}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
