@@ -580,3 +580,13 @@ def test_user_pipeline_yaml(fake_kfp, tmp_path: Path):
         "baseline_uri": "s3://b/base.tflite",
         "model_uris": ["s3://b/a.tflite", "s3://b/b.onnx"],
     }
+
+
+def test_cli_submit_failed_run_exits_1_with_the_run_link(fake_kfp):
+    api, host = fake_kfp
+    api.run_states = ["FAILED"]
+    res = _run_cli("submit", "--host", host, "-p", "target=cpu-amd64")
+    assert res.returncode == 1, res.stderr
+    out = json.loads(res.stdout)
+    assert out["state"] == "FAILED"
+    assert f"ended FAILED: {host}/#/runs/details/{out['run_id']}" in res.stderr
