@@ -232,3 +232,21 @@ def test_component_image_has_the_tf_stack_and_dockerignores_exist() -> None:
         ignore = (IMAGES / name).read_text().split()
         assert ignore[ignore.index("**") if "**" in ignore else 0] == "**"
         assert "!src/" in ignore and "!serving/" in ignore
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.serving", "Dockerfile.component"])
+def test_dockerfiles_parse_with_buildkit_parser_and_copy_what_exists(name: str) -> None:
+    """Both Dockerfiles parse with the official parser; COPY sources exist; final stage non-root."""
+    import dockerfile
+
+    cmds = dockerfile.parse_file(str(IMAGES / name))
+    stages = [i for i, c in enumerate(cmds) if c.cmd.upper() == "FROM"]
+    assert len(stages) == 2, "a build stage and a slim runtime stage"
+    final = cmds[stages[-1] :]
+    users = [c.value[0] for c in final if c.cmd.upper() == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    root = IMAGES.parent
+    for c in cmds:
+        if c.cmd.upper() == "COPY" and not any(f.startswith("--from") for f in c.flags):
+            for src in c.value[:-1]:
+                assert (root / src).exists(), f"{name}: COPY {src} does not exist in the repo"
