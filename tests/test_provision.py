@@ -40,11 +40,16 @@ def test_every_registered_technique_has_an_output_mapping():
     assert set(list_techniques()) == set(TECHNIQUE_OUTPUT)
 
 
-def test_provision_existing_model_and_npz(fp32_onnx: Path, sample_dataset: Path, tmp_path: Path):
+def test_provision_existing_model_and_npz(
+    baseline_model: Path, fp32_onnx: Path, sample_dataset: Path, tmp_path: Path
+):
     x, y = np.load(sample_dataset / "eval.npz")["x"], np.load(sample_dataset / "eval.npz")["y"]
     npz = save_npz(tmp_path / "mine.npz", x, y)
+    # an ONNX model cannot become the TFLite the Edge TPU runs: refused up front
+    with pytest.raises(ModelFormatError, match="fp32-tflite needs a Keras model"):
+        provision(str(fp32_onnx), str(npz), "coral-edgetpu", tmp_path / "m", tmp_path / "d")
     spec = provision(
-        str(fp32_onnx),
+        str(baseline_model),
         str(npz),
         "coral-edgetpu",
         tmp_path / "m",
@@ -57,7 +62,7 @@ def test_provision_existing_model_and_npz(fp32_onnx: Path, sample_dataset: Path,
     assert spec["params"]["ptq-int8"]["io_dtype"] == "uint8"  # Edge TPU wants integer IO
     assert spec["deployable"] == ["ptq-int8"]
     assert load_candidate(tmp_path / "m").name == "baseline"
-    assert model_path(tmp_path / "m").read_bytes() == fp32_onnx.read_bytes()
+    assert model_path(tmp_path / "m").read_bytes() == baseline_model.read_bytes()
     assert sum(read_info(tmp_path / "d").counts.values()) == len(y)
     json.dumps(spec)
 
@@ -88,3 +93,26 @@ def test_provision_bad_inputs(tmp_path: Path, fp32_tflite: Path):
     junk.write_text("not a model")
     with pytest.raises(ModelFormatError, match="junk.onnx"):
         provision(str(junk), "sample://digits", "cpu-amd64", tmp_path / "m", tmp_path / "d")
+
+
+def test_plan_the_model_cannot_take_is_refused_in_provision(fp32_tflite: Path, tmp_path: Path):
+    """Pruning needs a Keras model: a .tflite baseline is refused before anything is written."""
+    with pytest.raises(ModelFormatError, match="pruning needs a tf_keras model"):
+        provision(
+            str(fp32_tflite),
+            "sample://digits",
+            "cpu-amd64",
+            tmp_path / "m",
+            tmp_path / "d",
+            techniques=["prune"],
+        )
+    assert not (tmp_path / "m").exists() and not (tmp_path / "d").exists()
+    spec = provision(
+        str(fp32_tflite),
+        "sample://digits",
+        "cpu-amd64",
+        tmp_path / "m",
+        tmp_path / "d",
+        techniques=["fp32-tflite"],
+    )
+    assert spec["techniques"] == ["fp32-tflite"]

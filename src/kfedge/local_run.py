@@ -185,7 +185,7 @@ def run_local(
                 pipeline(**params)
         except RuntimeError as exc:
             why = stream.error_lines[-1] if stream.error_lines else str(_ANSI.sub("", str(exc)))
-            steps = ", ".join(stream.failed) or "a step"
+            steps = ", ".join(dict.fromkeys(stream.failed)) or "a step"  # retries: once each
             raise KfedgeError(f"{steps} failed: {why} (log: {run_dir / 'run.log'})") from None
     report = _find(run_dir, "report_json")
     if report is None:

@@ -242,6 +242,13 @@ def provision(
                     f"{data_uri} has {info.num_classes} classes but the model outputs {classes}"
                 )
         fmt = detect_format(model_local)
+        # every planned technique checks the model and data now, before any heavy work
+        from kfedge.techniques import check as check_technique
+
+        for t in plan:
+            check_technique(
+                t, model_local, work / "data", technique_params(t, tgt, epochs, calibration_samples)
+            )
         model_out.mkdir(parents=True, exist_ok=True)
         dest_name = (
             "saved_model" if fmt == "savedmodel" else f"model.{'keras' if fmt == 'keras' else fmt}"

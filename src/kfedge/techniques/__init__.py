@@ -43,7 +43,7 @@ from kfedge.techniques import (
     ptq_int8,
     qat_int8,
 )
-from kfedge.techniques._base import validate
+from kfedge.techniques._base import resolve_source, validate
 
 _MODULES: tuple[ModuleType, ...] = (
     fp32_tflite,
@@ -173,6 +173,30 @@ def apply(
     technique = get_technique(name)
     cfg = validate(technique.Config, parse_params(params), name)
     return technique.apply(model, data, cfg, out_dir)
+
+
+def check(
+    name: str, model: str | Path, data: str | Path | None, params: dict[str, Any] | str | None
+) -> None:
+    """Everything :func:`apply` checks before any work, without doing the work.
+
+    Provision calls this for every planned technique, so a plan the model or data cannot
+    satisfy (pruning a .tflite baseline, INT8 without calibration data) fails in the first
+    step instead of half-way through the pipeline.
+
+    Args:
+        name: Technique name.
+        model: Candidate directory or model file.
+        data: Split dataset directory, or None.
+        params: Technique parameters.
+
+    Raises:
+        ConfigError: Unknown technique, bad parameters, or missing data.
+        ModelFormatError: A model the technique cannot take.
+    """
+    technique = get_technique(name)
+    cfg = validate(technique.Config, parse_params(params), name)
+    technique.check(resolve_source(model), data, cfg)
 
 
 #: The technique families the KFP family components expose: family -> mode -> technique.
