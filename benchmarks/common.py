@@ -1,0 +1,231 @@
+"""Shared helpers of the benchmarks: machine description, statistics, Markdown tables, timing.
+
+Nothing here imports TensorFlow; the heavy frameworks are imported inside the section
+functions that need them (through :mod:`kfedge.compat`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Repository root (benchmarks/ lives directly under it).
+ROOT = Path(__file__).resolve().parent.parent
+#: Distributions whose versions the report states.
+PACKAGES = (
+    "kfedge",
+    "numpy",
+    "tensorflow",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
+    "ai-edge-litert",
+    "kserve",
+)
+
+
+# -- machine ---------------------------------------------------------------------------------
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _mem_total_gib() -> float | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    """Installed version of each distribution (``"-"`` where it is not installed)."""
+    out = {}
+    for n in names:
+        try:
+            out[n] = importlib_metadata.version(n)
+        except importlib_metadata.PackageNotFoundError:
+            out[n] = "-"
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, memory, SIMD features, OS, Python, load and library versions."""
+    from kfedge.evaluate import machine_info
+
+    info = machine_info()
+    flags = _cpu_flags()
+    simd = [
+        f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon") if f in flags
+    ]
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = (float("nan"),) * 3
+    return {
+        **info,
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gib": _mem_total_gib(),
+        "simd": simd,
+        "load_average_at_start": [round(v, 2) for v in load],
+        "python_impl": platform.python_implementation(),
+        "packages": package_versions(),
+    }
+
+
+def load_average() -> list[float]:
+    """The 1/5/15-minute load average now (NaN where the OS has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return [float("nan")] * 3
+
+
+# -- statistics ------------------------------------------------------------------------------
+def median(values: Sequence[float]) -> float:
+    """Median of a non-empty sequence (NaN for an empty one)."""
+    return float(np.median(np.asarray(values, dtype=np.float64))) if len(values) else float("nan")
+
+
+def spread(values: Sequence[float]) -> float:
+    """Relative spread of repeated measurements: (max - min) / median, as a fraction."""
+    if len(values) < 2:
+        return 0.0
+    m = median(values)
+    return float((max(values) - min(values)) / m) if m else float("nan")
+
+
+def percentiles(times_ms: Sequence[float]) -> dict[str, float]:
+    """p50 / p90 / p99 / mean of a list of timings (ms)."""
+    a = np.asarray(times_ms, dtype=np.float64)
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "mean": float(a.mean()),
+        "n": int(a.size),
+    }
+
+
+def interleaved(items: Sequence[Any], round_index: int) -> list[Any]:
+    """The order of ``items`` in round ``round_index``: forward, reversed, then rotated.
+
+    Every item meets a different neighbour and position from round to round, so slow drifts of
+    the machine (another job starting) do not land on one candidate only.
+    """
+    items = list(items)
+    if not items:
+        return items
+    if round_index % 2 == 1:
+        items = items[::-1]
+    k = (round_index // 2) % len(items)
+    return items[k:] + items[:k]
+
+
+# -- formatting ------------------------------------------------------------------------------
+def fmt(value: Any, spec: str = ".3f", none: str = "n/a") -> str:
+    """Format a number (``none`` for None / NaN), leave strings alone."""
+    if value is None:
+        return none
+    if isinstance(value, str):
+        return value
+    try:
+        if np.isnan(value):
+            return none
+    except TypeError:
+        return str(value)
+    return format(value, spec)
+
+
+def ratio_str(value: float | None, spec: str = ".2f") -> str:
+    """``1.23x`` (or ``n/a``)."""
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:{spec}}x"
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table; ``|`` in cells is escaped."""
+
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def mb(n_bytes: float | None) -> float | None:
+    """Bytes -> MB (1 MB = 1,000,000 bytes, as the report uses)."""
+    return None if n_bytes is None else n_bytes / 1e6
+
+
+# -- subprocesses ----------------------------------------------------------------------------
+def child_env(threads: int | None = None) -> dict[str, str]:
+    """Environment for a child Python: the repo's ``src`` and root importable, TF logs quiet."""
+    env = dict(os.environ)
+    parts = [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if threads:
+        env["KFEDGE_THREADS"] = str(threads)
+    return env
+
+
+def run_json_child(module: str, args: list[str], timeout: float = 600) -> dict[str, Any]:
+    """Run ``python -m module args... --json OUT`` and return the JSON it wrote.
+
+    Raises:
+        RuntimeError: The child failed or wrote nothing (its last stderr line is in the message).
+    """
+    with tempfile.TemporaryDirectory(prefix="kfedge-bench-") as tmp:
+        out = Path(tmp) / "out.json"
+        cmd = [sys.executable, "-m", module, *args, "--json", str(out)]
+        proc = subprocess.run(
+            cmd, env=child_env(), capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        )
+        if proc.returncode != 0 or not out.is_file():
+            lines = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
+            raise RuntimeError(
+                f"{module} {' '.join(args[:3])}... failed (exit {proc.returncode}): "
+                f"{lines[-1] if lines else 'no output'}"
+            )
+        return json.loads(out.read_text())
+
+
+class Stopwatch:
+    """``with Stopwatch() as sw: ...`` then ``sw.seconds``."""
+
+    def __enter__(self) -> Stopwatch:
+        self._t0 = time.perf_counter()
+        self.seconds = float("nan")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._t0
+
+
+def log(msg: str) -> None:
+    """Progress line on stderr (the run prints its result as Markdown at the end)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
