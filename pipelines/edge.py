@@ -71,6 +71,15 @@ def _resources(task: dsl.PipelineTask, cpu: str, memory: str, cpu_limit: str, me
     )
 
 
+def _provision(s3_secret: Any, **inputs: Any) -> dsl.PipelineTask:
+    """The provision task: S3 credentials from the Secret, resources, retries, no caching."""
+    prov = provision(**inputs)
+    _s3(prov, s3_secret)
+    _resources(prov, "1", "2Gi", "4", "8Gi").set_retry(2)
+    prov.set_caching_options(False)  # the content behind a source URI may change
+    return prov
+
+
 def _optimize_and_evaluate(
     model_uri: str,
     data_uri: str,
@@ -83,7 +92,8 @@ def _optimize_and_evaluate(
     s3_endpoint: str,
     s3_secret: str,
 ):
-    prov = provision(
+    prov = _provision(
+        s3_secret,
         model_uri=model_uri,
         data_uri=data_uri,
         target=target,
@@ -93,9 +103,6 @@ def _optimize_and_evaluate(
         goals_json=goals_json,
         s3_endpoint=s3_endpoint,
     ).set_display_name("provision: import, check, plan")
-    _s3(prov, s3_secret)
-    _resources(prov, "1", "2Gi", "4", "8Gi").set_retry(2)
-    prov.set_caching_options(False)  # the source URI's content may change
 
     base = export_fp32(
         model=prov.outputs["baseline"], model_format=prov.outputs["baseline_format"]
@@ -278,15 +285,14 @@ def edge_evaluate(
         s3_endpoint: S3 endpoint for s3:// URIs; empty = from the environment.
         s3_secret: Secret with accesskey / secretkey for S3.
     """
-    prov = provision(
+    prov = _provision(
+        s3_secret,
         model_uri=baseline_uri,
         data_uri=data_uri,
         target=target,
         goals_json=goals_json,
         s3_endpoint=s3_endpoint,
     ).set_display_name("provision: import, check")
-    _s3(prov, s3_secret)
-    prov.set_retry(2).set_caching_options(False)
     base_eval = _evaluate(prov.outputs["baseline"], prov, target, latency_runs)
     base_eval.set_display_name("evaluate baseline on target")
     with dsl.ParallelFor(model_uris, name="model") as uri:
