@@ -7,6 +7,7 @@ when a step fails, its error line instead of a stack of KFP internals.
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import shutil
@@ -179,6 +180,9 @@ def run_local(
         print(f"run directory: {run_dir}  (full log: {run_dir / 'run.log'})")
     with (run_dir / "run.log").open("w") as log:
         stream = ProgressStream(log, open("/dev/null", "w") if quiet else term)  # noqa: SIM115
+        # kfp.local indents output by swapping builtins.print per task; its parallel loop
+        # iterations can restore each other's swapped version, so it is put back here
+        original_print = builtins.print
         try:
             with redirect_stdout(stream), redirect_stderr(stream), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # kfp.local's "no effect locally" notes
@@ -187,6 +191,8 @@ def run_local(
             why = stream.error_lines[-1] if stream.error_lines else str(_ANSI.sub("", str(exc)))
             steps = ", ".join(dict.fromkeys(stream.failed)) or "a step"  # retries: once each
             raise KfedgeError(f"{steps} failed: {why} (log: {run_dir / 'run.log'})") from None
+        finally:
+            builtins.print = original_print
     report = _find(run_dir, "report_json")
     if report is None:
         raise KfedgeError(f"the run finished without a report (log: {run_dir / 'run.log'})")
