@@ -55,7 +55,8 @@ def test_a_candidate_was_selected_and_the_local_endpoint_answered(full_run: dict
     assert deploy["passed"] is True and deploy["mode"] == "local"
     assert deploy["protocols"]["v1"]["passed"] and deploy["protocols"]["v2"]["passed"]
     assert deploy["url"].startswith("http://127.0.0.1:")
-    assert Path(full_run["selected_model"], "candidate.json").is_file()
+    chosen = json.loads(Path(full_run["selected_model"], "candidate.json").read_text())
+    assert chosen["name"] == report["selected"]
 
 
 def test_goals_no_candidate_meets_skip_deploy_and_say_so(tmp_path: Path, capsys):

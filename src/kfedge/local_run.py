@@ -223,12 +223,10 @@ def run_local(
     if endpoint is not None:
         result["deploy"] = json.loads(endpoint.read_text())
         shutil.copy2(endpoint, latest / "endpoint.json")
-    chosen = _find(run_dir, "candidate.json") if data_json.get("selected") else None
     if data_json.get("selected"):
-        for cand in run_dir.rglob("candidate.json"):
-            if json.loads(cand.read_text()).get("name") == data_json["selected"]:
-                chosen = cand
-        result["selected_model"] = str(chosen.parent) if chosen else None
+        # the select step's `chosen` output is a copy of the selected candidate directory
+        chosen = [p.parent for p in run_dir.glob("*/select/chosen/candidate.json")]
+        result["selected_model"] = str(chosen[0]) if chosen else None
     if not quiet:
         from kfedge.report import print_summary
 
