@@ -102,11 +102,3 @@ def onnxruntime() -> Any:
 def litert_interpreter_class() -> Any:
     """The LiteRT ``Interpreter`` class (``ai_edge_litert.interpreter.Interpreter``)."""
     return require("ai_edge_litert.interpreter").Interpreter
-
-
-def is_keras3_model(obj: Any) -> bool:
-    """Whether ``obj`` is a Keras 3 model (``keras`` package, not tf_keras)."""
-    mod = type(obj).__module__
-    return (
-        mod.startswith("keras") and not mod.startswith("keras.src.legacy") and "tf_keras" not in mod
-    )
