@@ -21,6 +21,7 @@ def provision(
     calibration_samples: int = 0,
     goals_json: str = "{}",
     s3_endpoint: str = "",
+    optimize: bool = True,
 ) -> NamedTuple(
     "ProvisionOutputs",
     [
@@ -50,6 +51,7 @@ def provision(
         goals_json: Selection goals (JSON), checked here before any heavy work.
         s3_endpoint: S3 endpoint URL for s3:// URIs (credentials come from the Secret mounted
             as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); empty = from the environment.
+        optimize: Plan and check the techniques (False in edge-evaluate, which only measures).
 
     Returns:
         node_selector: The target's node selector (for kfp-kubernetes add_node_selector_json).
@@ -78,6 +80,7 @@ def provision(
         baseline.path,
         dataset.path,
         techniques=list(techniques) or None,
+        optimize=optimize,
         epochs=epochs or None,
         calibration_samples=calibration_samples or None,
     )

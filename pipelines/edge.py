@@ -80,6 +80,42 @@ def _provision(s3_secret: Any, **inputs: Any) -> dsl.PipelineTask:
     return prov
 
 
+def _select_and_report(
+    ev: dsl.PipelineTask,
+    model: Any,
+    base_eval: dsl.PipelineTask,
+    baseline_model: Any,
+    prov: dsl.PipelineTask,
+    target: Any,
+) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
+    """Select by goals over the loop's evaluations and models, and report against the baseline.
+
+    Args:
+        ev: The evaluate task inside the ParallelFor.
+        model: The model output inside the ParallelFor that ``ev`` evaluated.
+        base_eval: The evaluate task of the baseline every candidate is compared with.
+        baseline_model: The baseline model (deployed when it is the best that meets the goals).
+        prov: The provision task (its goals fit the target).
+        target: The target parameter.
+    """
+    sel = select(
+        evaluations=dsl.Collected(ev.outputs["evaluation"]),
+        models=dsl.Collected(model),
+        baseline_evaluation=base_eval.outputs["evaluation"],
+        baseline_model=baseline_model,
+        goals_json=prov.outputs["goals"],
+    ).set_display_name("select by goals")
+    rep = report(
+        evaluations=dsl.Collected(ev.outputs["evaluation"]),
+        baseline_evaluation=base_eval.outputs["evaluation"],
+        selection=sel.outputs["selection"],
+        target=target,
+    ).set_display_name("report: original vs optimized")
+    for t in (sel, rep):
+        t.set_caching_options(False)  # they follow this run's latency measurements
+    return sel, rep
+
+
 def _optimize_and_evaluate(
     model_uri: str,
     data_uri: str,
@@ -129,21 +165,10 @@ def _optimize_and_evaluate(
         ev = _evaluate(opt.outputs["candidate"], prov, target, latency_runs)
         ev.set_display_name("evaluate on target")
 
-    sel = select(
-        evaluations=dsl.Collected(ev.outputs["evaluation"]),
-        models=dsl.Collected(opt.outputs["candidate"]),
-        baseline_evaluation=base_eval.outputs["evaluation"],
-        baseline_model=base.outputs["candidate"],
-        goals_json=prov.outputs["goals"],
-    ).set_display_name("select by goals")
-    rep = report(
-        evaluations=dsl.Collected(ev.outputs["evaluation"]),
-        baseline_evaluation=base_eval.outputs["evaluation"],
-        selection=sel.outputs["selection"],
-        target=target,
-    ).set_display_name("report: original vs optimized")
-    for t in (params, sel, rep):
-        t.set_caching_options(False)
+    params.set_caching_options(False)
+    sel, rep = _select_and_report(
+        ev, opt.outputs["candidate"], base_eval, base.outputs["candidate"], prov, target
+    )
     return prov, sel, rep
 
 
@@ -292,6 +317,7 @@ def edge_evaluate(
         target=target,
         goals_json=goals_json,
         s3_endpoint=s3_endpoint,
+        optimize=False,
     ).set_display_name("provision: import, check")
     base_eval = _evaluate(prov.outputs["baseline"], prov, target, latency_runs)
     base_eval.set_display_name("evaluate baseline on target")
@@ -306,16 +332,4 @@ def edge_evaluate(
         imp.set_retry(2).set_caching_options(False)
         ev = _evaluate(imp.outputs["model"], prov, target, latency_runs)
         ev.set_display_name("evaluate on target")
-    sel = select(
-        evaluations=dsl.Collected(ev.outputs["evaluation"]),
-        models=dsl.Collected(imp.outputs["model"]),
-        baseline_evaluation=base_eval.outputs["evaluation"],
-        baseline_model=prov.outputs["baseline"],
-        goals_json=prov.outputs["goals"],
-    ).set_display_name("select by goals")
-    report(
-        evaluations=dsl.Collected(ev.outputs["evaluation"]),
-        baseline_evaluation=base_eval.outputs["evaluation"],
-        selection=sel.outputs["selection"],
-        target=target,
-    ).set_display_name("report")
+    _select_and_report(ev, imp.outputs["model"], base_eval, prov.outputs["baseline"], prov, target)

@@ -72,3 +72,27 @@ def test_goals_no_candidate_meets_skip_deploy_and_say_so(tmp_path: Path, capsys)
     out = capsys.readouterr().out
     assert "\ndeploy skipped: no candidate met the goals" in out  # not indented by kfp.local
     assert not list(Path(result["run_dir"]).rglob("endpoint.json"))
+
+
+def test_edge_evaluate_measures_given_models_of_any_format(
+    fp32_tflite: Path, fp32_onnx: Path, baseline_model: Path, tmp_path: Path
+):
+    """edge-evaluate only measures: a .tflite baseline must not be held to the technique plan."""
+    from kfp import local
+
+    from kfedge.pipelines.edge import edge_evaluate
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
+    edge_evaluate(
+        baseline_uri=str(fp32_tflite),
+        model_uris=[str(fp32_onnx), str(baseline_model)],
+        latency_runs=30,
+    )
+    (report_file,) = tmp_path.rglob("report/report_json")
+    report = json.loads(report_file.read_text())
+    formats = sorted(c["format"] for c in report["candidates"])
+    assert formats == ["keras", "onnx", "tflite"]
+    base = next(c for c in report["candidates"] if c["name"] == report["baseline"])
+    assert base["format"] == "tflite"
+    for cand in report["candidates"]:
+        assert abs(cand["accuracy"] - base["accuracy"]) < 0.01  # the same FP32 model thrice

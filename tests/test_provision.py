@@ -116,3 +116,18 @@ def test_plan_the_model_cannot_take_is_refused_in_provision(fp32_tflite: Path, t
         techniques=["fp32-tflite"],
     )
     assert spec["techniques"] == ["fp32-tflite"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "name"),
+    [
+        ("s3://models/v2/model.onnx", "v2-model.onnx"),
+        ("/data/mobilenet_int8.tflite", "mobilenet_int8.tflite"),
+        ("s3://models/exp7/saved_model/", "exp7-saved_model"),
+        ("file:///tmp/baseline.keras", "baseline.keras"),
+    ],
+)
+def test_imported_models_get_readable_names_apart_from_the_baseline(uri: str, name: str):
+    from kfedge.provision import imported_name
+
+    assert imported_name(uri) == name != "baseline"

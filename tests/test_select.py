@@ -227,3 +227,32 @@ def test_select_from_files_copies_the_chosen_model(tmp_path, evals):
     assert not (tmp_path / "other.json").exists()
     with pytest.raises(InvalidInputError, match="3 evaluations but 2 models"):
         select_from_files(files, base, "", tmp_path / "other.json", dirs[:2])
+
+
+def test_duplicate_candidate_names_are_refused(tmp_path):
+    """Two different candidates with one name cannot both be compared and deployed."""
+    import json
+
+    from kfedge.errors import InvalidInputError
+    from kfedge.select import select_from_files
+
+    def ev(name: str, p50: float) -> dict:
+        return {
+            "name": name,
+            "technique": "x",
+            "format": "tflite",
+            "accuracy": 0.99,
+            "latency_ms": {"p50": p50, "p90": p50, "p99": p50},
+            "size_bytes": 10,
+            "size_gzip_bytes": 5,
+            "threads": 1,
+        }
+
+    files = []
+    for i, (name, p50) in enumerate([("base", 1.0), ("model.onnx", 0.5), ("model.onnx", 0.7)]):
+        f = tmp_path / f"ev{i}.json"
+        f.write_text(json.dumps(ev(name, p50)))
+        files.append(f)
+    with pytest.raises(InvalidInputError, match="two candidates are named 'model.onnx'"):
+        select_from_files(files[1:], files[0], {}, tmp_path / "selection.json")
+    assert not (tmp_path / "selection.json").exists()

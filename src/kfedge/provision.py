@@ -190,6 +190,7 @@ def provision(
     epochs: int | None = None,
     calibration_samples: int | None = None,
     baseline_epochs: int = 30,
+    optimize: bool = True,
 ) -> dict[str, Any]:
     """Import and check model and data, resolve the target and plan the techniques.
 
@@ -205,6 +206,8 @@ def provision(
         epochs: Fine-tune epochs for training techniques (None: each technique's default).
         calibration_samples: Calibration samples for INT8 (None: default).
         baseline_epochs: Epochs to train the sample baseline.
+        optimize: Plan and check techniques; False for evaluation-only pipelines, where the
+            baseline may be any format (e.g. a .tflite no technique can start from).
 
     Returns:
         The runtime spec (JSON-friendly): target, techniques with their params, model facts.
@@ -214,7 +217,8 @@ def provision(
     from kfedge.targets import load_target
 
     tgt = load_target(target)
-    plan = plan_techniques(techniques, tgt)  # refuses bad plans before any download or training
+    # refuses bad plans before any download or training
+    plan = plan_techniques(techniques, tgt) if optimize else []
     model_out, dataset_out = Path(model_out), Path(dataset_out)
     with tempfile.TemporaryDirectory(prefix="kfedge-provision-") as tmp:
         work = Path(tmp)
@@ -337,6 +341,19 @@ def check_goals(goals: str | dict[str, Any] | None, target: str | Any) -> dict[s
     return out
 
 
+def imported_name(uri: str) -> str:
+    """A readable candidate name for an imported model.
+
+    Its file name, with the folder in front when the file name says nothing
+    (``v2-model.onnx``); the suffix keeps it apart from ``baseline``.
+    """
+    parts = [p for p in uri.rstrip("/").split("/") if p and not p.endswith(":")]
+    last = parts[-1] if parts else "model"
+    if Path(last).stem in ("model", "saved_model", "") and len(parts) > 1:
+        return f"{parts[-2]}-{last}"
+    return last
+
+
 def import_candidate(uri: str, out_dir: str | Path) -> Any:
     """Fetch a model (or a kfedge candidate directory) and write it as a candidate directory.
 
@@ -364,9 +381,12 @@ def import_candidate(uri: str, out_dir: str | Path) -> Any:
             shutil.copytree(src, out / name, dirs_exist_ok=True)
         else:
             shutil.copy2(src, out / name)
-        stem = Path(uri.rstrip("/")).stem or "model"
         cand = Candidate(
-            name=stem, technique="imported", format=fmt, model_file=name, params={"source": uri}
+            name=imported_name(uri),
+            technique="imported",
+            format=fmt,
+            model_file=name,
+            params={"source": uri},
         )
         save_candidate(cand, out)
         return cand

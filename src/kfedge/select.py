@@ -372,6 +372,12 @@ def select_from_files(
         ev = load_evaluation(f)
         if ev["name"] == base["name"]:
             continue  # the baseline was also evaluated in the loop
+        if ev["name"] in dirs:
+            raise InvalidInputError(
+                f"two candidates are named {ev['name']!r} ({f} and an earlier one); candidate "
+                "names must be unique to be compared and selected (rename one with the "
+                "technique's `name` parameter or give the files different names)"
+            )
         evaluations.append(ev)
         dirs[ev["name"]] = Path(model_dirs[i]) if model_dirs is not None else None
     result = select(evaluations, g, baseline=base["name"])
