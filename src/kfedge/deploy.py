@@ -79,8 +79,6 @@ _SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 class DeployError(KfedgeError):
     """Deploying or smoke-testing failed: API refused, not ready in time, wrong answer."""
 
-    http_status = 503
-
 
 # ------------------------------------------------------------------------------------ build
 def isvc_name(text: str) -> str:
