@@ -1,4 +1,5 @@
-"""kfedge.storage: local paths, file:// and s3:// (against a real SeaweedFS server)."""
+"""kfedge.uris, kfedge.s3 and kfedge.storage: URIs, S3 settings, local paths, file:// and s3://
+(against a real SeaweedFS server)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from pathlib import Path
 import pytest
 from s3fixtures import S3_ENV_VARS, S3Server, free_ports, make_bucket
 
-from kfedge import storage
+from kfedge import storage, uris
 from kfedge.errors import ConfigError, InvalidInputError, NotFoundError, StorageError
+from kfedge.s3 import S3Session
 
 SIX_MIB = 6 * 1024 * 1024  # above minio's 5 MiB part size: a multipart upload
 
@@ -105,19 +107,48 @@ def no_s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ],
 )
 def test_parse_uri(uri: str, expected: tuple[str, str, str]) -> None:
-    assert storage.parse_uri(uri) == expected
+    assert uris.parse_uri(uri) == expected
+    assert storage.parse_uri is uris.parse_uri  # storage re-exports the one parser
 
 
 def test_parse_uri_accepts_pathlike(tmp_path: Path) -> None:
-    assert storage.parse_uri(tmp_path) == ("file", "", str(tmp_path))
-    assert not storage.is_remote(tmp_path)
-    assert storage.is_remote("s3://bucket/key")
+    assert uris.parse_uri(tmp_path) == ("file", "", str(tmp_path))
+    assert not uris.is_remote(tmp_path)
+    assert uris.is_remote("s3://bucket/key")
+
+
+def test_local_path(tmp_path: Path) -> None:
+    assert uris.local_path(tmp_path) == tmp_path
+    assert uris.local_path(f"file://{tmp_path}/a%20b") == tmp_path / "a b"
+    assert uris.local_path("~/x") == Path.home() / "x"
+    with pytest.raises(InvalidInputError, match="not a local path"):
+        uris.local_path("s3://bucket/key")
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("s3://b/k", "s3://b/k"),
+        ("minio://mlpipeline/v2/x", "s3://mlpipeline/v2/x"),
+        ("GS://b/k", "gs://b/k"),
+        ("pvc://claim/models/m", "pvc://claim/models/m"),
+        ("https://host/m.onnx", "https://host/m.onnx"),
+    ],
+)
+def test_kserve_storage_uri(uri: str, expected: str) -> None:
+    assert uris.kserve_storage_uri(uri) == expected
+
+
+@pytest.mark.parametrize("uri", ["/tmp/model", "file:///tmp/m", "s3://", "minio:///", "ftp://h/m"])
+def test_kserve_storage_uri_refuses_what_kserve_cannot_fetch(uri: str) -> None:
+    with pytest.raises(ConfigError, match="storage URI KServe's storage initializer can fetch"):
+        uris.kserve_storage_uri(uri)
 
 
 @pytest.mark.parametrize("uri", ["http://host/x", "https://host/x", "gs://b/k", "hdfs://nn/x"])
 def test_unknown_scheme(uri: str) -> None:
     with pytest.raises(InvalidInputError) as err:
-        storage.parse_uri(uri)
+        uris.parse_uri(uri)
     msg = str(err.value)
     assert uri.split(":")[0] in msg and "s3://" in msg and "file://" in msg
 
@@ -134,7 +165,7 @@ def test_unknown_scheme(uri: str) -> None:
 )
 def test_malformed_uris(uri: str, needle: str) -> None:
     with pytest.raises(InvalidInputError, match=needle):
-        storage.parse_uri(uri)
+        uris.parse_uri(uri)
 
 
 # --------------------------------------------------------------------------- local
@@ -306,7 +337,7 @@ def test_config_repr_hides_secrets(no_s3_env: None, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SuperSecretValue987")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "SessionTokenValue555")
     cfg = storage.S3Config.from_env()
-    for text in (repr(cfg), str(cfg), repr(storage._S3())):
+    for text in (repr(cfg), str(cfg), repr(S3Session())):
         for secret in ("AKIAVISIBLEKEY123", "SuperSecretValue987", "SessionTokenValue555"):
             assert secret not in text
 

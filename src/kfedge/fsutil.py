@@ -2,13 +2,17 @@
 
 A reader never sees a half-written file: content goes to a temporary file in the destination's
 directory (same filesystem) and is renamed over the destination with :func:`os.replace`, which is
-atomic on POSIX. The temporary file is removed when anything fails.
+atomic on POSIX. The temporary file is removed when anything fails. :func:`atomic_path` does the
+same for a whole directory tree (or a file written by a library that wants a path).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -77,3 +81,54 @@ def write_with(path: str | Path, writer: Callable[[BinaryIO], None]) -> Path:
     with atomic_file(path) as fh:
         writer(fh)
     return Path(path)
+
+
+def remove_path(path: str | Path) -> None:
+    """Remove a file, link or directory tree; nothing happens when it does not exist."""
+    path = Path(path)
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _replace_path(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` onto ``final``, swapping out a directory (or any kind a tree replaces)."""
+    if (final.is_dir() and not final.is_symlink()) or (tmp.is_dir() and final.exists()):
+        old = final.parent / f".tmp-old-{final.name}-{secrets.token_hex(4)}"
+        os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(old, final)
+            raise
+        with contextlib.suppress(OSError):
+            remove_path(old)
+    else:
+        os.replace(tmp, final)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary sibling that replaces ``path`` when the block ends without error.
+
+    Nothing exists at the yielded path yet: the block creates a file or a directory tree
+    there (``open(tmp, "xb")``, ``shutil.copytree(src, tmp)``, ``tmp.mkdir()``). On success
+    it is renamed onto ``path``, replacing whatever was there, file or directory, as a
+    whole; on any error it is removed and ``path`` is left as it was.
+
+    Args:
+        path: The final destination; its parent directories are created.
+
+    Yields:
+        The temporary path to fill.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(4)}"
+    try:
+        yield tmp
+        _replace_path(tmp, path)
+    finally:
+        remove_path(tmp)

@@ -129,8 +129,9 @@ def run_local(
     """
     from kfedge.provision import SAMPLE_MODEL_URI, plan_techniques
     from kfedge.select import Goals
-    from kfedge.storage import exists, is_remote
+    from kfedge.storage import exists
     from kfedge.targets import load_target
+    from kfedge.uris import is_remote, local_path
 
     # Everything that can be checked cheaply is checked before kfp starts.
     tgt = load_target(target)
@@ -146,10 +147,8 @@ def run_local(
         if is_remote(uri):
             if not exists(uri):
                 raise NotFoundError(f"{what} not found: {uri}")
-        else:
-            local = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
-            if not local.exists():
-                raise NotFoundError(f"{what} not found: {uri}")
+        elif not local_path(uri).exists():
+            raise NotFoundError(f"{what} not found: {uri}")
     if model == SAMPLE_MODEL_URI and not data.startswith("sample://"):
         raise ConfigError("the sample baseline trains on the sample data; pass --model too")
 
