@@ -1,0 +1,45 @@
+"""One inference interface for every format: TF (Keras / SavedModel), TFLite (LiteRT), ONNX Runtime.
+
+Evaluation and serving use the same runners, so the latency in the report is the latency served.
+Callers always hand float (or the model's own) arrays: a TFLite model with integer input/output
+(full-integer quantization) is quantized and dequantized here with the tensor's own parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kfedge.formats import detect_format
+from kfedge.runners.base import Runner, TensorSpec
+from kfedge.runners.onnx import OnnxRunner
+from kfedge.runners.tf import TFRunner
+from kfedge.runners.tflite import TFLiteRunner
+
+__all__ = ["OnnxRunner", "Runner", "TFLiteRunner", "TFRunner", "TensorSpec", "load_runner"]
+
+
+def load_runner(
+    path: str | Path,
+    threads: int | None = None,
+    providers: list[str] | None = None,
+    spinning: bool = False,
+) -> Runner:
+    """Open a model with the runner for its format.
+
+    Args:
+        path: A .tflite / .onnx / .keras / .h5 file or a SavedModel directory.
+        threads: Inference threads (default: ``KFEDGE_THREADS`` or all cores).
+        providers: ONNX Runtime execution providers in order of preference; those this
+            build lacks are dropped, CPU is the fallback.
+        spinning: Let ONNX Runtime worker threads spin between runs (faster in a
+            dedicated process, distorting when several models are timed in turn).
+
+    Returns:
+        A ready :class:`Runner`.
+    """
+    fmt = detect_format(path)
+    if fmt == "tflite":
+        return TFLiteRunner(path, threads)
+    if fmt == "onnx":
+        return OnnxRunner(path, threads, providers, spinning)
+    return TFRunner(path, threads, fmt)
