@@ -21,7 +21,6 @@ Run it from a shell::
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -35,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from kfedge import compat
 from kfedge.candidate import META_FILE, load_candidate, model_path
 from kfedge.data import SPLITS, iter_split, npz_shapes, read_info, split_path
 from kfedge.errors import ConfigError, DataError, InvalidInputError, KfedgeError, ModelFormatError
 from kfedge.formats import detect_format, model_size_bytes
 from kfedge.runners import Runner, load_runner
+from kfedge.weights import gzip_size, weight_stats
 
 #: Fewest timed runs at batch 1, even when the time budget is spent.
 MIN_RUNS = 30
@@ -53,35 +52,6 @@ _RUNTIME_PACKAGE = {
     "keras": "tensorflow",
     "h5": "tensorflow",
     "savedmodel": "tensorflow",
-}
-_TFLITE_KERNEL_OPS = {
-    "CONV_2D": 1,
-    "DEPTHWISE_CONV_2D": 1,
-    "FULLY_CONNECTED": 1,
-    "TRANSPOSE_CONV": 1,
-    "CONV_3D": 1,
-    "BATCH_MATMUL": 1,
-}
-# op type -> (weight input index, weight zero-point input index or None)
-_ONNX_KERNEL_OPS = {
-    "Conv": (1, None),
-    "ConvTranspose": (1, None),
-    "Gemm": (1, None),
-    "MatMul": (1, None),
-    "ConvInteger": (1, 3),
-    "MatMulInteger": (1, 3),
-    "QLinearConv": (3, 5),
-    "QLinearMatMul": (3, 5),
-}
-# op type -> input indices that hold quantization scales / zero points (not parameters)
-_ONNX_QPARAM_INPUTS = {
-    "QuantizeLinear": (1, 2),
-    "DequantizeLinear": (1, 2),
-    "DynamicQuantizeLinear": (),
-    "QLinearConv": (1, 2, 4, 5, 6, 7),
-    "QLinearMatMul": (1, 2, 4, 5, 6, 7),
-    "ConvInteger": (2, 3),
-    "MatMulInteger": (2, 3),
 }
 
 
@@ -343,224 +313,6 @@ def _latency_isolated(
         result = json.loads(out.read_text())
     result["memory"]["isolated"] = True
     return result
-
-
-# -- size and weights ------------------------------------------------------------------------
-class _Counter:
-    def __init__(self) -> None:
-        self.n = 0
-
-    def write(self, data: bytes) -> int:
-        self.n += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-def gzip_size(path: str | Path) -> int:
-    """Bytes of the file(s) at ``path`` compressed with gzip level 9 (each file on its own)."""
-    p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    total = 0
-    for f in files:
-        sink = _Counter()
-        with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=9, mtime=0) as gz:  # type: ignore[arg-type]
-            with f.open("rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    gz.write(chunk)
-        total += sink.n
-    return total
-
-
-def _layer_stats(kernels: list[tuple[str, np.ndarray, np.ndarray | float]]) -> dict[str, Any]:
-    """Sparsity and unique values of kernels given as (name, stored values, zero value)."""
-    unique: dict[str, int] = {}
-    per_layer: dict[str, float] = {}
-    zeros = total = 0
-    for name, values, zero in kernels:
-        key, k = name, 1
-        while key in unique:
-            k += 1
-            key = f"{name}#{k}"
-        z = int(np.count_nonzero(values == zero))
-        zeros += z
-        total += values.size
-        unique[key] = int(np.unique(values).size)
-        per_layer[key] = round(z / values.size, 6) if values.size else 0.0
-    return {
-        "sparsity": (zeros / total) if total else 0.0,
-        "sparsity_per_layer": per_layer,
-        "unique_weights": unique,
-        "kernel_weights": total,
-    }
-
-
-def _zero_point_array(values: np.ndarray, zps: np.ndarray, axis: int) -> np.ndarray | float:
-    zps = np.asarray(zps)
-    if zps.size == 0:
-        return 0
-    if zps.size == 1:
-        return zps.reshape(()).astype(values.dtype)
-    shape = [1] * values.ndim
-    shape[axis] = zps.size
-    return zps.reshape(shape).astype(values.dtype)
-
-
-def _tflite_weights(path: Path) -> dict[str, Any]:
-    mod = compat.require("ai_edge_litert.interpreter")
-    kwargs: dict[str, Any] = {"model_path": str(path)}
-    resolver = getattr(mod, "OpResolverType", None)
-    if resolver is not None:  # read constants without XNNPACK taking the buffers over
-        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interp = mod.Interpreter(**kwargs)
-    interp.allocate_tensors()
-    details = {d["index"]: d for d in interp.get_tensor_details()}
-    ops = interp._get_ops_details()
-    produced = {int(o): op for op in ops for o in op["outputs"]}
-    graph_inputs = {d["index"] for d in interp.get_input_details()}
-    consumed = {int(i) for op in ops for i in op["inputs"]}  # excludes scratch tensors
-
-    def constant(idx: int) -> np.ndarray | None:
-        if idx < 0 or idx in produced or idx in graph_inputs or idx not in consumed:
-            return None
-        if idx not in details:
-            return None
-        try:
-            return np.asarray(interp.get_tensor(idx))
-        except ValueError:
-            return None
-
-    params = 0
-    for idx, d in details.items():
-        arr = constant(idx)
-        if arr is None or arr.size == 0:
-            continue
-        kind = np.dtype(d["dtype"]).kind
-        quantized = len(d.get("quantization_parameters", {}).get("scales", [])) > 0
-        if kind == "f" or (kind in "iu" and (quantized or np.dtype(d["dtype"]).itemsize == 1)):
-            params += int(arr.size)
-
-    kernels: list[tuple[str, np.ndarray, np.ndarray | float]] = []
-    for op in ops:
-        pos = _TFLITE_KERNEL_OPS.get(op["op_name"])
-        if pos is None or len(op["inputs"]) <= pos:
-            continue
-        idx = int(op["inputs"][pos])
-        src = produced.get(idx)
-        if src is not None and src["op_name"] == "DEQUANTIZE":
-            idx = int(src["inputs"][0])
-        arr = constant(idx)
-        if arr is None:
-            continue
-        d = details[idx]
-        qp = d.get("quantization_parameters", {})
-        zero: np.ndarray | float = 0
-        if np.dtype(d["dtype"]).kind in "iu" and len(qp.get("scales", [])):
-            zero = _zero_point_array(arr, qp["zero_points"], int(qp.get("quantized_dimension", 0)))
-        kernels.append((d["name"], arr, zero))
-    return {"params_count": params, **_layer_stats(kernels)}
-
-
-def _onnx_weights(path: Path) -> dict[str, Any]:
-    onnx = compat.onnx()
-    numpy_helper = compat.require("onnx.numpy_helper")
-    proto = onnx.load(str(path))
-    inits = {t.name: t for t in proto.graph.initializer}
-    cache: dict[str, np.ndarray] = {}
-
-    def arr(name: str) -> np.ndarray | None:
-        if name not in inits:
-            return None
-        if name not in cache:
-            cache[name] = numpy_helper.to_array(inits[name])
-        return cache[name]
-
-    producers = {o: n for n in proto.graph.node for o in n.output}
-    qparams: set[str] = set()
-    for node in proto.graph.node:
-        for i in _ONNX_QPARAM_INPUTS.get(node.op_type, ()):
-            if i < len(node.input):
-                qparams.add(node.input[i])
-    params = 0
-    for name in inits:
-        if name in qparams:
-            continue
-        a = arr(name)
-        if a is None:
-            continue
-        if a.dtype.kind == "f" or (a.dtype.kind in "iu" and a.dtype.itemsize == 1):
-            params += int(a.size)
-        elif a.dtype == np.int32 and any(
-            n.op_type == "DequantizeLinear" and n.input and n.input[0] == name
-            for n in proto.graph.node
-        ):
-            params += int(a.size)  # quantized biases
-
-    kernels: list[tuple[str, np.ndarray, np.ndarray | float]] = []
-    for node in proto.graph.node:
-        spec = _ONNX_KERNEL_OPS.get(node.op_type)
-        if spec is None or len(node.input) <= spec[0]:
-            continue
-        wname = node.input[spec[0]]
-        zname = node.input[spec[1]] if spec[1] is not None and len(node.input) > spec[1] else ""
-        axis = 0
-        src = producers.get(wname)
-        if src is not None and src.op_type == "DequantizeLinear":
-            wname = src.input[0]
-            zname = src.input[2] if len(src.input) > 2 else ""
-            axis = next((a.i for a in src.attribute if a.name == "axis"), 1)
-        w = arr(wname)
-        if w is None:
-            continue
-        zp = arr(zname) if zname else None
-        zero = 0 if zp is None else _zero_point_array(w, zp, axis if w.ndim > axis else 0)
-        kernels.append((node.name or wname, w, zero))
-    return {"params_count": params, **_layer_stats(kernels)}
-
-
-def _tf_weights(path: Path, fmt: str) -> dict[str, Any]:
-    kernels: list[tuple[str, np.ndarray, np.ndarray | float]] = []
-    if fmt in ("keras", "h5") or (path / "keras_metadata.pb").is_file():
-        from kfedge.models import load_keras
-
-        model = load_keras(path)
-        params = int(model.count_params())
-        for w in model.weights:
-            if "kernel" in w.name:
-                kernels.append((w.name.split(":")[0], np.asarray(w.numpy()), 0))
-        return {"params_count": params, **_layer_stats(kernels)}
-    tf = compat.tf()
-    loaded = tf.saved_model.load(str(path))
-    variables = list(getattr(loaded, "variables", []))
-    params = sum(int(np.prod(v.shape)) for v in variables)
-    for v in variables:
-        if "kernel" in v.name:
-            kernels.append((v.name.split(":")[0], np.asarray(v.numpy()), 0))
-    return {"params_count": params, **_layer_stats(kernels)}
-
-
-def weight_stats(path: str | Path) -> dict[str, Any]:
-    """Parameter count, kernel sparsity and unique weights per layer of a model file.
-
-    Kernels are the weights of convolutions and dense / matmul layers. Quantized kernels count
-    values equal to their zero point as zero; float16 kernels are read before dequantization.
-
-    Args:
-        path: A .tflite, .onnx, Keras file or SavedModel directory.
-
-    Returns:
-        ``params_count``, ``sparsity`` (fraction of exactly-zero kernel weights),
-        ``sparsity_per_layer``, ``unique_weights`` (distinct stored values per kernel) and
-        ``kernel_weights`` (number of kernel weights).
-    """
-    p = Path(path)
-    fmt = detect_format(p)
-    if fmt == "tflite":
-        return _tflite_weights(p)
-    if fmt == "onnx":
-        return _onnx_weights(p)
-    return _tf_weights(p, fmt)
 
 
 # -- accuracy --------------------------------------------------------------------------------
