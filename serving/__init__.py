@@ -7,6 +7,11 @@ Entry points:
 * :func:`serve` — ``serve(model_path_or_uri, name="model", port=8080, host="127.0.0.1")``, what
   ``kfedge serve`` calls.
 
+Modules: ``model`` (the KServe model: request checks, runners), ``errors`` (the one kfedge error
+-> HTTP status table, OIP error answers), ``binary`` (the binary tensor extension), ``dataplane``,
+``limits`` (request-body limit), ``app`` (the ASGI app), ``grpc_server``, ``server`` (the
+process). Why it is built this way: ``docs/ARCHITECTURE.md#serving``.
+
 The names below are imported lazily, so ``import kfedge.serving`` stays cheap.
 """
 
@@ -28,9 +33,9 @@ _LAZY = {
     "DEFAULT_MAX_BATCH": "kfedge.serving.model",
     "EdgeModel": "kfedge.serving.model",
     "resolve_model": "kfedge.serving.model",
-    "DEFAULT_MAX_BODY_BYTES": "kfedge.serving.server",
+    "DEFAULT_MAX_BODY_BYTES": "kfedge.serving.limits",
     "EdgeServer": "kfedge.serving.server",
-    "build_app": "kfedge.serving.server",
+    "build_app": "kfedge.serving.app",
     "serve": "kfedge.serving.server",
 }
 

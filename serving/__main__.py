@@ -22,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     """KServe's model-server arguments plus kfedge's."""
     from kserve import model_server
 
+    from kfedge.serving.limits import DEFAULT_MAX_BODY_BYTES
     from kfedge.serving.model import DEFAULT_INFER_WORKERS, DEFAULT_MAX_BATCH
-    from kfedge.serving.server import DEFAULT_MAX_BODY_BYTES
 
     parser = argparse.ArgumentParser(
         prog="python -m kfedge.serving",

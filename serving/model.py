@@ -3,7 +3,8 @@
 :class:`EdgeModel` follows KServe's own servers (``python/sklearnserver``): ``load`` opens the
 model once, ``preprocess`` turns a V1 or V2 request into checked arrays, ``predict`` runs the
 runner off the event loop, and errors become KServe's own exceptions (``InvalidInput`` -> HTTP 400
-/ gRPC INVALID_ARGUMENT, ``ModelNotReady`` -> 503).
+/ gRPC INVALID_ARGUMENT, ``ModelNotReady`` -> 503) through the one status table,
+:data:`kfedge.serving.errors.HTTP_STATUS`.
 
 KServe 0.21 does not check requests against the model's declared inputs; this model does, before
 any inference: every input must be present, named as declared, of the declared datatype and shape
@@ -30,9 +31,10 @@ from kserve import Model
 from kserve.errors import InvalidInput, ModelNotReady
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
 
-from kfedge.errors import InvalidInputError, KfedgeError, ModelFormatError, NotReadyError
+from kfedge.errors import InvalidInputError, KfedgeError, ModelFormatError
 from kfedge.formats import DEPLOYABLE, detect_format
 from kfedge.runners import Runner, TensorSpec, load_runner
+from kfedge.serving.errors import to_kserve_error
 
 log = logging.getLogger("kfedge.serving")
 
@@ -96,15 +98,16 @@ def resolve_model(model_dir: str | Path, download_dir: str | Path | None = None)
         NotFoundError: The path or URI does not exist.
     """
     from kfedge.candidate import model_path
+    from kfedge.uris import is_remote, local_path
 
     text = str(model_dir)
-    if "://" in text and not text.startswith("file://"):
+    if is_remote(text):
         from kfedge import storage  # lazily: storage needs minio only for remote URIs
 
         dest = Path(download_dir) if download_dir else Path(tempfile.mkdtemp(prefix="kfedge-"))
         local = storage.fetch(text, dest)
     else:
-        local = Path(text[len("file://") :] if text.startswith("file://") else text)
+        local = local_path(text)
     path = model_path(local)
     fmt = detect_format(path)
     if fmt not in DEPLOYABLE:
@@ -275,14 +278,11 @@ class EdgeModel(Model):
         loop = asyncio.get_running_loop()
         try:
             results = await loop.run_in_executor(self._executor, runner.run, payload.feeds)
-        except InvalidInputError as exc:
-            raise InvalidInput(str(exc)) from exc
-        except NotReadyError as exc:
-            raise ModelNotReady(self.name, str(exc)) from exc
         except KfedgeError as exc:
-            if exc.http_status == 400:
-                raise InvalidInput(str(exc)) from exc
-            raise
+            mapped = to_kserve_error(exc, self.name)  # same answer over REST and gRPC
+            if mapped is exc:
+                raise
+            raise mapped from exc
         if payload.protocol == "v1":
             return self._v1_response(runner, results)
         return self._v2_response(runner, payload, results)

@@ -135,10 +135,52 @@ def test_in_process_v1_v2_match_runner_and_errors_are_oip_400(loaded) -> None:  
     )
 
 
+def test_status_table_is_the_one_http_mapping() -> None:
+    """kfedge errors carry no HTTP concept; the serving table maps them, most specific first."""
+    import kfedge.errors as errors
+    from kfedge.deploy import DeployError
+    from kfedge.serving.errors import HTTP_STATUS, http_status
+
+    for name in dir(errors):
+        assert not hasattr(getattr(errors, name), "http_status"), name
+    assert not hasattr(DeployError, "http_status")
+    assert http_status(errors.DataError("x")) == 400  # through InvalidInputError
+    assert http_status(errors.ConfigError("x")) == 400
+    assert http_status(errors.NotFoundError("x")) == 404
+    assert http_status(errors.StorageError("x")) == 503
+    assert http_status(errors.DependencyError("x")) == 503
+    assert http_status(errors.KfedgeError("x")) == 500  # not a client error: a server fault
+    assert http_status(DeployError("x")) == 500
+    assert all(issubclass(c, errors.KfedgeError) for c in HTTP_STATUS)
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [("DataError", 400), ("NotFoundError", 404), ("NotReadyError", 503), ("KfedgeError", 500)],
+)
+def test_runner_errors_are_answered_with_the_table_status(
+    loaded,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+    error: str,
+    status: int,
+) -> None:
+    import kfedge.errors as errors
+
+    def fail(feeds):  # noqa: ANN001, ANN202
+        raise getattr(errors, error)(f"runner says {error}")
+
+    monkeypatch.setattr(loaded.runner, "run", fail)
+    c = _client(loaded)
+    x = np.zeros((1, 32, 32, 1), np.float32).tolist()
+    r = c.post("/v1/models/digits:predict", json={"instances": x})
+    assert r.status_code == status, r.text
+    assert f"runner says {error}" in r.json()["error"]
+
+
 def test_decode_binary_request_checks_sizes() -> None:
     from kserve.errors import InvalidInput
 
-    from kfedge.serving.server import decode_binary_request
+    from kfedge.serving.binary import decode_binary_request
 
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     head = {

@@ -1,8 +1,9 @@
 """The one small error hierarchy of kfedge.
 
 Every message says what was expected and what was found. The CLI turns a
-:class:`KfedgeError` into one line and exit code 2, components into a failed task with
-that message, and the model server into HTTP 400 / 404 / 503 (see ``http_status``).
+:class:`KfedgeError` into one line and exit code 2, a component into a failed task with that
+message. These classes know nothing of HTTP: the model server's answer to each is in its own
+table (``kfedge.serving.errors.HTTP_STATUS``; ``docs/ARCHITECTURE.md#errors``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,6 @@ from __future__ import annotations
 
 class KfedgeError(Exception):
     """Base class of every error kfedge raises on purpose."""
-
-    #: HTTP status the model server maps this error to.
-    http_status: int = 400
 
 
 class InvalidInputError(KfedgeError, ValueError):
@@ -34,22 +32,14 @@ class DataError(InvalidInputError):
 class NotFoundError(KfedgeError, LookupError):
     """Something named does not exist (target, model, bucket, key)."""
 
-    http_status = 404
-
 
 class StorageError(KfedgeError):
     """Object storage failed: unreachable endpoint, bad credentials, broken transfer."""
-
-    http_status = 503
 
 
 class NotReadyError(KfedgeError):
     """A model or service is not loaded / ready yet."""
 
-    http_status = 503
-
 
 class DependencyError(KfedgeError, ImportError):
     """An optional dependency is missing; the message says which extra to install."""
-
-    http_status = 503

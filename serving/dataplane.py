@@ -1,0 +1,62 @@
+"""KServe's data plane with strict decoding and a readiness that means "models loaded"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from cloudevents.sdk.converters.util import has_binary_headers
+from kserve.errors import InvalidInput
+from kserve.protocol.dataplane import JSON_HEADERS, DataPlane
+from kserve.protocol.infer_type import InferRequest
+from kserve.protocol.rest.v2_datamodels import InferenceRequest
+
+from kfedge.serving.binary import decode_binary_request
+
+
+def _media_type(headers: Any) -> str:
+    value = headers.get("content-type", "application/json") or "application/json"
+    return value.split(";")[0].strip().lower()
+
+
+class EdgeDataPlane(DataPlane):
+    """KServe's data plane with strict decoding and a readiness that means "models loaded"."""
+
+    async def ready(self) -> bool:
+        """Server ready: at least one model is registered and all are loaded."""
+        models = self.model_registry.get_models()
+        return bool(models) and all(m.ready for m in models.values())
+
+    def decode(
+        self,
+        body: Any,
+        headers: Any,
+        protocol_version: str = "v1",
+        model_name: str | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """KServe's decode, with its unchecked failures (KeyError, ValueError...) made 400s."""
+        if (
+            protocol_version == "v1"
+            and isinstance(body, bytes)
+            and headers is not None
+            and not has_binary_headers(headers)
+            and _media_type(headers) in JSON_HEADERS
+        ):
+            try:
+                body = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidInput(f"malformed JSON body: {exc}") from None
+        try:
+            return super().decode(body, headers, protocol_version, model_name)
+        except InvalidInput:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidInput(f"malformed request: {type(exc).__name__}: {exc}") from exc
+
+    def decode_inference_request(
+        self, body: bytes | InferenceRequest, headers: dict[str, str], model_name: str
+    ) -> InferRequest:
+        """V2 decode; raw bodies go through :func:`~kfedge.serving.binary.decode_binary_request`."""
+        if isinstance(body, bytes):
+            return decode_binary_request(body, headers, model_name)
+        return InferRequest.from_inference_request(body, model_name)
