@@ -23,6 +23,7 @@ def load_runner(
     threads: int | None = None,
     providers: list[str] | None = None,
     spinning: bool = False,
+    instances: int = 1,
 ) -> Runner:
     """Open a model with the runner for its format.
 
@@ -33,13 +34,15 @@ def load_runner(
             build lacks are dropped, CPU is the fallback.
         spinning: Let ONNX Runtime worker threads spin between runs (faster in a
             dedicated process, distorting when several models are timed in turn).
+        instances: TFLite interpreters in the pool, one per concurrent caller (the threads are
+            split between them); ONNX Runtime sessions are thread-safe and need one.
 
     Returns:
         A ready :class:`Runner`.
     """
     fmt = detect_format(path)
     if fmt == "tflite":
-        return TFLiteRunner(path, threads)
+        return TFLiteRunner(path, threads, instances)
     if fmt == "onnx":
         return OnnxRunner(path, threads, providers, spinning)
     return TFRunner(path, threads, fmt)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import queue
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +16,48 @@ from kfedge.runners.base import Runner, TensorSpec
 class TFLiteRunner(Runner):
     """TFLite flatbuffers through ``ai_edge_litert``.
 
-    The LiteRT interpreter is not thread-safe: every invocation holds a lock. Integer
+    A LiteRT interpreter is not thread-safe: each invocation takes one interpreter from a pool
+    of ``instances`` (one per concurrent worker; the threads are split between them) and gives
+    it back afterwards. The model is held in memory, never mapped from the file. Integer
     inputs/outputs of full-integer models are (de)quantized with the tensors' parameters.
     """
 
     format = "tflite"
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, instances: int = 1) -> None:
         super().__init__(path, threads)
-        interp_cls = compat.litert_interpreter_class()
+        if instances < 1:
+            raise ValueError(f"instances must be >= 1, got {instances}")
+        # The model is read into memory: LiteRT would otherwise map the file, and a file
+        # truncated or rewritten while serving kills the process (SIGBUS) or corrupts answers.
         try:
-            self._interp = interp_cls(model_path=self.path, num_threads=self.threads)
-            self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelFormatError(f"{path} is not a loadable TFLite model: {exc}") from exc
-        self._lock = threading.Lock()
-        self._in = self._interp.get_input_details()
-        self._out = self._interp.get_output_details()
-        self._batch = int(self._in[0]["shape"][0]) if len(self._in[0]["shape"]) else 1
+            self._content = Path(self.path).read_bytes()
+        except OSError as exc:
+            raise ModelFormatError(f"{path}: cannot read the TFLite model: {exc}") from exc
+        self.instances = instances
+        per = max(1, self.threads // instances)
+        self._slots: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
+        first = None
+        for _ in range(instances):
+            slot = _Slot(self._new_interpreter(per, path))
+            first = first or slot
+            self._slots.put(slot)
+        assert first is not None
+        self._interp = first.interp  # metadata (signatures, details) comes from the first one
+        self._in = first.inputs
+        self._out = first.outputs
         self._names = self._signature_names()
         self.inputs = [self._spec(d) for d in self._in]
         self.outputs = [self._spec(d) for d in self._out]
+
+    def _new_interpreter(self, threads: int, path: str | Path) -> Any:
+        interp_cls = compat.litert_interpreter_class()
+        try:
+            interp = interp_cls(model_content=self._content, num_threads=threads)
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFormatError(f"{path} is not a loadable TFLite model: {exc}") from exc
+        return interp
 
     def _signature_names(self) -> dict[int, str]:
         """Tensor index -> its name in the model's only signature.
@@ -86,35 +107,58 @@ class TFLiteRunner(Runner):
             ],
         }
 
-    def _resize(self, n: int) -> None:
-        if n == self._batch:
-            return
-        for d in self._in:
-            shape = list(d["shape"])
-            shape[0] = n
-            self._interp.resize_tensor_input(d["index"], shape, strict=False)
-        self._interp.allocate_tensors()
-        self._in = self._interp.get_input_details()
-        self._out = self._interp.get_output_details()
-        self._batch = n
-
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = next(iter(feeds.values())).shape[0]
-        with self._lock:
-            self._resize(n)
-            for d in self._in:
+        slot = self._slots.get()  # blocks while every interpreter is busy
+        try:
+            slot.resize(n)
+            interp = slot.interp
+            for d in slot.inputs:
                 x = feeds[self._name(d)]
                 q = self._quant(d)
                 if q is not None:
                     info = np.iinfo(d["dtype"])
                     x = np.clip(np.round(x / q[0] + q[1]), info.min, info.max)
-                self._interp.set_tensor(d["index"], x.astype(d["dtype"], copy=False))
-            self._interp.invoke()
+                interp.set_tensor(d["index"], x.astype(d["dtype"], copy=False))
+            interp.invoke()
             out: dict[str, np.ndarray] = {}
-            for d in self._out:
-                y = self._interp.get_tensor(d["index"])
+            for d in slot.outputs:
+                y = interp.get_tensor(d["index"])
                 q = self._quant(d)
                 if q is not None:
                     y = (y.astype(np.float32) - q[1]) * q[0]
                 out[self._name(d)] = np.array(y, copy=True)
+        finally:
+            self._slots.put(slot)
         return out
+
+    def describe(self) -> dict[str, Any]:  # noqa: D102
+        return {**super().describe(), "instances": self.instances}
+
+
+class _Slot:
+    """One interpreter with the batch size its tensors are allocated for.
+
+    The batch is marked unknown before a resize and set only after it succeeded, so a failed
+    reallocation is retried by the next request instead of leaving a stale size behind.
+    """
+
+    def __init__(self, interp: Any) -> None:
+        self.interp = interp
+        self.inputs = interp.get_input_details()
+        self.outputs = interp.get_output_details()
+        shape = self.inputs[0]["shape"]
+        self.batch = int(shape[0]) if len(shape) else 1
+
+    def resize(self, n: int) -> None:
+        if n == self.batch:
+            return
+        self.batch = -1
+        for d in self.inputs:
+            shape = list(d["shape"])
+            shape[0] = n
+            self.interp.resize_tensor_input(d["index"], shape, strict=False)
+        self.interp.allocate_tensors()
+        self.inputs = self.interp.get_input_details()
+        self.outputs = self.interp.get_output_details()
+        self.batch = n
