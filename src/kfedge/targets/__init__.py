@@ -28,11 +28,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kfedge._version import IMAGE_REGISTRY, SERVING_IMAGE, __version__
 from kfedge.errors import ConfigError, NotFoundError
+from kfedge.targets.devices import DeviceNeeds
 
 __all__ = [
     "FORMATS",
     "QUANTIZATION_MODES",
     "Accelerator",
+    "DeviceNeeds",
     "Resources",
     "Target",
     "Toleration",
@@ -217,6 +219,8 @@ class Target(_Strict):
         serving_resources: Requests and limits of the serving container.
         threads: Inference threads to use on the device (None: the runtime's default).
         notes: Free text: prerequisites, caveats.
+        devices: What pods need to reach the device: RuntimeClass, device-plugin resources,
+            host device paths (see :mod:`kfedge.targets.devices`).
     """
 
     name: str
@@ -234,6 +238,7 @@ class Target(_Strict):
     serving_resources: Resources = Field(default_factory=Resources)
     threads: int | None = Field(default=None, ge=1)
     notes: str = ""
+    devices: DeviceNeeds = Field(default_factory=DeviceNeeds)
 
     @field_validator("name")
     @classmethod
