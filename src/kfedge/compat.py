@@ -102,3 +102,8 @@ def onnxruntime() -> Any:
 def litert_interpreter_class() -> Any:
     """The LiteRT ``Interpreter`` class (``ai_edge_litert.interpreter.Interpreter``)."""
     return require("ai_edge_litert.interpreter").Interpreter
+
+
+def litert_load_delegate(library: str, options: dict[str, str] | None = None) -> Any:
+    """Load an external TFLite delegate (e.g. ``libedgetpu.so.1``) through LiteRT."""
+    return require("ai_edge_litert.interpreter").load_delegate(library, options or {})

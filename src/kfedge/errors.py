@@ -43,3 +43,7 @@ class NotReadyError(KfedgeError):
 
 class DependencyError(KfedgeError, ImportError):
     """An optional dependency is missing; the message says which extra to install."""
+
+
+class AcceleratorError(KfedgeError):
+    """The target asks for an accelerator (provider, delegate) this node does not have."""

@@ -24,6 +24,9 @@ def load_runner(
     providers: list[str] | None = None,
     spinning: bool = False,
     instances: int = 1,
+    provider_options: dict[str, dict[str, str]] | None = None,
+    delegate: str | None = None,
+    allow_cpu_fallback: bool = True,
 ) -> Runner:
     """Open a model with the runner for its format.
 
@@ -36,13 +39,19 @@ def load_runner(
             dedicated process, distorting when several models are timed in turn).
         instances: TFLite interpreters in the pool, one per concurrent caller (the threads are
             split between them); ONNX Runtime sessions are thread-safe and need one.
+        provider_options: ONNX Runtime options per provider (e.g. OpenVINO ``device_type``).
+        delegate: External TFLite delegate library (e.g. ``libedgetpu.so.1``).
+        allow_cpu_fallback: When False, a requested accelerator (a non-CPU provider, or the
+            delegate) that this node lacks raises :class:`~kfedge.errors.AcceleratorError`;
+            when True the runner falls back to the CPU and ``describe()`` says so
+            (``fallback_to_cpu``). Nothing falls back silently.
 
     Returns:
         A ready :class:`Runner`.
     """
     fmt = detect_format(path)
     if fmt == "tflite":
-        return TFLiteRunner(path, threads, instances)
+        return TFLiteRunner(path, threads, instances, delegate, allow_cpu_fallback)
     if fmt == "onnx":
-        return OnnxRunner(path, threads, providers, spinning)
+        return OnnxRunner(path, threads, providers, spinning, provider_options, allow_cpu_fallback)
     return TFRunner(path, threads, fmt)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from kfedge import compat
-from kfedge.errors import ModelFormatError
+from kfedge.errors import AcceleratorError, ModelFormatError
 from kfedge.runners.base import Runner, TensorSpec
 
 _ORT_DTYPES = {
@@ -24,6 +24,10 @@ _ORT_DTYPES = {
 }
 
 
+#: ONNX Runtime's CPU provider: always available, the fallback.
+CPU = "CPUExecutionProvider"
+
+
 class OnnxRunner(Runner):
     """ONNX Runtime; providers chosen from what the target offers and this build has."""
 
@@ -35,6 +39,8 @@ class OnnxRunner(Runner):
         threads: int | None = None,
         providers: list[str] | None = None,
         spinning: bool = False,
+        provider_options: dict[str, dict[str, str]] | None = None,
+        allow_cpu_fallback: bool = True,
     ) -> None:
         super().__init__(path, threads)
         ort = compat.onnxruntime()
@@ -44,13 +50,27 @@ class OnnxRunner(Runner):
         opts.log_severity_level = 3
         # Spinning worker threads distort side-by-side timing on small machines.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self.requested_providers = list(providers or [CPU])
         available = ort.get_available_providers()
-        wanted = [p for p in (providers or ["CPUExecutionProvider"]) if p in available]
-        self.providers = wanted or ["CPUExecutionProvider"]
+        wanted = [p for p in self.requested_providers if p in available] or [CPU]
+        options = [dict((provider_options or {}).get(p, {})) for p in wanted]
         try:
-            self._sess = ort.InferenceSession(self.path, opts, providers=self.providers)
+            self._sess = ort.InferenceSession(
+                self.path, opts, providers=wanted, provider_options=options
+            )
         except Exception as exc:  # ORT raises its own exception types
             raise ModelFormatError(f"{path} is not a loadable ONNX model: {exc}") from exc
+        #: The providers the session really uses (ORT drops those that fail to initialise).
+        self.providers = list(self._sess.get_providers())
+        accel = [p for p in self.requested_providers if p != CPU]
+        self.accelerated = bool(accel) and any(p in self.providers for p in accel)
+        self.fallback_to_cpu = bool(accel) and not self.accelerated
+        if self.fallback_to_cpu and not allow_cpu_fallback:
+            raise AcceleratorError(
+                f"{Path(path).name}: the target asks for {accel} but this node's ONNX Runtime "
+                f"offers {available}; install the runtime build for the accelerator, schedule "
+                "on a node that has it, or allow CPU fallback in the target profile"
+            )
         self.inputs = [self._spec(a) for a in self._sess.get_inputs()]
         self.outputs = [self._spec(a) for a in self._sess.get_outputs()]
 
@@ -67,4 +87,9 @@ class OnnxRunner(Runner):
         return dict(zip(names, self._sess.run(names, feeds)))
 
     def describe(self) -> dict[str, Any]:  # noqa: D102
-        return {**super().describe(), "providers": self.providers}
+        return {
+            **super().describe(),
+            "providers": self.providers,
+            "requested_providers": self.requested_providers,
+            "fallback_to_cpu": self.fallback_to_cpu,
+        }

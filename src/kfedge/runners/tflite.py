@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from kfedge import compat
-from kfedge.errors import ModelFormatError
+from kfedge.errors import AcceleratorError, ModelFormatError
 from kfedge.runners.base import Runner, TensorSpec
 
 
@@ -24,8 +24,31 @@ class TFLiteRunner(Runner):
 
     format = "tflite"
 
-    def __init__(self, path: str | Path, threads: int | None = None, instances: int = 1) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int | None = None,
+        instances: int = 1,
+        delegate: str | None = None,
+        allow_cpu_fallback: bool = True,
+    ) -> None:
         super().__init__(path, threads)
+        self.delegate = delegate
+        self.delegate_error: str | None = None
+        self._delegates: list[Any] = []
+        if delegate:
+            try:
+                self._delegates = [compat.litert_load_delegate(delegate)]
+            except (ValueError, OSError, RuntimeError) as exc:
+                self.delegate_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if not allow_cpu_fallback:
+                    raise AcceleratorError(
+                        f"{Path(path).name}: the target asks for the TFLite delegate {delegate} "
+                        f"but it cannot be loaded here ({self.delegate_error}); install it, "
+                        "schedule on a node with the device, or allow CPU fallback in the "
+                        "target profile"
+                    ) from exc
+        self.fallback_to_cpu = bool(delegate) and not self._delegates
         if instances < 1:
             raise ValueError(f"instances must be >= 1, got {instances}")
         # The model is read into memory: LiteRT would otherwise map the file, and a file
@@ -53,7 +76,11 @@ class TFLiteRunner(Runner):
     def _new_interpreter(self, threads: int, path: str | Path) -> Any:
         interp_cls = compat.litert_interpreter_class()
         try:
-            interp = interp_cls(model_content=self._content, num_threads=threads)
+            interp = interp_cls(
+                model_content=self._content,
+                num_threads=threads,
+                experimental_delegates=self._delegates or None,
+            )
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelFormatError(f"{path} is not a loadable TFLite model: {exc}") from exc
@@ -133,7 +160,13 @@ class TFLiteRunner(Runner):
         return out
 
     def describe(self) -> dict[str, Any]:  # noqa: D102
-        return {**super().describe(), "instances": self.instances}
+        return {
+            **super().describe(),
+            "instances": self.instances,
+            "delegate": self.delegate if self._delegates else None,
+            "requested_delegate": self.delegate,
+            "fallback_to_cpu": self.fallback_to_cpu,
+        }
 
 
 class _Slot:
