@@ -10,16 +10,14 @@ import copy
 import functools
 import json
 import shutil
-import subprocess
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 import yaml
+from fake_apis import FakeJsonApi, Request, crd_validator
 
 pytest.importorskip("kserve")
 
@@ -29,32 +27,15 @@ from kfedge.deploy import (  # noqa: E402
     cluster_configured,
     deploy,
     deploy_candidate,
+    deploy_from_files,
     deploy_local,
     isvc_name,
+    local_server,
     smoke_test,
 )
 from kfedge.errors import ConfigError  # noqa: E402
 
 PREFIX = "/apis/serving.kserve.io/v1beta1/namespaces/"
-
-
-# ----------------------------------------------------------------------------- CRD schema
-def _strip_x(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _strip_x(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
-    if isinstance(node, list):
-        return [_strip_x(v) for v in node]
-    return node
-
-
-@functools.lru_cache(maxsize=4)
-def crd_validator(reference_dir: Path, file: str, version: str) -> Any:
-    import jsonschema
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crd = yaml.load((reference_dir / "kserve" / file).read_text(), Loader=loader)  # noqa: S506
-    ver = next(v for v in crd["spec"]["versions"] if v["name"] == version)
-    return jsonschema.Draft7Validator(_strip_x(ver["schema"]["openAPIV3Schema"]))
 
 
 @pytest.mark.parametrize("target", ["cpu-arm64", "nvidia-jetson", "coral-edgetpu"])
@@ -152,7 +133,7 @@ def test_cluster_detection(monkeypatch, tmp_path) -> None:  # noqa: ANN001
 
 
 # --------------------------------------------------------------------- fake Kubernetes API
-class FakeKube:
+class FakeKube(FakeJsonApi):
     """A FAKE Kubernetes API for inferenceservices: get / create / patch, recorded."""
 
     def __init__(
@@ -162,49 +143,11 @@ class FakeKube:
         deny: int | None = None,
         never_ready: bool = False,
     ) -> None:
-        self.requests: list[dict[str, Any]] = []
+        super().__init__()
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.gets_since_change = 0
-        self.ready_after, self.url, self.deny, self.never_ready = (
-            ready_after,
-            url,
-            deny,
-            never_ready,
-        )
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def _send(self, code: int, obj: Any) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self) -> None:
-                n = int(self.headers.get("content-length") or 0)
-                body = json.loads(self.rfile.read(n)) if n else None
-                fake.requests.append(
-                    {
-                        "method": self.command,
-                        "path": self.path,
-                        "content_type": self.headers.get("content-type"),
-                        "auth": self.headers.get("authorization"),
-                        "body": body,
-                    }
-                )
-                code, obj = fake.answer(self.command, self.path.split("?")[0], body)
-                self._send(code, obj)
-
-            do_GET = do_POST = do_PATCH = _handle  # noqa: N815
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.ready_after, self.isvc_url = ready_after, url
+        self.deny, self.never_ready = deny, never_ready
 
     @staticmethod
     def _status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -217,7 +160,8 @@ class FakeKube:
             "code": code,
         }
 
-    def answer(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+    def answer(self, req: Request) -> tuple[int, Any]:
+        method, path, body = req.method, req.path, req.json
         if not path.startswith(PREFIX) or "/inferenceservices" not in path:
             return 404, self._status(404, "NotFound", f"no route {path}")
         ns, _, rest = path[len(PREFIX) :].partition("/inferenceservices")
@@ -238,7 +182,7 @@ class FakeKube:
                 obj["status"] = {
                     "observedGeneration": obj["metadata"]["generation"],
                     "url": f"http://{name}.example.com",
-                    "address": {"url": self.url},
+                    "address": {"url": self.isvc_url},
                     "conditions": [{"type": "Ready", "status": "True"}],
                 }
             elif self.never_ready:
@@ -278,18 +222,13 @@ class FakeKube:
                     "apiVersion": "v1",
                     "kind": "Config",
                     "current-context": "fake",
-                    "clusters": [
-                        {"name": "fake", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}
-                    ],
+                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
                     "users": [{"name": "fake", "user": {"token": "fake-token"}}],
                     "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
                 }
             )
         )
         return path
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 def _apply_merge_patch(target: Any, patch: Any) -> Any:
@@ -316,12 +255,12 @@ def test_fake_api_create_then_wait_ready_returns_address_url(fake_kube) -> None:
     isvc = build_inference_service("digits", "s3://models/digits", "cpu-arm64")
     url = deploy(isvc, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)
     assert url == "http://digits.kserve.svc.cluster.local"
-    methods = [(r["method"], r["path"]) for r in fake.requests]
+    methods = [(r.method, r.path) for r in fake.requests]
     assert methods[0] == ("GET", PREFIX + "kserve/inferenceservices/digits")
     assert methods[1] == ("POST", PREFIX + "kserve/inferenceservices")
     assert all(m == "GET" for m, _ in methods[2:]) and len(methods) == 2 + fake.ready_after
-    assert fake.requests[1]["body"] == isvc  # exactly the object built, nothing else
-    assert fake.requests[1]["auth"] == "Bearer fake-token"
+    assert fake.requests[1].json == isvc  # exactly the object built, nothing else
+    assert fake.requests[1].headers["authorization"] == "Bearer fake-token"
 
 
 def test_fake_api_update_sends_a_merge_patch_that_removes_stale_keys(fake_kube) -> None:  # noqa: ANN001
@@ -332,9 +271,9 @@ def test_fake_api_update_sends_a_merge_patch_that_removes_stale_keys(fake_kube) 
     deploy(first, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)
     second = build_inference_service("digits", "s3://models/v2", "cpu-arm64")
     deploy(second, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)
-    patch = next(r for r in fake.requests if r["method"] == "PATCH")
-    assert patch["content_type"] == "application/merge-patch+json"
-    spec = patch["body"]["spec"]["predictor"]
+    patch = next(r for r in fake.requests if r.method == "PATCH")
+    assert patch.headers["content-type"] == "application/merge-patch+json"
+    spec = patch.json["spec"]["predictor"]
     assert spec["model"]["storageUri"] == "s3://models/v2"
     assert spec["nodeSelector"]["nvidia.com/gpu.family"] is None  # the GPU label is removed
     assert spec["model"]["args"] is None
@@ -420,30 +359,6 @@ def test_deploy_local_wrong_expected_output_fails_with_reason(candidate) -> None
     assert "V1 answer differs from the evaluated output: max abs diff" in res["detail"]
 
 
-def _start_server(model_dir: Path, name: str, tmp: Path) -> tuple[subprocess.Popen, str]:
-    from kfedge.deploy import _free_port, _wait_ready
-
-    port = _free_port()
-    log = tmp / "server.log"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kfedge.serving",
-            f"--model_name={name}",
-            f"--model_dir={model_dir}",
-            f"--http_port={port}",
-            "--host=127.0.0.1",
-            "--enable_grpc=false",
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    _wait_ready(proc, url, log, 90)
-    return proc, url
-
-
 def test_fake_api_full_cluster_sequence_with_smoke_test_on_a_real_server(
     candidate,
     sample_dataset,
@@ -451,28 +366,27 @@ def test_fake_api_full_cluster_sequence_with_smoke_test_on_a_real_server(
 ) -> None:
     """deploy_candidate(mode=cluster): FAKE API for create/wait, REAL local server for the
     V2 smoke test (the fake reports the local server's URL as the service address)."""
-    proc, url = _start_server(candidate["dir"], "fp32-baseline", tmp_path)
-    fake = FakeKube(url=url)
-    try:
-        res = deploy_candidate(
-            candidate["dir"],
-            candidate["evaluation"],
-            sample_dataset,
-            "cpu-arm64",
-            tmp_path / "endpoint",
-            tmp_path / "isvc",
-            model_uri="minio://mlpipeline/run/model",
-            mode="cluster",
-            kube=fake.kubeconfig(tmp_path / "kc"),
-            poll_interval=0.01,
-        )
-    finally:
-        fake.close()
-        proc.terminate()
-        proc.wait(timeout=20)
+    with local_server(candidate["dir"], tmp_path / "server.log", "fp32-baseline") as url:
+        fake = FakeKube(url=url)
+        try:
+            res = deploy_candidate(
+                candidate["dir"],
+                candidate["evaluation"],
+                sample_dataset,
+                "cpu-arm64",
+                tmp_path / "endpoint",
+                tmp_path / "isvc",
+                model_uri="minio://mlpipeline/run/model",
+                mode="cluster",
+                kube=fake.kubeconfig(tmp_path / "kc"),
+                poll_interval=0.01,
+            )
+        finally:
+            fake.close()
     assert res["passed"] and res["mode"] == "cluster" and res["url"] == url
     assert res["protocols"]["v2"]["max_abs_diff"] <= 1e-6
-    created = next(r["body"] for r in fake.requests if r["method"] == "POST")
+    assert res["namespace"] == "kserve" and res["storage_uri"] == "s3://mlpipeline/run/model"
+    created = next(r.json for r in fake.requests if r.method == "POST")
     assert created["metadata"]["name"] == "fp32-baseline"
     assert created["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/run/model"
     assert yaml.safe_load((tmp_path / "isvc" / "inferenceservice.yaml").read_text()) == created
@@ -484,27 +398,50 @@ def test_deploy_candidate_refuses_bad_mode_before_anything(
     sample_dataset,  # noqa: ANN001
     tmp_path,
 ) -> None:
+    call = functools.partial(
+        deploy_candidate,
+        candidate["dir"],
+        candidate["evaluation"],
+        sample_dataset,
+        "cpu-arm64",
+        tmp_path / "e",
+        tmp_path / "i",
+    )
     with pytest.raises(ConfigError, match="mode must be auto, local or cluster"):
-        deploy_candidate(
-            candidate["dir"],
-            candidate["evaluation"],
-            sample_dataset,
-            "cpu-arm64",
-            tmp_path / "e",
-            tmp_path / "i",
-            mode="remote",
-        )
+        call(mode="remote")
     with pytest.raises(ConfigError, match="storage URI"):
-        deploy_candidate(
-            candidate["dir"],
-            candidate["evaluation"],
-            sample_dataset,
-            "cpu-arm64",
-            tmp_path / "e",
-            tmp_path / "i",
-            mode="cluster",
-        )
+        call(mode="cluster")
     assert not (tmp_path / "e").exists() and not (tmp_path / "i").exists()
+
+
+def test_deploy_from_files_fills_artifact_metadata(candidate, sample_dataset, tmp_path) -> None:  # noqa: ANN001
+    """What the component runs, with stand-ins for its KFP artifacts (path, uri, metadata)."""
+
+    def artifact(path: Path, uri: str = "") -> SimpleNamespace:
+        return SimpleNamespace(path=str(path), uri=uri, metadata={})
+
+    endpoint, isvc_out = artifact(tmp_path / "endpoint"), artifact(tmp_path / "isvc")
+    url = deploy_from_files(
+        artifact(candidate["dir"], "minio://mlpipeline/run/model"),
+        artifact(candidate["evaluation"]),
+        artifact(sample_dataset),
+        "cpu-amd64",
+        endpoint,
+        isvc_out,
+        name="digits",
+        namespace="edge",
+        mode="local",
+    )
+    assert url.startswith("http://127.0.0.1:")
+    assert endpoint.metadata["url"] == url and endpoint.metadata["passed"] is True
+    assert endpoint.metadata["mode"] == "local" and endpoint.metadata["model_name"] == "digits"
+    assert endpoint.metadata["max_abs_diff"] <= 1e-6
+    assert isvc_out.metadata == {"namespace": "edge", "target": "cpu-amd64", "name": "digits"}
+    written = yaml.safe_load((tmp_path / "isvc" / "inferenceservice.yaml").read_text())
+    assert written["metadata"]["namespace"] == "edge"
+    # the Model artifact's URI is the storage URI (checked and rewritten in cluster mode only)
+    assert written["spec"]["predictor"]["model"]["storageUri"] == "minio://mlpipeline/run/model"
+    assert json.loads((tmp_path / "endpoint" / "endpoint.json").read_text())["url"] == url
 
 
 # ------------------------------------------------------------------------------ component

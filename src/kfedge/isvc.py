@@ -1,0 +1,266 @@
+"""The KServe InferenceService for a candidate on an edge target, and the shared deploy names.
+
+:func:`build_inference_service` builds it with the kserve SDK model classes from a target
+profile: node selector, tolerations, accelerator resources, serving resources, the
+``kfedge-edge`` ServingRuntime, and the deployment mode annotation. :func:`write_examples`
+writes one example per shipped target (``manifests/examples``).
+
+Deployment modes: KServe calls a plain Deployment ``RawDeployment`` (up to 0.15) and ``Standard``
+(0.16 on, where ``RawDeployment`` is still accepted as the legacy name); the Knative mode is
+``Serverless`` / ``Knative``. Any of the four is written to the
+``serving.kserve.io/deploymentMode`` annotation as given; the default ``RawDeployment`` works on
+both old and new controllers and needs no Knative on the edge cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from kfedge.errors import ConfigError, InvalidInputError, KfedgeError
+from kfedge.fsutil import write_text_atomic
+from kfedge.uris import kserve_storage_uri
+
+__all__ = [
+    "DEFAULT_RUNTIME",
+    "DEFAULT_SERVICE_ACCOUNT",
+    "DEPLOYMENT_MODES",
+    "MODEL_FORMATS",
+    "PROTOCOLS",
+    "DeployError",
+    "build_inference_service",
+    "isvc_name",
+    "isvc_yaml",
+    "write_examples",
+]
+
+GROUP = "serving.kserve.io"
+VERSION = "v1beta1"
+PLURAL = "inferenceservices"
+API_VERSION = f"{GROUP}/{VERSION}"
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+#: Accepted deployment modes: legacy and current KServe names.
+DEPLOYMENT_MODES = ("RawDeployment", "Standard", "Serverless", "Knative")
+MODEL_FORMATS = ("tflite", "onnx")
+PROTOCOLS = ("v1", "v2")
+DEFAULT_RUNTIME = "kfedge-edge"
+DEFAULT_SERVICE_ACCOUNT = "kfedge-s3"
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class DeployError(KfedgeError):
+    """Deploying or smoke-testing failed: API refused, not ready in time, wrong answer."""
+
+
+def isvc_name(text: str) -> str:
+    """A valid InferenceService name (DNS-1035 label, <= 45 characters) from free text.
+
+    KServe derives Service / Deployment names from it (``<name>-predictor``), so it is kept
+    short enough for those to stay valid too.
+
+    Args:
+        text: E.g. a candidate name like ``ptq_int8`` or ``Prune50+INT8``.
+
+    Returns:
+        E.g. ``ptq-int8`` / ``prune50-int8``; ``kfedge-`` is put in front of a leading digit.
+    """
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    name = re.sub(r"-{2,}", "-", name)
+    if not name:
+        raise InvalidInputError(f"cannot make an InferenceService name from {text!r}")
+    if not name[0].isalpha():
+        name = f"kfedge-{name}"
+    return name[:45].rstrip("-")
+
+
+def build_inference_service(
+    name: str,
+    storage_uri: str,
+    target: Any,
+    namespace: str = "kserve",
+    model_format: str = "tflite",
+    runtime: str = DEFAULT_RUNTIME,
+    service_account: str = DEFAULT_SERVICE_ACCOUNT,
+    deployment_mode: str = "RawDeployment",
+    min_replicas: int = 1,
+    protocol: str = "v2",
+    max_replicas: int | None = None,
+    check_storage_uri: bool = True,
+) -> dict[str, Any]:
+    """Build the InferenceService for a candidate on a target, as a plain dict.
+
+    Args:
+        name: InferenceService name (DNS-1035 label; see :func:`isvc_name`).
+        storage_uri: Where KServe fetches the candidate directory (``s3://...``; a
+            ``minio://`` URI from KFP's artifact store is rewritten to ``s3://``).
+        target: Target name, YAML path, or a loaded ``Target``.
+        namespace: Namespace of the InferenceService.
+        model_format: ``tflite`` or ``onnx`` (must be one of the target's formats).
+        runtime: ServingRuntime / ClusterServingRuntime to use.
+        service_account: Service account with the S3 credentials (storage initializer).
+        deployment_mode: ``RawDeployment`` / ``Standard`` (a plain Deployment) or
+            ``Serverless`` / ``Knative``.
+        min_replicas: Minimum replicas (>= 0; 0 only with Knative).
+        protocol: ``v1`` or ``v2`` (Open Inference Protocol).
+        max_replicas: Maximum replicas (None: KServe's default).
+        check_storage_uri: Refuse URIs KServe cannot fetch (off only for a preview YAML).
+
+    Returns:
+        The InferenceService as a JSON-friendly dict (camelCase keys, as ``kubectl`` takes).
+
+    Raises:
+        ConfigError: A name, format, mode, protocol or URI is not valid.
+    """
+    from kserve import (
+        ApiClient,
+        V1beta1InferenceService,
+        V1beta1InferenceServiceSpec,
+        V1beta1ModelFormat,
+        V1beta1ModelSpec,
+        V1beta1PredictorSpec,
+    )
+    from kubernetes.client import V1EnvVar, V1ObjectMeta, V1ResourceRequirements, V1Toleration
+
+    if not _DNS1035.match(name) or len(name) > 63:
+        raise ConfigError(
+            f"InferenceService name {name!r} must be a DNS-1035 label (lowercase letters, digits, "
+            "'-', starting with a letter, <= 63 characters); kfedge.isvc.isvc_name makes one"
+        )
+    if not _DNS1035.match(namespace.replace("_", "-")) or "_" in namespace:
+        raise ConfigError(f"namespace {namespace!r} is not a valid Kubernetes namespace name")
+    if model_format not in MODEL_FORMATS:
+        raise ConfigError(f"model_format must be one of {MODEL_FORMATS}, got {model_format!r}")
+    if deployment_mode not in DEPLOYMENT_MODES:
+        raise ConfigError(
+            f"deployment_mode must be one of {DEPLOYMENT_MODES}, got {deployment_mode!r}"
+        )
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    knative = deployment_mode in ("Serverless", "Knative")
+    if min_replicas < (0 if knative else 1):
+        raise ConfigError(
+            f"min_replicas must be >= {0 if knative else 1} in {deployment_mode} mode, "
+            f"got {min_replicas}"
+        )
+    if max_replicas is not None and max_replicas < max(1, min_replicas):
+        raise ConfigError(f"max_replicas ({max_replicas}) must be >= min_replicas ({min_replicas})")
+    if check_storage_uri:
+        storage_uri = kserve_storage_uri(storage_uri)
+    elif not storage_uri:
+        raise ConfigError("storage_uri is empty")
+    from kfedge.targets import load_target
+
+    tgt = load_target(target)
+    if model_format not in tgt.formats:
+        raise ConfigError(
+            f"target {tgt.name} serves {', '.join(tgt.formats)} models, not {model_format}"
+        )
+
+    requests = dict(tgt.serving_resources.requests)
+    limits = dict(tgt.serving_resources.limits)
+    if tgt.accelerator is not None:
+        # Extended resources: requests must equal limits; set both.
+        requests[tgt.accelerator.resource] = str(tgt.accelerator.count)
+        limits[tgt.accelerator.resource] = str(tgt.accelerator.count)
+    env = [V1EnvVar(name="KFEDGE_THREADS", value=str(tgt.threads))] if tgt.threads else None
+    args = None
+    if model_format == "onnx" and tgt.onnx_providers != ["CPUExecutionProvider"]:
+        args = [f"--providers={','.join(tgt.onnx_providers)}"]
+    from kfedge._version import SERVING_IMAGE
+
+    image = tgt.runtime_image if tgt.runtime_image != SERVING_IMAGE else None
+    isvc = V1beta1InferenceService(
+        api_version=API_VERSION,
+        kind="InferenceService",
+        metadata=V1ObjectMeta(
+            name=name,
+            namespace=namespace,
+            labels={
+                "app.kubernetes.io/name": name,
+                "app.kubernetes.io/part-of": "kfedge",
+                "app.kubernetes.io/managed-by": "kfedge",
+                "kfedge.io/target": tgt.name,
+            },
+            annotations={DEPLOYMENT_MODE_ANNOTATION: deployment_mode},
+        ),
+        spec=V1beta1InferenceServiceSpec(
+            predictor=V1beta1PredictorSpec(
+                min_replicas=min_replicas,
+                max_replicas=max_replicas,
+                service_account_name=service_account or None,
+                node_selector=tgt.k8s_node_selector() or None,
+                tolerations=[
+                    V1Toleration(
+                        key=t.get("key"),
+                        operator=t.get("operator"),
+                        value=t.get("value"),
+                        effect=t.get("effect"),
+                        toleration_seconds=t.get("tolerationSeconds"),
+                    )
+                    for t in tgt.k8s_tolerations()
+                ]
+                or None,
+                model=V1beta1ModelSpec(
+                    model_format=V1beta1ModelFormat(name=model_format),
+                    runtime=runtime,
+                    storage_uri=storage_uri,
+                    protocol_version=protocol,
+                    image=image,
+                    args=args,
+                    env=env,
+                    resources=V1ResourceRequirements(
+                        requests=requests or None, limits=limits or None
+                    ),
+                ),
+            )
+        ),
+    )
+    out = ApiClient().sanitize_for_serialization(isvc)
+    model = out["spec"]["predictor"]["model"]
+    if not model.get("name"):
+        model.pop("name", None)  # the SDK's empty container name; KServe names it itself
+    return out
+
+
+def isvc_yaml(isvc: dict[str, Any]) -> str:
+    """The InferenceService as YAML (for ``kubectl apply -f``)."""
+    import yaml
+
+    return yaml.safe_dump(isvc, sort_keys=False)
+
+
+def write_examples(out_dir: str | Path, namespace: str = "kserve") -> list[Path]:
+    """Write one example InferenceService per shipped target (``manifests/examples``).
+
+    Each uses the target's preferred format and a placeholder S3 URI to replace.
+
+    Args:
+        out_dir: Destination folder.
+        namespace: Namespace of the examples.
+
+    Returns:
+        The written files.
+    """
+    from kfedge.targets import list_targets, load_target
+
+    out = Path(out_dir)
+    written = []
+    for tname in list_targets():
+        tgt = load_target(tname)
+        fmt = tgt.formats[0]
+        isvc = build_inference_service(
+            isvc_name(f"digits-{tname}"),
+            f"s3://kfedge-models/{tname}/digits-{fmt}",
+            tgt,
+            namespace=namespace,
+            model_format=fmt,
+        )
+        header = (
+            f"# Example InferenceService for target {tname} ({tgt.description}).\n"
+            "# Generated by `python -m kfedge.deploy examples manifests/examples`; do not edit.\n"
+            "# Replace storageUri with your candidate's S3 prefix, then `kubectl apply -f`.\n"
+        )
+        path = write_text_atomic(out / f"isvc-{tname}.yaml", header + isvc_yaml(isvc))
+        written.append(path)
+    return written
