@@ -4,7 +4,6 @@ says where each rule comes from)."""
 
 from __future__ import annotations
 
-import functools
 import re
 import shutil
 import subprocess
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from fake_apis import crd_validator
 
 from kfedge.images import image_catalog, image_for_ref
 from kfedge.support import kserve_defaults, runtime_clashes
@@ -30,24 +30,6 @@ ENV_FILES = [
     "overlays/kubeflow-profile/s3-credentials.env",
     "overlays/standalone/namespaced/s3-credentials.env",
 ]
-
-
-def _strip_x(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _strip_x(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
-    if isinstance(node, list):
-        return [_strip_x(v) for v in node]
-    return node
-
-
-@functools.lru_cache(maxsize=4)
-def crd_validator(reference_dir: Path, file: str, version: str) -> Any:
-    import jsonschema
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crd = yaml.load((reference_dir / "kserve" / file).read_text(), Loader=loader)  # noqa: S506
-    ver = next(v for v in crd["spec"]["versions"] if v["name"] == version)
-    return jsonschema.Draft7Validator(_strip_x(ver["schema"]["openAPIV3Schema"]))
 
 
 def _docs(path: Path) -> list[dict[str, Any]]:
