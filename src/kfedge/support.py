@@ -101,8 +101,9 @@ SUPPORT_MATRIX: tuple[Support, ...] = (
         "0.21 (SDK 0.21.0, CRDs and webhook / credential code of the 0.21 line)",
         "0.15 is what Kubeflow 1.11 ships; the API kfedge uses (v1beta1 InferenceService with "
         "modelFormat / runtime / protocolVersion, v1alpha1 ClusterServingRuntime, S3 Secret "
-        "annotations, serving.kserve.io/storageSecretName) predates it; the RawDeployment "
-        "mode name is still accepted (legacy name of Standard) in 0.21.",
+        "annotations, serving.kserve.io/storageSecretName) predates it: tag v0.15.0's CRDs "
+        "accept kfedge's runtime and examples and its default runtimes claim the same formats "
+        "(checked once); RawDeployment is still accepted in 0.21 (legacy name of Standard).",
     ),
     Support(
         "Kubernetes",

@@ -1,0 +1,382 @@
+"""The Kubernetes API checks of ``kfedge doctor`` (read-only GETs).
+
+KServe's API and the kfedge runtime, nodes for the target (labels, taints, allocatable
+accelerator / device resources), the target's RuntimeClass, and the S3 Secret / ServiceAccount
+the storage initializer uses, checked against the keys and annotations KServe reads
+(:func:`kfedge.support.kserve_defaults`). Each returns :class:`kfedge.doctor.Finding` lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from kfedge.doctor import Finding
+from kfedge.errors import DependencyError, KfedgeError
+from kfedge.support import kserve_defaults
+
+OVERLAY_FIX = (
+    "kubectl apply -k manifests/overlays/kubeflow-profile (namespace: {ns}) on Kubeflow, or "
+    "manifests/overlays/standalone for standalone KFP"
+)
+
+
+class ApiError(Exception):
+    """A Kubernetes API GET failed: ``status`` (None: unreachable) and the server's message."""
+
+    def __init__(self, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Kube:
+    """GET on the Kubernetes API with the kubernetes client's configuration and auth."""
+
+    def __init__(self, kubeconfig: str | os.PathLike[str] | None, timeout: float) -> None:
+        try:
+            from kubernetes import client, config
+        except ImportError as exc:
+            raise DependencyError(
+                "kfedge doctor needs the kubernetes client: pip install 'kfedge[pipelines]'"
+            ) from exc
+        cfg = client.Configuration()
+        try:
+            if kubeconfig is not None:
+                config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+            elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config(client_configuration=cfg)
+            else:
+                config.load_kube_config(client_configuration=cfg)
+        except Exception as exc:  # ConfigException, missing files: one line
+            raise KfedgeError(f"no Kubernetes API configured: {exc}") from None
+        cfg.retries = 0
+        self.host = cfg.host
+        self._api = client.ApiClient(cfg)
+        self._timeout = timeout
+
+    def get(self, path: str, query: dict[str, str] | None = None) -> Any:
+        """GET ``path`` (with query parameters) and return the decoded JSON.
+
+        Raises:
+            ApiError: An HTTP error (with its status and message) or an unreachable API.
+        """
+        from kubernetes.client.rest import ApiException
+
+        try:
+            data, _status, _headers = self._api.call_api(
+                path,
+                "GET",
+                query_params=list((query or {}).items()),
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                response_type="object",
+                _return_http_data_only=False,
+                _request_timeout=self._timeout,
+            )
+        except ApiException as exc:
+            message = exc.reason or ""
+            try:
+                message = json.loads(exc.body or "{}").get("message") or message
+            except (ValueError, AttributeError):
+                pass
+            raise ApiError(exc.status, str(message)[:300]) from None
+        except Exception as exc:  # urllib3 connection errors
+            raise ApiError(None, f"cannot reach the Kubernetes API at {self.host}: {exc}") from None
+        return data
+
+
+# ---------------------------------------------------------------------------------- KServe
+def check_kserve(kube: Kube, target: Any, runtime: str) -> list[Finding]:
+    """KServe's API (discovery) and the ClusterServingRuntime serving the target's formats."""
+    out: list[Finding] = []
+    needed = {"v1beta1": "inferenceservices", "v1alpha1": "clusterservingruntimes"}
+    for version, resource in needed.items():
+        try:
+            found = {
+                r.get("name") for r in kube.get(f"/apis/serving.kserve.io/{version}")["resources"]
+            }
+        except ApiError as exc:
+            if exc.status == 404:
+                return [
+                    Finding(
+                        "kserve",
+                        "fail",
+                        f"KServe is not installed (no API serving.kserve.io/{version})",
+                        "install KServe 0.15 - 0.21 (Kubeflow's manifests include it)",
+                    )
+                ]
+            return [Finding("kserve", "fail", str(exc), "check the kubeconfig / API access")]
+        if resource not in found:
+            return [
+                Finding(
+                    "kserve",
+                    "fail",
+                    f"serving.kserve.io/{version} has no {resource}",
+                    "install KServe 0.15 - 0.21 with its CRDs",
+                )
+            ]
+    out.append(
+        Finding("kserve", "ok", "KServe API present (InferenceService, ClusterServingRuntime)")
+    )
+    try:
+        rt = kube.get(f"/apis/serving.kserve.io/v1alpha1/clusterservingruntimes/{runtime}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return [
+                *out,
+                Finding(
+                    "runtime",
+                    "fail",
+                    f"ClusterServingRuntime {runtime} is not installed",
+                    "a cluster admin runs: kubectl apply -k manifests/base",
+                ),
+            ]
+        if exc.status == 403:
+            return [
+                *out,
+                Finding(
+                    "runtime",
+                    "warn",
+                    f"cannot read ClusterServingRuntime {runtime} (not allowed: {exc})",
+                    "ask a cluster admin whether `kubectl apply -k manifests/base` was applied",
+                ),
+            ]
+        return [*out, Finding("runtime", "fail", str(exc), "check API access")]
+    spec = rt.get("spec") or {}
+    formats = {str(f.get("name", "")).lower() for f in spec.get("supportedModelFormats") or []}
+    missing = [f for f in target.formats if f not in formats]
+    if spec.get("disabled"):
+        out.append(Finding("runtime", "fail", f"{runtime} is disabled", "set spec.disabled: false"))
+    elif missing:
+        out.append(
+            Finding(
+                "runtime",
+                "fail",
+                f"{runtime} does not list format(s) {missing} that target {target.name} uses",
+                "re-apply manifests/base from this kfedge version",
+            )
+        )
+    else:
+        images = [c.get("image") for c in spec.get("containers") or []]
+        out.append(
+            Finding("runtime", "ok", f"{runtime} serves {sorted(formats)} ({', '.join(images)})")
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------------- nodes
+def _tolerates(tolerations: list[dict[str, Any]], taint: dict[str, Any]) -> bool:
+    for t in tolerations:
+        if t.get("effect") and t["effect"] != taint.get("effect"):
+            continue
+        if t.get("operator") == "Exists" and (not t.get("key") or t["key"] == taint.get("key")):
+            return True
+        if t.get("key") == taint.get("key") and t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def _quantity(text: Any) -> float:
+    text = str(text or "0")
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0
+
+
+def check_nodes(kube: Kube, target: Any) -> list[Finding]:
+    """Nodes with the target's labels, schedulable for its tolerations, with its resources."""
+    selector = target.k8s_node_selector()
+    label_sel = ",".join(f"{k}={v}" for k, v in selector.items())
+    try:
+        nodes = kube.get("/api/v1/nodes", {"labelSelector": label_sel}).get("items") or []
+    except ApiError as exc:
+        if exc.status == 403:
+            return [
+                Finding(
+                    "nodes",
+                    "warn",
+                    f"cannot list nodes (not allowed: {exc}); placement not checked",
+                    f"ask a cluster admin: kubectl get nodes -l {label_sel}",
+                )
+            ]
+        return [Finding("nodes", "fail", str(exc), "check API access")]
+    if not nodes:
+        labels = " ".join(f"{k}={v}" for k, v in selector.items())
+        return [
+            Finding(
+                "nodes",
+                "fail",
+                f"no node has the labels of target {target.name} ({label_sel}); evaluate and "
+                "the InferenceService would stay Pending",
+                f"label the edge node: kubectl label node NODE {labels} (or edit the target)",
+            )
+        ]
+    tolerations = target.k8s_tolerations()
+    usable, tainted = [], []
+    for node in nodes:
+        blocking = [
+            t
+            for t in (node.get("spec") or {}).get("taints") or []
+            if t.get("effect") in ("NoSchedule", "NoExecute") and not _tolerates(tolerations, t)
+        ]
+        name = node["metadata"]["name"]
+        if blocking or (node.get("spec") or {}).get("unschedulable"):
+            why = ", ".join(f"{t.get('key')}:{t.get('effect')}" for t in blocking) or "cordoned"
+            tainted.append(f"{name} ({why})")
+        else:
+            usable.append(node)
+    out: list[Finding] = []
+    if not usable:
+        return [
+            Finding(
+                "nodes",
+                "fail",
+                f"nodes match target {target.name} but none is schedulable: {', '.join(tainted)}",
+                "add the toleration to the target profile, or remove the taint / uncordon",
+            )
+        ]
+    names = [n["metadata"]["name"] for n in usable]
+    out.append(
+        Finding("nodes", "ok", f"{len(usable)} node(s) for {target.name}: {', '.join(names)}")
+    )
+    wanted = dict(target.devices.resources)
+    if target.accelerator is not None:
+        wanted[target.accelerator.resource] = target.accelerator.count
+    for resource, count in wanted.items():
+        have = [
+            n["metadata"]["name"]
+            for n in usable
+            if _quantity(((n.get("status") or {}).get("allocatable") or {}).get(resource)) >= count
+        ]
+        if have:
+            out.append(
+                Finding("nodes", "ok", f"{resource} x{count} allocatable on {', '.join(have)}")
+            )
+        else:
+            out.append(
+                Finding(
+                    "nodes",
+                    "fail",
+                    f"no matching node has {resource} x{count} allocatable",
+                    f"install / fix the device plugin that registers {resource} on "
+                    + ", ".join(names),
+                )
+            )
+    return out
+
+
+def check_runtime_class(kube: Kube, target: Any) -> list[Finding]:
+    """The RuntimeClass the target names (``devices.runtime_class``) exists."""
+    name = target.devices.runtime_class
+    if not name:
+        return []
+    try:
+        kube.get(f"/apis/node.k8s.io/v1/runtimeclasses/{name}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return [
+                Finding(
+                    "runtime-class",
+                    "fail",
+                    f"RuntimeClass {name} (target {target.name}) does not exist; pods naming it "
+                    "are refused",
+                    "install the container runtime that registers it (k3s on JetPack does), or "
+                    "set devices.runtime_class: null in a copy of the target",
+                )
+            ]
+        return [Finding("runtime-class", "warn", f"cannot read RuntimeClass {name}: {exc}", "")]
+    return [Finding("runtime-class", "ok", f"RuntimeClass {name} exists")]
+
+
+# -------------------------------------------------------------------------------------- S3
+def check_s3(kube: Kube, namespace: str, secret: str, service_account: str) -> list[Finding]:
+    """The S3 Secret (keys + annotations KServe reads; values never read out) and its SA."""
+    keys = kserve_defaults()["s3_credentials"]
+    fix = OVERLAY_FIX.format(ns=namespace)
+    out: list[Finding] = []
+    try:
+        obj = kube.get(f"/api/v1/namespaces/{namespace}/secrets/{secret}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return [
+                Finding("s3-secret", "fail", f"Secret {namespace}/{secret} does not exist", fix)
+            ]
+        return [Finding("s3-secret", "warn", f"cannot read Secret {namespace}/{secret}: {exc}", "")]
+    data_keys = set((obj.get("data") or {}) | (obj.get("stringData") or {}))
+    need = [keys["access_key_id_key"], keys["secret_access_key_key"]]
+    ann = (obj.get("metadata") or {}).get("annotations") or {}
+    lacking = [k for k in need if k not in data_keys]
+    if lacking:
+        out.append(
+            Finding(
+                "s3-secret",
+                "fail",
+                f"Secret {namespace}/{secret} lacks key(s) {lacking}: KServe does not take it "
+                "as S3 credentials",
+                f"{fix} (keys {', '.join(need)})",
+            )
+        )
+    endpoint = ann.get("serving.kserve.io/s3-endpoint") or ""
+    https = ann.get("serving.kserve.io/s3-usehttps", "")
+    if not endpoint and "S3_ENDPOINT" not in data_keys:
+        out.append(
+            Finding(
+                "s3-secret",
+                "fail",
+                f"Secret {namespace}/{secret} has no serving.kserve.io/s3-endpoint annotation: "
+                "KServe's storage initializer would fetch from AWS S3",
+                f"{fix}; or annotate it with KFP's store, e.g. seaweedfs.kubeflow:8333",
+            )
+        )
+    elif endpoint and not endpoint.startswith(("http://", "https://")) and https != "0":
+        in_cluster = ".kubeflow" in endpoint or endpoint.split(":")[0].endswith(".svc")
+        out.append(
+            Finding(
+                "s3-secret",
+                "fail" if in_cluster else "warn",
+                f'KServe will use https to {endpoint} (no serving.kserve.io/s3-usehttps: "0")'
+                + ("; KFP's object store speaks plain HTTP" if in_cluster else ""),
+                f'annotate Secret {namespace}/{secret} with serving.kserve.io/s3-usehttps: "0" '
+                "if the endpoint is plain HTTP",
+            )
+        )
+    elif not lacking:
+        out.append(
+            Finding(
+                "s3-secret", "ok", f"Secret {namespace}/{secret}: credentials, endpoint {endpoint}"
+            )
+        )
+    try:
+        sa = kube.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}")
+    except ApiError as exc:
+        if exc.status == 404:
+            out.append(
+                Finding(
+                    "s3-serviceaccount",
+                    "fail",
+                    f"ServiceAccount {namespace}/{service_account} (which InferenceServices name) "
+                    "does not exist",
+                    fix,
+                )
+            )
+        else:
+            out.append(Finding("s3-serviceaccount", "warn", f"cannot read it: {exc}", ""))
+        return out
+    listed = [s.get("name") for s in sa.get("secrets") or []]
+    if secret not in listed:
+        out.append(
+            Finding(
+                "s3-serviceaccount",
+                "fail",
+                f"ServiceAccount {namespace}/{service_account} does not list Secret {secret}; "
+                "KServe mounts only the Secrets it lists",
+                fix,
+            )
+        )
+    else:
+        out.append(
+            Finding("s3-serviceaccount", "ok", f"ServiceAccount {service_account} lists {secret}")
+        )
+    return out
