@@ -24,6 +24,8 @@ _EXTRA_FOR = {
     "onnx": "optimize",
     "sklearn": "optimize",
     "onnxruntime": "serving",
+    "openvino": "serving",
+    "nncf": "optimize",
     "ai_edge_litert": "serving",
     "kserve": "serving",
     "kfp": "pipelines",
@@ -107,3 +109,8 @@ def litert_interpreter_class() -> Any:
 def litert_load_delegate(library: str, options: dict[str, str] | None = None) -> Any:
     """Load an external TFLite delegate (e.g. ``libedgetpu.so.1``) through LiteRT."""
     return require("ai_edge_litert.interpreter").load_delegate(library, options or {})
+
+
+def openvino() -> Any:
+    """OpenVINO Runtime (``openvino``): IR / ONNX models on CPU, GPU or NPU devices."""
+    return require("openvino")

@@ -1,7 +1,8 @@
 """Detect and check model formats without importing any framework.
 
 Formats: ``keras`` (.keras zip), ``h5`` (legacy Keras HDF5), ``savedmodel`` (directory),
-``tflite`` (flatbuffer) and ``onnx`` (protobuf).
+``tflite`` (flatbuffer), ``onnx`` (protobuf) and ``openvino`` (IR: ``model.xml`` with its
+``model.bin`` beside it).
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from pathlib import Path
 
 from kfedge.errors import ModelFormatError
 
-FORMATS = ("keras", "h5", "savedmodel", "tflite", "onnx")
+FORMATS = ("keras", "h5", "savedmodel", "tflite", "onnx", "openvino")
 #: Formats a deployable candidate (and the model server) uses.
-DEPLOYABLE = ("tflite", "onnx")
+DEPLOYABLE = ("tflite", "onnx", "openvino")
 #: Formats that hold a Keras model which tfmot techniques can start from.
 KERAS_FORMATS = ("keras", "h5", "savedmodel")
 
 _EXPECTED = (
     "a .keras or .h5 Keras file, a SavedModel directory (with saved_model.pb), "
-    "a .tflite flatbuffer or a .onnx model"
+    "a .tflite flatbuffer, a .onnx model or an OpenVINO IR .xml (with its .bin)"
 )
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -79,6 +80,15 @@ def detect_format(path: str | Path) -> str:
             ) from exc
         if "config.json" in names:
             return "keras"
+    if head.lstrip().startswith(b"<?xml") or suffix == ".xml":
+        with p.open("rb") as fh:
+            text = fh.read(4096)
+        if b"<net " in text:
+            if not p.with_suffix(".bin").is_file():
+                raise ModelFormatError(
+                    f"{p} is an OpenVINO IR without its weights file {p.with_suffix('.bin').name}"
+                )
+            return "openvino"
     if suffix == ".onnx" or _looks_like_onnx(head):
         if _looks_like_onnx(head):
             return "onnx"

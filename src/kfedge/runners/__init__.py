@@ -1,4 +1,4 @@
-"""One inference interface for every format: TF (Keras / SavedModel), TFLite (LiteRT), ONNX Runtime.
+"""One inference interface for every format: TF, TFLite (LiteRT), ONNX Runtime, OpenVINO.
 
 Evaluation and serving use the same runners, so the latency in the report is the latency served.
 Callers always hand float (or the model's own) arrays: a TFLite model with integer input/output
@@ -12,10 +12,19 @@ from pathlib import Path
 from kfedge.formats import detect_format
 from kfedge.runners.base import Runner, TensorSpec
 from kfedge.runners.onnx import OnnxRunner
+from kfedge.runners.openvino import OpenVinoRunner
 from kfedge.runners.tf import TFRunner
 from kfedge.runners.tflite import TFLiteRunner
 
-__all__ = ["OnnxRunner", "Runner", "TFLiteRunner", "TFRunner", "TensorSpec", "load_runner"]
+__all__ = [
+    "OnnxRunner",
+    "OpenVinoRunner",
+    "Runner",
+    "TFLiteRunner",
+    "TFRunner",
+    "TensorSpec",
+    "load_runner",
+]
 
 
 def load_runner(
@@ -27,6 +36,7 @@ def load_runner(
     provider_options: dict[str, dict[str, str]] | None = None,
     delegate: str | None = None,
     allow_cpu_fallback: bool = True,
+    device: str = "CPU",
 ) -> Runner:
     """Open a model with the runner for its format.
 
@@ -45,6 +55,7 @@ def load_runner(
             delegate) that this node lacks raises :class:`~kfedge.errors.AcceleratorError`;
             when True the runner falls back to the CPU and ``describe()`` says so
             (``fallback_to_cpu``). Nothing falls back silently.
+        device: OpenVINO device (``CPU``, ``GPU``, ``NPU``) for OpenVINO IR models.
 
     Returns:
         A ready :class:`Runner`.
@@ -52,6 +63,8 @@ def load_runner(
     fmt = detect_format(path)
     if fmt == "tflite":
         return TFLiteRunner(path, threads, instances, delegate, allow_cpu_fallback)
+    if fmt == "openvino":
+        return OpenVinoRunner(path, threads, device, instances, allow_cpu_fallback)
     if fmt == "onnx":
         return OnnxRunner(path, threads, providers, spinning, provider_options, allow_cpu_fallback)
     return TFRunner(path, threads, fmt)
