@@ -185,4 +185,28 @@ def test_report_from_files(tmp_path, evals):
     assert res["confusion"]["name"] == "qat-int8"
     assert res["metrics"]["selected_latency_ratio"] == pytest.approx(0.45)
     assert res["metrics"]["passing"] == 3.0
+    assert res["report_metadata"] == {"selected": "qat-int8", "baseline": "fp32-tflite"}
+    assert json.loads((out / "r.json").read_text()) == res["report"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]  # atomic writes
     assert Path(out / "r.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_summary_groups_technique_chains(tmp_path):
+    evals = [
+        ev("fp32-tflite", "fp32", 0.990, 10.0, 80_000),
+        ev("pruned", "prune", 0.990, 9.0, 80_000),  # no quantization: in no group
+        ev("chain", "prune>cluster>ptq-int8", 0.985, 3.0, 20_000),
+        ev("chain-qat", "prune>qat-int8", 0.987, 3.5, 21_000),
+    ]
+    rep = json.loads(build_report(evals, tmp_path)["json"].read_text())
+    assert (rep["summary"]["ptq"], rep["summary"]["qat"]) == ("chain", "chain-qat")
+
+
+def test_evaluations_and_report_rows_from_typed_evaluations(tmp_path, evals):
+    from kfedge.evaluation import Evaluation
+
+    typed = [Evaluation.model_validate(e) for e in evals]
+    sel = select(typed, {"max_accuracy_drop": 0.01})
+    a = json.loads(build_report(typed, tmp_path / "a", selection=sel)["json"].read_text())
+    b = json.loads(build_report(evals, tmp_path / "b", selection=sel)["json"].read_text())
+    assert {**a, "created": ""} == {**b, "created": ""}

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kfedge.errors import ConfigError, InvalidInputError, NotFoundError
+from kfedge.evaluation import Evaluation, OutputsSample
 from kfedge.select import Goals, find_baseline, parse_goals, select, select_from_files
 
 
@@ -20,21 +21,23 @@ def ev(
     size: int,
     fmt: str = "tflite",
     threads: int = 2,
-) -> dict[str, Any]:
-    return {
-        "name": name,
-        "technique": technique,
-        "format": fmt,
-        "accuracy": acc,
-        "latency_ms": {"p50": p50, "p90": p50 * 1.2, "p99": p50 * 1.5},
-        "size_bytes": size,
-        "size_gzip_bytes": int(size * 0.8),
-        "threads": threads,
-    }
+) -> Evaluation:
+    return Evaluation.model_validate(
+        {
+            "name": name,
+            "technique": technique,
+            "format": fmt,
+            "accuracy": acc,
+            "latency_ms": {"p50": p50, "p90": p50 * 1.2, "p99": p50 * 1.5},
+            "size_bytes": size,
+            "size_gzip_bytes": int(size * 0.8),
+            "threads": threads,
+        }
+    )
 
 
 @pytest.fixture
-def evals() -> list[dict[str, Any]]:
+def evals() -> list[Evaluation]:
     return [
         ev("fp32-tflite", "fp32", 0.990, 10.0, 80_000),
         ev("ptq-int8", "ptq-int8", 0.970, 4.0, 22_000),  # fast, -2.0 pts
@@ -129,8 +132,8 @@ def test_baseline_included_or_excluded(evals):
 def test_find_baseline_prefers_deployable_fp32(evals):
     evals.append(ev("fp32-onnx", "fp32", 0.990, 12.0, 83_000, fmt="onnx"))
     evals.append(ev("baseline", "baseline", 0.990, 30.0, 300_000, fmt="keras"))
-    assert find_baseline(evals)["name"] == "fp32-tflite"  # most candidates are tflite
-    assert find_baseline(evals, "fp32-onnx")["name"] == "fp32-onnx"
+    assert find_baseline(evals).name == "fp32-tflite"  # most candidates are tflite
+    assert find_baseline(evals, "fp32-onnx").name == "fp32-onnx"
     with pytest.raises(NotFoundError, match="baseline 'nope' is not among"):
         find_baseline(evals, "nope")
     with pytest.raises(InvalidInputError, match="cannot tell which evaluation"):
@@ -138,7 +141,7 @@ def test_find_baseline_prefers_deployable_fp32(evals):
 
 
 def test_thread_mismatch_is_warned(evals):
-    evals[1]["threads"] = 1
+    evals[1].threads = 1
     assert "ptq-int8 was timed with 1 threads" in select(evals)["warnings"][0]
 
 
@@ -165,13 +168,20 @@ def test_parse_goals_accepts_json_and_empty():
     assert Goals(max_size_mb=1.5).size_limit == 1_500_000
 
 
+def test_dicts_shaped_like_evaluations_are_accepted(evals):
+    as_dicts = [e.to_dict() for e in evals]
+    assert select(as_dicts, {"max_accuracy_drop": 0.01}) == select(
+        evals, {"max_accuracy_drop": 0.01}
+    )
+
+
 def test_bad_evaluations(evals):
     with pytest.raises(InvalidInputError, match="no evaluations given"):
         select([])
     with pytest.raises(InvalidInputError, match="two evaluations are named 'fp32-tflite'"):
         select(evals + [evals[0]])
     with pytest.raises(InvalidInputError, match=r"missing keys \['latency_ms'\]"):
-        select([{k: v for k, v in evals[0].items() if k != "latency_ms"}])
+        select([{k: v for k, v in evals[0].to_dict().items() if k != "latency_ms"}])
 
 
 def _candidate_dir(root: Path, name: str) -> Path:
@@ -187,14 +197,15 @@ def _candidate_dir(root: Path, name: str) -> Path:
 
 
 def test_select_from_files_copies_the_chosen_model(tmp_path, evals):
+    evals[2].outputs_sample = OutputsSample(output_name="probs", values=[0.25, 0.75])
     files, dirs = [], []
     for e in evals[1:]:
-        f = tmp_path / f"{e['name']}.json"
-        f.write_text(json.dumps(e))
+        f = tmp_path / f"{e.name}.json"
+        f.write_text(e.to_json())
         files.append(f)
-        dirs.append(_candidate_dir(tmp_path, e["name"]))
+        dirs.append(_candidate_dir(tmp_path, e.name))
     base = tmp_path / "base.json"
-    base.write_text(json.dumps(evals[0]))
+    base.write_text(evals[0].to_json())
     chosen = tmp_path / "chosen"
     res = select_from_files(
         files,
@@ -208,7 +219,22 @@ def test_select_from_files_copies_the_chosen_model(tmp_path, evals):
     assert res["selected"] == "ptq-fp16"
     assert json.loads((chosen / "candidate.json").read_text())["name"] == "ptq-fp16"
     assert res["chosen_metadata"]["name"] == "ptq-fp16"
-    assert json.loads((tmp_path / "sel.json").read_text())["selected"] == "ptq-fp16"
+    assert res["chosen_metadata"]["selected"] == "ptq-fp16"
+    assert res["selection_metadata"] == {
+        "selected": "ptq-fp16",
+        "deploy": True,
+        "reason": res["reason"],
+    }
+    written = json.loads((tmp_path / "sel.json").read_text())
+    assert written["selected"] == "ptq-fp16"
+    # the deploy step's smoke test reads the chosen candidate's recorded output from here
+    assert written["outputs_sample"] == {
+        "index": 0,
+        "split": "eval",
+        "output_name": "probs",
+        "values": [0.25, 0.75],
+    }
+    assert "selection_metadata" not in written  # only for the KFP step's outputs
     # nothing meets the goals: no model, an explanation instead
     res = select_from_files(
         files,
@@ -221,6 +247,8 @@ def test_select_from_files_copies_the_chosen_model(tmp_path, evals):
     )
     assert res["deploy"] is False
     assert sorted(p.name for p in chosen.iterdir()) == ["NOT_SELECTED.txt"]
+    assert res["chosen_metadata"] == {"selected": ""}
+    assert res["selection_metadata"]["selected"] == "" and not res["selection_metadata"]["deploy"]
     # bad goals fail before anything is written
     with pytest.raises(ConfigError):
         select_from_files(files, base, '{"bogus": 1}', tmp_path / "other.json")

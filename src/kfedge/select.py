@@ -18,15 +18,18 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kfedge.errors import ConfigError, InvalidInputError, NotFoundError
+from kfedge.evaluation import MB, Evaluation, as_evaluations, load_evaluation
 from kfedge.formats import DEPLOYABLE, FORMATS
 
-MB = 1_000_000
+#: An evaluation, or a dict shaped like its JSON (validated on the way in).
+EvaluationLike = Evaluation | Mapping[str, Any]
 _FP32_MARKERS = ("baseline", "fp32", "float32", "export", "original")
 
 
@@ -116,16 +119,16 @@ def parse_goals(goals: Goals | dict[str, Any] | str | None) -> Goals:
         raise ConfigError(f"invalid goals: {problems}") from None
 
 
-def _fp32_like(ev: dict[str, Any]) -> bool:
-    text = f"{ev.get('technique', '')} {ev.get('name', '')}".lower()
+def _fp32_like(ev: Evaluation) -> bool:
+    text = f"{ev.technique} {ev.name}".lower()
     return any(m in text for m in _FP32_MARKERS)
 
 
 def find_baseline(
-    evaluations: list[dict[str, Any]],
+    evaluations: Iterable[EvaluationLike],
     baseline: str | None = None,
     formats: list[str] | tuple[str, ...] = DEPLOYABLE,
-) -> dict[str, Any]:
+) -> Evaluation:
     """The evaluation every candidate is compared with.
 
     The named one when ``baseline`` is given; else the FP32 candidate (technique or name saying
@@ -142,51 +145,31 @@ def find_baseline(
 
     Raises:
         NotFoundError: The named baseline is not among the evaluations.
-        InvalidInputError: No baseline can be told apart; name one.
+        InvalidInputError: An invalid evaluation, or no baseline can be told apart; name one.
     """
+    evs = as_evaluations(evaluations)
     if baseline:
-        for ev in evaluations:
-            if ev["name"] == baseline:
+        for ev in evs:
+            if ev.name == baseline:
                 return ev
         raise NotFoundError(
-            f"baseline '{baseline}' is not among the evaluations {[e['name'] for e in evaluations]}"
+            f"baseline '{baseline}' is not among the evaluations {[e.name for e in evs]}"
         )
-    fp32 = [e for e in evaluations if _fp32_like(e)]
+    fp32 = [e for e in evs if _fp32_like(e)]
     counts: dict[str, int] = {}
-    for e in evaluations:
-        counts[e["format"]] = counts.get(e["format"], 0) + 1
-    deployable = [e for e in fp32 if e["format"] in formats]
+    for e in evs:
+        counts[e.format] = counts.get(e.format, 0) + 1
+    deployable = [e for e in fp32 if e.format in formats]
     pool = deployable or fp32
     if not pool:
         raise InvalidInputError(
             "cannot tell which evaluation is the FP32 baseline (none has technique or name "
-            f"baseline/fp32/export among {[e['name'] for e in evaluations]}); name it"
+            f"baseline/fp32/export among {[e.name for e in evs]}); name it"
         )
-    return sorted(pool, key=lambda e: (-counts[e["format"]], e["format"] != "tflite"))[0]
+    return sorted(pool, key=lambda e: (-counts[e.format], e.format != "tflite"))[0]
 
 
-def _check_evaluations(evaluations: list[dict[str, Any]]) -> None:
-    if not evaluations:
-        raise InvalidInputError("no evaluations given; expected at least the baseline's")
-    seen: set[str] = set()
-    for i, ev in enumerate(evaluations):
-        missing = [
-            k
-            for k in ("name", "format", "accuracy", "latency_ms", "size_bytes")
-            if not isinstance(ev, dict) or k not in ev
-        ]
-        if missing:
-            raise InvalidInputError(f"evaluation #{i} is missing keys {missing}")
-        if "p50" not in ev["latency_ms"]:
-            raise InvalidInputError(f"evaluation '{ev['name']}' has no latency_ms.p50")
-        if ev["name"] in seen:
-            raise InvalidInputError(
-                f"two evaluations are named '{ev['name']}'; candidate names must be unique"
-            )
-        seen.add(ev["name"])
-
-
-def check_goals(ev: dict[str, Any], base: dict[str, Any], goals: Goals) -> list[str]:
+def check_goals(ev: Evaluation, base: Evaluation, goals: Goals) -> list[str]:
     """The goals one candidate fails, as readable sentences (empty when it passes all).
 
     Args:
@@ -198,13 +181,13 @@ def check_goals(ev: dict[str, Any], base: dict[str, Any], goals: Goals) -> list[
         One string per failed goal.
     """
     failed: list[str] = []
-    acc, bacc = float(ev["accuracy"]), float(base["accuracy"])
+    acc, bacc = ev.accuracy, base.accuracy
     drop = bacc - acc
-    p50, bp50 = float(ev["latency_ms"]["p50"]), float(base["latency_ms"]["p50"])
-    size = int(ev["size_bytes"])
-    if ev["format"] not in goals.formats:
-        failed.append(f"format {ev['format']} not in allowed formats {goals.formats}")
-    if ev["name"] == base["name"] and not goals.include_baseline:
+    p50, bp50 = ev.latency_ms.p50, base.latency_ms.p50
+    size = ev.size_bytes
+    if ev.format not in goals.formats:
+        failed.append(f"format {ev.format} not in allowed formats {goals.formats}")
+    if ev.name == base.name and not goals.include_baseline:
         failed.append("is the baseline, and include_baseline is false")
     if goals.max_accuracy_drop is not None and drop > goals.max_accuracy_drop + 1e-12:
         failed.append(
@@ -236,8 +219,8 @@ def check_goals(ev: dict[str, Any], base: dict[str, Any], goals: Goals) -> list[
     return failed
 
 
-def _rank_key(ev: dict[str, Any], objective: str) -> tuple[float, ...]:
-    acc, p50, size = float(ev["accuracy"]), float(ev["latency_ms"]["p50"]), float(ev["size_bytes"])
+def _rank_key(ev: Evaluation, objective: str) -> tuple[float, ...]:
+    acc, p50, size = ev.accuracy, ev.latency_ms.p50, float(ev.size_bytes)
     if objective == "size":
         return (size, p50, -acc)
     if objective == "accuracy":
@@ -246,14 +229,15 @@ def _rank_key(ev: dict[str, Any], objective: str) -> tuple[float, ...]:
 
 
 def select(
-    evaluations: list[dict[str, Any]],
+    evaluations: Iterable[EvaluationLike],
     goals: Goals | dict[str, Any] | str | None = None,
     baseline: str | None = None,
 ) -> dict[str, Any]:
     """Check every candidate against the goals and pick the best one that meets them.
 
     Args:
-        evaluations: Evaluation results (:func:`kfedge.evaluate.evaluate`), baseline included.
+        evaluations: Evaluations (:func:`kfedge.evaluate.evaluate`, or dicts shaped like their
+            JSON), baseline included.
         goals: :class:`Goals`, a dict or JSON string (empty: no thresholds).
         baseline: Name of the baseline evaluation (default: found by :func:`find_baseline`).
 
@@ -268,46 +252,44 @@ def select(
         InvalidInputError: No evaluations, duplicate names or missing keys.
     """
     g = parse_goals(goals)
-    _check_evaluations(evaluations)
-    base = find_baseline(evaluations, baseline, g.formats)
-    bp50 = float(base["latency_ms"]["p50"])
+    evs = as_evaluations(evaluations)
+    base = find_baseline(evs, baseline, g.formats)
+    bp50 = base.latency_ms.p50
     warnings: list[str] = []
     per: list[dict[str, Any]] = []
-    for ev in evaluations:
+    for ev in evs:
         failed = check_goals(ev, base, g)
-        if ev.get("threads") != base.get("threads"):
+        if ev.threads != base.threads:
             warnings.append(
-                f"{ev['name']} was timed with {ev.get('threads')} threads, the baseline with "
-                f"{base.get('threads')}: latencies are not comparable"
+                f"{ev.name} was timed with {ev.threads} threads, the baseline with "
+                f"{base.threads}: latencies are not comparable"
             )
         per.append(
             {
-                "name": ev["name"],
+                "name": ev.name,
                 "passed": not failed,
                 "failed_goals": failed,
-                "accuracy_drop": float(base["accuracy"]) - float(ev["accuracy"]),
-                "latency_ratio": float(ev["latency_ms"]["p50"]) / bp50 if bp50 > 0 else None,
-                "size_ratio": int(ev["size_bytes"]) / int(base["size_bytes"])
-                if base["size_bytes"]
-                else None,
+                "accuracy_drop": base.accuracy - ev.accuracy,
+                "latency_ratio": ev.latency_ms.p50 / bp50 if bp50 > 0 else None,
+                "size_ratio": ev.size_bytes / base.size_bytes if base.size_bytes else None,
             }
         )
-    by_name = {e["name"]: e for e in evaluations}
+    by_name = {e.name: e for e in evs}
     passing = [by_name[c["name"]] for c in per if c["passed"]]
-    ranking = [e["name"] for e in sorted(passing, key=lambda e: _rank_key(e, g.objective))]
+    ranking = [e.name for e in sorted(passing, key=lambda e: _rank_key(e, g.objective))]
     if ranking:
         best = by_name[ranking[0]]
-        info = next(c for c in per if c["name"] == best["name"])
+        info = next(c for c in per if c["name"] == best.name)
         what = {"latency": "fastest (p50)", "size": "smallest", "accuracy": "most accurate"}
         reason = (
-            f"{best['name']} is the {what[g.objective]} of {len(ranking)} candidate(s) meeting "
-            f"the goals: accuracy {float(best['accuracy']):.4f} "
+            f"{best.name} is the {what[g.objective]} of {len(ranking)} candidate(s) meeting "
+            f"the goals: accuracy {best.accuracy:.4f} "
             f"({-info['accuracy_drop'] * 100 + 0.0:+.1f} pts), p50 "
-            f"{float(best['latency_ms']['p50']):.3f} ms ({info['latency_ratio']:.2f}x), size "
-            f"{int(best['size_bytes']) / MB:.3f} MB ({info['size_ratio']:.2f}x) against the "
-            f"baseline {base['name']}"
+            f"{best.latency_ms.p50:.3f} ms ({info['latency_ratio']:.2f}x), size "
+            f"{best.size_bytes / MB:.3f} MB ({info['size_ratio']:.2f}x) against the "
+            f"baseline {base.name}"
         )
-        if best["name"] == base["name"]:
+        if best.name == base.name:
             reason += "; no optimized candidate met the goals and beat it"
     else:
         reason = "no candidate meets the goals: " + "; ".join(
@@ -318,7 +300,7 @@ def select(
         "deploy": bool(ranking),
         "reason": reason,
         "ranking": ranking,
-        "baseline": base["name"],
+        "baseline": base.name,
         "goals": g.model_dump(),
         "objective": g.objective,
         "candidates": per,
@@ -352,10 +334,12 @@ def select_from_files(
         chosen_dir: Where to copy the selected candidate directory (needs the model dirs).
 
     Returns:
-        The selection (see :func:`select`), plus ``chosen_dir`` when a model was copied.
+        The selection as written (see :func:`select`; plus ``outputs_sample`` of the selected
+        candidate, and ``chosen_dir`` when a model was copied), and for the KFP step's
+        outputs: ``selection_metadata`` (selected, deploy, reason) and ``chosen_metadata``
+        (the copied candidate's metadata and ``selected``; "" when none was).
     """
-    from kfedge.convert import write_atomic
-    from kfedge.evaluate import load_evaluation
+    from kfedge.fsutil import write_json_atomic, write_text_atomic
 
     g = parse_goals(goals)  # bad goals fail before anything is read
     if model_dirs is not None and len(model_dirs) != len(evaluation_files):
@@ -366,49 +350,70 @@ def select_from_files(
     base = load_evaluation(baseline_file)
     evaluations = [base]
     dirs: dict[str, Path | None] = {
-        base["name"]: Path(baseline_model_dir) if baseline_model_dir else None
+        base.name: Path(baseline_model_dir) if baseline_model_dir else None
     }
     for i, f in enumerate(evaluation_files):
         ev = load_evaluation(f)
-        if ev["name"] == base["name"]:
+        if ev.name == base.name:
             continue  # the baseline was also evaluated in the loop
-        if ev["name"] in dirs:
+        if ev.name in dirs:
             raise InvalidInputError(
-                f"two candidates are named {ev['name']!r} ({f} and an earlier one); candidate "
+                f"two candidates are named {ev.name!r} ({f} and an earlier one); candidate "
                 "names must be unique to be compared and selected (rename one with the "
                 "technique's `name` parameter or give the files different names)"
             )
         evaluations.append(ev)
-        dirs[ev["name"]] = Path(model_dirs[i]) if model_dirs is not None else None
-    result = select(evaluations, g, baseline=base["name"])
-    chosen_ev = next((e for e in evaluations if e["name"] == result["selected"]), None)
-    if chosen_ev is not None and chosen_ev.get("outputs_sample"):
+        dirs[ev.name] = Path(model_dirs[i]) if model_dirs is not None else None
+    result = select(evaluations, g, baseline=base.name)
+    selected = result["selected"]
+    chosen_ev = next((e for e in evaluations if e.name == selected), None)
+    if chosen_ev is not None and chosen_ev.outputs_sample is not None:
         # the deploy step's smoke test compares the served answer with this recorded one
-        result["outputs_sample"] = chosen_ev["outputs_sample"]
+        result["outputs_sample"] = chosen_ev.outputs_sample.model_dump(mode="json")
     if chosen_dir is not None:
         out = Path(chosen_dir)
         if out.exists():
             shutil.rmtree(out)
-        src = dirs.get(result["selected"]) if result["selected"] else None
-        if result["selected"] and src is None:
+        src = dirs.get(selected) if selected else None
+        if selected and src is None:
             raise InvalidInputError(
-                f"{result['selected']} was selected but its model directory was not given"
+                f"{selected} was selected but its model directory was not given"
             )
         if src is not None:
-            tmp = out.with_name(out.name + ".tmp-copy")
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            shutil.copytree(src, tmp) if src.is_dir() else _copy_file(src, tmp)
-            os.replace(tmp, out)
+            _copy_dir_atomic(src, out)
             result["chosen_dir"] = str(out)
             result["chosen_metadata"] = _candidate_metadata(out)
         else:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "NOT_SELECTED.txt").write_text(
-                "No candidate met the goals; nothing to deploy.\n" + result["reason"] + "\n"
+            write_text_atomic(
+                out / "NOT_SELECTED.txt",
+                "No candidate met the goals; nothing to deploy.\n" + result["reason"] + "\n",
             )
-    write_atomic(selection_path, json.dumps(result, indent=2).encode())
-    return result
+    write_json_atomic(selection_path, result, sort_keys=False)
+    return {
+        **result,
+        "selection_metadata": {
+            "selected": selected or "",
+            "deploy": result["deploy"],
+            "reason": result["reason"],
+        },
+        "chosen_metadata": {**result.get("chosen_metadata", {}), "selected": selected or ""},
+    }
+
+
+def _copy_dir_atomic(src: Path, out: Path) -> None:
+    """Copy a candidate directory (or a lone model file into a new directory) to ``out``.
+
+    The copy is made next to ``out`` and renamed into place, so ``out`` is never half-written.
+    """
+    tmp = out.with_name(out.name + ".tmp-copy")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    if src.is_dir():
+        shutil.copytree(src, tmp)
+    else:
+        tmp.mkdir(parents=True)
+        shutil.copy2(src, tmp / src.name)
+    os.replace(tmp, out)
 
 
 def _candidate_metadata(directory: Path) -> dict[str, Any]:
@@ -417,8 +422,3 @@ def _candidate_metadata(directory: Path) -> dict[str, Any]:
     if (directory / META_FILE).is_file():
         return load_candidate(directory).kfp_metadata()
     return {}
-
-
-def _copy_file(src: Path, dest_dir: Path) -> None:
-    dest_dir.mkdir(parents=True)
-    shutil.copy2(src, dest_dir / src.name)
