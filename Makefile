@@ -7,7 +7,7 @@ LOCK   := constraints/requirements.lock
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench compile clean lock
+.PHONY: run test lint format bench images compile clean lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ format: $(STAMP)
 ## bench: side-by-side benchmarks, written to BENCHMARKS.md
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+## images: build (and push) kfedge's images for their platforms (src/kfedge/data/images.yaml);
+## needs Docker buildx; REGISTRY=ghcr.io/you overrides the registry (default: kfedge._version)
+REGISTRY ?=
+images: $(STAMP)
+	$(BIN)/python -m kfedge.images build $(if $(REGISTRY),--registry $(REGISTRY)) --push --run
 
 ## compile: regenerate the checked-in component and pipeline YAML
 compile: $(STAMP)
