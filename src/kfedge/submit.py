@@ -1,12 +1,9 @@
 """Submit a compiled kfedge pipeline to Kubeflow Pipelines (``kfedge submit``).
 
-Everything that can be checked locally is checked before the server is contacted: the
-pipeline file, the parameter names and types (against the pipeline's root
-``inputDefinitions``), the target profile, the techniques (``auto`` becomes the target's
-plan, so ``-p target=coral-edgetpu`` alone runs only what an Edge TPU runs) and the goals.
-Then the pipeline is uploaded through :class:`kfp.Client` (a new version when a pipeline of
-that name exists), the experiment is created or reused, a run is started and, by default,
-waited for.
+Everything that can be checked locally is checked before the server is contacted (the pipeline
+file and its parameters: :mod:`kfedge.pipeline_params`). Then the pipeline is uploaded through
+:class:`kfp.Client` (a new version when a pipeline of that name exists), the experiment is
+created or reused, a run is started and, by default, waited for.
 
 Connection settings follow kfp.Client: the host is ``--host`` or ``KF_PIPELINES_ENDPOINT``
 (else kfp's in-cluster / kubeconfig discovery), the UI links use ``KF_PIPELINES_UI_ENDPOINT``
@@ -32,9 +29,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from kfedge.errors import ConfigError, KfedgeError, NotFoundError
+from kfedge.errors import ConfigError, KfedgeError
+from kfedge.pipeline_params import (
+    BUILTIN_PIPELINES,
+    LIST_PARAMS,
+    load_pipeline_spec,
+    parse_params,
+    pipeline_path,
+    prepare_params,
+)
 
 __all__ = [
     "BUILTIN_PIPELINES",
@@ -48,10 +51,6 @@ __all__ = [
     "submit",
 ]
 
-#: The compiled pipelines kfedge ships (next to ``kfedge.pipelines``).
-BUILTIN_PIPELINES = ("edge-optimize-deploy", "edge-optimize", "edge-evaluate")
-#: Parameters that take a list; ``key=a,b`` becomes ``["a", "b"]``.
-LIST_PARAMS = ("techniques", "model_uris")
 #: Environment variable holding a bearer token for the KFP API (kfp's ``existing_token``).
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
 ENDPOINT_ENV = "KF_PIPELINES_ENDPOINT"
@@ -61,250 +60,6 @@ SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
 POD_NAMESPACE_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 _HEALTHZ = "/apis/v2beta1/healthz"
-
-
-# --------------------------------------------------------------------------- parameters
-
-
-def parse_params(items: list[str]) -> dict[str, Any]:
-    """Parse ``KEY=VALUE`` command-line parameters.
-
-    A value is parsed as JSON when it is valid JSON (numbers, lists, objects, ``true`` /
-    ``false``), else kept as a string. For the list-typed parameters (:data:`LIST_PARAMS`) a
-    plain string is a comma-separated list: ``techniques=ptq-int8,prune``.
-
-    Args:
-        items: The ``KEY=VALUE`` strings, in order.
-
-    Returns:
-        The parameters by name.
-
-    Raises:
-        ConfigError: An item without ``=``, with an empty key, or a key given twice.
-    """
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(
-                f"pipeline parameter {item!r} is not KEY=VALUE (e.g. -p target=cpu-arm64)"
-            )
-        if key in params:
-            raise ConfigError(f"pipeline parameter {key!r} is given twice")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        if key in LIST_PARAMS and isinstance(value, str):
-            value = _split_list(value)
-        params[key] = value
-    return params
-
-
-def _split_list(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def pipeline_path(pipeline: str | os.PathLike[str]) -> Path:
-    """The compiled YAML of a shipped pipeline name, or a user's YAML file.
-
-    Args:
-        pipeline: One of :data:`BUILTIN_PIPELINES`, or a path to a compiled pipeline YAML.
-
-    Returns:
-        The path of the YAML file.
-
-    Raises:
-        NotFoundError: Neither a shipped pipeline name nor an existing file.
-    """
-    name = str(pipeline)
-    if name in BUILTIN_PIPELINES:
-        import kfedge.pipelines
-
-        return Path(kfedge.pipelines.__file__).parent / f"{name}.yaml"
-    path = Path(name).expanduser()
-    if not path.is_file():
-        raise NotFoundError(
-            f"pipeline {name!r} is neither one of {', '.join(BUILTIN_PIPELINES)} "
-            "nor an existing compiled pipeline YAML file"
-        )
-    return path
-
-
-def load_pipeline_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read the PipelineSpec document of a compiled pipeline YAML.
-
-    Args:
-        path: Compiled pipeline YAML (``kfp.compiler.Compiler().compile`` output; a second
-            document with the platform spec, as kfp-kubernetes writes, is allowed).
-
-    Returns:
-        The PipelineSpec as a dict (``pipelineInfo``, ``root``, ...).
-
-    Raises:
-        ConfigError: Not YAML, or no document with ``pipelineInfo`` and ``root``.
-    """
-    try:
-        docs = list(yaml.safe_load_all(Path(path).read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"cannot read pipeline YAML {path}: {first}") from None
-    for doc in docs:
-        if isinstance(doc, dict) and "pipelineInfo" in doc and "root" in doc:
-            if not doc["pipelineInfo"].get("name"):
-                raise ConfigError(f"pipeline YAML {path} has no pipelineInfo.name")
-            return doc
-    raise ConfigError(
-        f"{path} is not a compiled KFP pipeline: expected a YAML document with "
-        "pipelineInfo and root (compile it with kfp.compiler.Compiler)"
-    )
-
-
-def _inputs(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    root = spec.get("root") or {}
-    return dict(((root.get("inputDefinitions") or {}).get("parameters")) or {})
-
-
-def _coerce(name: str, value: Any, decl: dict[str, Any], pipeline: str) -> Any:
-    """A parameter value in the type the pipeline declares, or a ConfigError."""
-    kind = decl.get("parameterType", "STRING")
-    bad = ConfigError(
-        f"parameter {name!r} of pipeline {pipeline} is {kind}; got {value!r} "
-        f"({type(value).__name__})"
-    )
-    if value is None:
-        raise ConfigError(
-            f"parameter {name!r} of pipeline {pipeline} is {kind}; got null "
-            "(leave the parameter out to use its default)"
-        )
-    if kind == "STRING":
-        return value if isinstance(value, str) else json.dumps(value)
-    if kind == "NUMBER_INTEGER":
-        if isinstance(value, bool):
-            raise bad
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                raise bad from None
-        if isinstance(value, int):
-            return value
-        raise bad
-    if kind == "NUMBER_DOUBLE":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad
-        return float(value)
-    if kind == "BOOLEAN":
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if kind == "LIST":
-        if isinstance(value, str):
-            return _split_list(value)
-        if not isinstance(value, list | tuple):
-            raise bad
-        return list(value)
-    if kind == "STRUCT":
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise bad from None
-        if not isinstance(value, dict):
-            raise bad
-        return value
-    return value
-
-
-def _is_auto(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return value.strip() in ("", "auto")
-    return isinstance(value, list | tuple) and list(value) in ([], ["auto"])
-
-
-def prepare_params(spec: dict[str, Any], params: dict[str, Any] | None) -> dict[str, Any]:
-    """Check and complete run parameters against a pipeline, before any network.
-
-    Args:
-        spec: The PipelineSpec (see :func:`load_pipeline_spec`).
-        params: Parameters by name (values as :func:`parse_params` gives them, or Python
-            values; ``goals_json`` may be a dict).
-
-    Returns:
-        The parameters to send, in the declared types. When ``target`` is given and
-        ``techniques`` is absent or ``"auto"``, ``techniques`` is the target's plan without the
-        FP32 reference (the pipeline exports that one separately); explicit techniques are
-        checked against the target and sent without the FP32 reference too.
-
-    Raises:
-        ConfigError: Unknown parameter names (the message lists the accepted ones), values of
-            the wrong type, missing required parameters, techniques the target does not run,
-            or invalid goals.
-        NotFoundError: Unknown target name or missing target file.
-    """
-    name = spec["pipelineInfo"]["name"]
-    inputs = _inputs(spec)
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(inputs))
-    if unknown:
-        accepted = ", ".join(f"{k} ({v.get('parameterType', '?')})" for k, v in inputs.items())
-        raise ConfigError(
-            f"unknown parameter(s) {', '.join(unknown)} for pipeline {name}; "
-            f"accepted: {accepted or 'none'}"
-        )
-    missing = [k for k, v in inputs.items() if not v.get("isOptional") and "defaultValue" not in v]
-    missing = [k for k in missing if k not in params]
-    if missing:
-        raise ConfigError(f"pipeline {name} needs parameter(s) {', '.join(missing)}")
-
-    target = None
-    if "target" in inputs and (
-        "target" in params or "techniques" in params or "goals_json" in params
-    ):
-        from kfedge.targets import load_target
-
-        target_name = params.get("target", inputs["target"].get("defaultValue"))
-        if target_name:
-            target = load_target(str(target_name))
-    if "techniques" in inputs and target is not None:
-        from kfedge.provision import plan_techniques
-
-        requested = params.get("techniques")
-        if _is_auto(requested):
-            if "target" in params or requested is not None:
-                params["techniques"] = plan_techniques("auto", target)[1:]
-        else:
-            if isinstance(requested, str):
-                requested = _split_list(requested)
-            if not isinstance(requested, list | tuple) or not all(
-                isinstance(t, str) for t in requested
-            ):
-                raise ConfigError(
-                    f"techniques must be a list of technique names or 'auto'; got {requested!r}"
-                )
-            params["techniques"] = plan_techniques(list(requested), target)[1:]
-    if "goals_json" in params:
-        goals = params["goals_json"]
-        if target is not None:
-            from kfedge.provision import check_goals
-
-            check_goals(goals, target)
-        elif isinstance(goals, str):
-            try:
-                json.loads(goals)
-            except ValueError as exc:
-                raise ConfigError(f"goals_json must be a JSON object, got {goals!r}") from exc
-        if isinstance(goals, dict):
-            params["goals_json"] = json.dumps(goals)
-    return {k: _coerce(k, v, inputs[k], name) for k, v in params.items()}
-
 
 # --------------------------------------------------------------------------- connection
 
@@ -567,57 +322,77 @@ def submit(
         host = _normalise_host(host)
     shown = host or "the in-cluster KFP endpoint"
     if client is None:
-        if not host and not _in_cluster() and not _kubeconfig_exists():
-            raise ConfigError(
-                f"no Kubeflow Pipelines endpoint: pass --host or set {ENDPOINT_ENV} "
-                "(e.g. http://localhost:8080 after "
-                "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`)"
-            )
-        if host:
-            token = os.environ.get(TOKEN_ENV)
-            sa = _sa_token_path()
-            if not token and sa is not None:
-                token = sa.read_text().strip()
-            health = preflight(host, token)
-            if (
-                health.get("multi_user")
-                and not namespace
-                and not os.path.isfile(POD_NAMESPACE_PATH)
-            ):
-                raise ConfigError(
-                    f"Kubeflow Pipelines at {host} is multi-user: pass --namespace "
-                    "(your Kubeflow profile namespace)"
-                )
-        client = _call(shown, "connect", _make_client, host, namespace)
-
+        client = _connect(host, namespace, shown)
     now = _dt.datetime.now(_dt.UTC)
-    pipeline_id = _call(shown, f"look up pipeline {name}", client.get_pipeline_id, name)
-    if pipeline_id is None:
-        uploaded = _call(
-            shown,
-            f"upload pipeline {name}",
-            client.upload_pipeline,
-            str(path),
-            pipeline_name=name,
-            description=spec["pipelineInfo"].get("description"),
+    pipeline_id, version = _upload(client, shown, path, spec, version_name or "", now)
+    exp = _call(
+        shown,
+        f"create experiment {experiment}",
+        client.create_experiment,
+        experiment,
+        namespace=namespace,
+    )
+    run = _call(
+        shown,
+        f"start a run of {name}",
+        client.run_pipeline,
+        experiment_id=exp.experiment_id,
+        job_name=run_name or f"{name} {now:%Y-%m-%d %H:%M:%S}",
+        params=sent,
+        pipeline_id=pipeline_id,
+        version_id=version.pipeline_version_id,
+    )
+    ui = os.environ.get(UI_ENDPOINT_ENV) or host or "/pipeline"
+    result: dict[str, Any] = {
+        "run_id": run.run_id,
+        "run_url": f"{ui.rstrip('/')}/#/runs/details/{run.run_id}",
+        "pipeline_id": pipeline_id,
+        "pipeline_name": name,
+        "version_id": version.pipeline_version_id,
+        "version_name": getattr(version, "display_name", None),
+        "experiment_id": exp.experiment_id,
+        "state": _state(run),
+        "params": sent,
+    }
+    if wait:
+        _wait(client, shown, result, timeout, poll_seconds, check)
+    return result
+
+
+def _connect(host: str | None, namespace: str | None, shown: str) -> Any:
+    """A kfp.Client, after a quick health check of ``host`` (when one is given)."""
+    if not host and not _in_cluster() and not _kubeconfig_exists():
+        raise ConfigError(
+            f"no Kubeflow Pipelines endpoint: pass --host or set {ENDPOINT_ENV} "
+            "(e.g. http://localhost:8080 after "
+            "`kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80`)"
         )
-        pipeline_id = uploaded.pipeline_id
-        listed = _call(
-            shown,
-            f"list the versions of pipeline {name}",
-            client.list_pipeline_versions,
-            pipeline_id,
-            page_size=1,
-            sort_by="created_at desc",
-        )
-        versions = list(getattr(listed, "pipeline_versions", None) or [])
-        if not versions:
-            raise KfedgeError(
-                f"Kubeflow Pipelines at {shown} uploaded pipeline {name} ({pipeline_id}) "
-                "but lists no version of it"
+    if host:
+        token = os.environ.get(TOKEN_ENV)
+        sa = _sa_token_path()
+        if not token and sa is not None:
+            token = sa.read_text().strip()
+        health = preflight(host, token)
+        if health.get("multi_user") and not namespace and not os.path.isfile(POD_NAMESPACE_PATH):
+            raise ConfigError(
+                f"Kubeflow Pipelines at {host} is multi-user: pass --namespace "
+                "(your Kubeflow profile namespace)"
             )
-        version = versions[0]
-    else:
+    return _call(shown, "connect", _make_client, host, namespace)
+
+
+def _upload(
+    client: Any,
+    shown: str,
+    path: Path,
+    spec: dict[str, Any],
+    version_name: str,
+    now: _dt.datetime,
+) -> tuple[str, Any]:
+    """Upload the pipeline (its first version) or a new version of it: ``(id, version)``."""
+    name = spec["pipelineInfo"]["name"]
+    pipeline_id = _call(shown, f"look up pipeline {name}", client.get_pipeline_id, name)
+    if pipeline_id is not None:
         vname = version_name or f"{name}-{now:%Y%m%d-%H%M%S}"
         version = _call(
             shown,
@@ -627,40 +402,42 @@ def submit(
             pipeline_version_name=vname,
             pipeline_id=pipeline_id,
         )
-    version_id = version.pipeline_version_id
-    exp = _call(
+        return pipeline_id, version
+    uploaded = _call(
         shown,
-        f"create experiment {experiment}",
-        client.create_experiment,
-        experiment,
-        namespace=namespace,
+        f"upload pipeline {name}",
+        client.upload_pipeline,
+        str(path),
+        pipeline_name=name,
+        description=spec["pipelineInfo"].get("description"),
     )
-    job_name = run_name or f"{name} {now:%Y-%m-%d %H:%M:%S}"
-    run = _call(
+    listed = _call(
         shown,
-        f"start a run of {name}",
-        client.run_pipeline,
-        experiment_id=exp.experiment_id,
-        job_name=job_name,
-        params=sent,
-        pipeline_id=pipeline_id,
-        version_id=version_id,
+        f"list the versions of pipeline {name}",
+        client.list_pipeline_versions,
+        uploaded.pipeline_id,
+        page_size=1,
+        sort_by="created_at desc",
     )
-    run_id = run.run_id
-    ui = os.environ.get(UI_ENDPOINT_ENV) or host or "/pipeline"
-    result: dict[str, Any] = {
-        "run_id": run_id,
-        "run_url": f"{ui.rstrip('/')}/#/runs/details/{run_id}",
-        "pipeline_id": pipeline_id,
-        "pipeline_name": name,
-        "version_id": version_id,
-        "version_name": getattr(version, "display_name", None),
-        "experiment_id": exp.experiment_id,
-        "state": _state(run),
-        "params": sent,
-    }
-    if not wait:
-        return result
+    versions = list(getattr(listed, "pipeline_versions", None) or [])
+    if not versions:
+        raise KfedgeError(
+            f"Kubeflow Pipelines at {shown} uploaded pipeline {name} ({uploaded.pipeline_id}) "
+            "but lists no version of it"
+        )
+    return uploaded.pipeline_id, versions[0]
+
+
+def _wait(
+    client: Any,
+    shown: str,
+    result: dict[str, Any],
+    timeout: float,
+    poll_seconds: float,
+    check: bool,
+) -> None:
+    """Wait for the run in ``result`` to finish and record its final state there."""
+    run_id = result["run_id"]
     try:
         final = _call(
             shown,
@@ -684,4 +461,3 @@ def submit(
             + (f": {' '.join(str(why).split())[:300]}" if why else "")
             + f"; see {result['run_url']}"
         )
-    return result
