@@ -16,6 +16,8 @@ Each check reads the Kubeflow Pipelines API or the Kubernetes API (never writes)
 * The images' platforms (``kfedge/data/images.yaml``) against the target's architecture.
 
 :func:`run_doctor` returns the findings; :func:`main` prints them (``python -m kfedge.doctor``).
+The Kubernetes checks live in :mod:`kfedge.doctor_kube`; wire the subcommand into the ``kfedge``
+CLI with :func:`add_doctor_parser` and :func:`run_from_args`.
 """
 
 from __future__ import annotations
