@@ -6,7 +6,7 @@ candidate exists, this step times them all together on the target node and nothi
 pipeline controls runs there meanwhile:
 
 * one fresh worker process per model (``python -m kfedge.sidebyside worker``), holding only that
-  model's runtime (LiteRT or ONNX Runtime; never TensorFlow), loaded and warmed up once;
+  model's runtime (LiteRT, ONNX Runtime or OpenVINO; never TensorFlow), loaded and warmed up once;
 * interleaved rounds: in each round every worker in turn times a batch-1 burst while the others
   sleep on their pipe; the order rotates every round and a pause separates rounds, so slow drifts
   of the machine hit every model alike and cancel in the paired ratios;
@@ -33,9 +33,11 @@ import numpy as np
 
 from kfedge import stats
 from kfedge.errors import InvalidInputError, KfedgeError
+from kfedge.formats import DEPLOYABLE
 
-#: Formats timed here; TensorFlow formats are timed through their exported FP32 references.
-TIMED_FORMATS = ("tflite", "onnx")
+#: Formats timed here (the deployable ones); TensorFlow formats are timed through their
+#: exported FP32 references.
+TIMED_FORMATS = DEPLOYABLE
 
 
 # ----------------------------------------------------------------------------------- CPUs
@@ -96,7 +98,7 @@ class ModelTiming:
     Attributes:
         name: Candidate name.
         path: Model file timed.
-        format: ``tflite`` or ``onnx``.
+        format: ``tflite``, ``onnx`` or ``openvino``.
         p50_ms: Median over every timed run.
         p50_ci_ms: Interval for the p50 from the round medians (order statistics).
         p90_ms: 90th percentile.
