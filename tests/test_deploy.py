@@ -339,6 +339,24 @@ def candidate(fp32_tflite: Path, sample_dataset: Path, tmp_path_factory) -> dict
     return {"dir": d, "evaluation": ev, "sample": x[3], "expected": values}
 
 
+def test_recorded_sample_from_file_or_folder(candidate, sample_dataset, tmp_path) -> None:  # noqa: ANN001
+    from kfedge.deploy import recorded_sample
+    from kfedge.errors import InvalidInputError
+
+    for where in (candidate["evaluation"], candidate["evaluation"].parent):
+        x, want, output_name = recorded_sample(where, sample_dataset)
+        np.testing.assert_array_equal(x, candidate["sample"])
+        np.testing.assert_allclose(want, candidate["expected"], rtol=1e-6)
+        assert output_name
+    bad = tmp_path / "evaluation.json"
+    bad.write_text(json.dumps({"name": "x"}))
+    with pytest.raises(InvalidInputError, match="has no outputs_sample"):
+        recorded_sample(bad, sample_dataset)
+    bad.write_text(json.dumps({"outputs_sample": {"index": 10**6, "values": [1.0]}}))
+    with pytest.raises(InvalidInputError, match="the eval split has .* samples"):
+        recorded_sample(bad, sample_dataset)
+
+
 def test_deploy_local_passes_over_v1_and_v2(candidate) -> None:  # noqa: ANN001
     res = deploy_local(candidate["dir"], candidate["sample"], candidate["expected"], name="digits")
     assert res["passed"], res

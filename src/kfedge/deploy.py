@@ -18,7 +18,6 @@ local server runs in its own process (ONNX Runtime / LiteRT only).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,33 +93,26 @@ def recorded_sample(
     """The sample the evaluation recorded an output for, and that output.
 
     Args:
-        evaluation: The evaluation JSON (file, or a directory holding it).
+        evaluation: The evaluation JSON (file, or a directory holding it), or the selection
+            JSON (the select step copies the chosen candidate's ``outputs_sample`` there).
         dataset_dir: The split dataset the evaluation ran on.
 
     Returns:
         ``(sample, expected, output_name)``.
+
+    Raises:
+        InvalidInputError: No valid ``outputs_sample``, or the split has too few samples.
     """
     from kfedge.data import load_split
+    from kfedge.evaluation import load_outputs_sample
 
-    path = _evaluation_file(evaluation)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{path} is not an evaluation JSON file: {exc}") from exc
-    rec = data.get("outputs_sample") if isinstance(data, dict) else None
-    if not isinstance(rec, dict) or "values" not in rec:
+    rec = load_outputs_sample(_evaluation_file(evaluation))
+    x, _ = load_split(dataset_dir, rec.split, limit=rec.index + 1)
+    if len(x) <= rec.index:
         raise InvalidInputError(
-            f"{path} has no outputs_sample (expected {{index, split, output_name, values}} from "
-            "kfedge's evaluate step)"
+            f"the {rec.split} split has {len(x)} samples, the evaluation used {rec.index}"
         )
-    index = int(rec.get("index", 0))
-    split = rec.get("split", "eval")
-    x, _ = load_split(dataset_dir, split, limit=index + 1)
-    if len(x) <= index:
-        raise InvalidInputError(
-            f"the {split} split has {len(x)} samples, the evaluation used {index}"
-        )
-    return x[index], np.asarray(rec["values"], dtype=np.float64), rec.get("output_name")
+    return x[rec.index], np.asarray(rec.values, dtype=np.float64), rec.output_name
 
 
 def deploy_candidate(
