@@ -7,7 +7,7 @@ LOCK   := constraints/requirements.lock
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench images compile clean lock
+.PHONY: run test lint format bench bench-peers images compile clean lock
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,28 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## bench: side-by-side benchmarks, written to BENCHMARKS.md
+## bench: side-by-side benchmarks -> benchmarks/results.json -> BENCHMARKS.md (Olive too when .venv-peers exists)
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# The peers (Microsoft Olive) live in their own virtualenv, never in kfedge's dependencies.
+# PEERS_TORCH: a CPU-only build of torch (here pip finds it in the local wheel directory; on a
+# machine without one, add PyTorch's CPU index with --index-url, or plain torch pulls CUDA, GBs).
+PEERS_VENV  ?= .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.peers-installed
+PEERS_TORCH ?= torch==2.13.0
+BENCH_ARGS  ?=
+
+$(PEERS_STAMP): benchmarks/peers-requirements.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install -q $(PEERS_TORCH)
+	$(PEERS_VENV)/bin/python -m pip install -q -r benchmarks/peers-requirements.txt
+	touch $(PEERS_STAMP)
+
+## bench-peers: create .venv-peers (Olive) if missing, then `make bench` with Olive required
+bench-peers: $(STAMP) $(PEERS_STAMP)
+	$(BIN)/python -m benchmarks.run --peers $(PEERS_VENV) --require-peers $(BENCH_ARGS)
 
 ## images: build (and push) kfedge's images for their platforms (src/kfedge/data/images.yaml);
 ## needs Docker buildx; REGISTRY=ghcr.io/you overrides the registry (default: kfedge._version)

@@ -5,7 +5,8 @@ It imports only numpy and the runner's runtime (ONNX Runtime or LiteRT) through
 alone. Modes:
 
 * ``block``: each model timed in its own block (short pause, warm-up, timed runs), one after
-  the other — how :func:`kfedge.evaluate.evaluate` times a candidate.
+  the other — how :func:`kfedge.evaluate.evaluate` times a candidate. The side-by-side
+  benchmarks start one process per model and round, so every candidate gets a fresh process.
 * ``alternate``: all models warmed up, then timed run by run in turn (A, B, A, B, ...) — the
   way that measures ONNX Runtime's spinning worker threads rather than the models.
 
@@ -33,15 +34,29 @@ def _input_for(runner: Any, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random(shape, dtype=np.float32)
 
 
-def time_block(runner: Any, x: np.ndarray, runs: int, warmup: int) -> list[float]:
-    """Warm up, then time ``runs`` batch-1 predictions (ms each)."""
+def time_block(
+    runner: Any,
+    x: np.ndarray,
+    runs: int,
+    warmup: int,
+    budget_s: float | None = None,
+    min_runs: int = 5,
+) -> list[float]:
+    """Warm up, then time up to ``runs`` batch-1 predictions (ms each).
+
+    With ``budget_s``, timing stops once that many seconds have been spent timing, but not
+    before ``min_runs`` runs (a slow model still gets a median of several runs).
+    """
     for _ in range(warmup):
         runner.predict(x)
-    out = []
-    for _ in range(runs):
+    out: list[float] = []
+    start = time.perf_counter()
+    for i in range(runs):
         t0 = time.perf_counter_ns()
         runner.predict(x)
         out.append((time.perf_counter_ns() - t0) / 1e6)
+        if budget_s is not None and i + 1 >= min_runs and time.perf_counter() - start > budget_s:
+            break
     return out
 
 
@@ -62,7 +77,13 @@ def time_alternate(
 
 
 def measure(
-    mode: str, models: list[str], threads: int, spinning: bool, runs: int, warmup: int
+    mode: str,
+    models: list[str],
+    threads: int,
+    spinning: bool,
+    runs: int,
+    warmup: int,
+    budget_s: float | None = None,
 ) -> dict[str, Any]:
     """Load the models and time them in ``mode`` in this process (see the module docstring)."""
     from kfedge.runners import load_runner
@@ -74,7 +95,7 @@ def measure(
             times = []
             for r, x in zip(runners, xs):
                 time.sleep(0.2)  # let the previous block's worker threads go idle
-                times.append(time_block(r, x, runs, warmup))
+                times.append(time_block(r, x, runs, warmup, budget_s))
         elif mode == "alternate":
             times = time_alternate(runners, xs, runs, warmup)
         else:
@@ -100,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spinning", action="store_true")
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument(
+        "--budget", type=float, default=None, help="seconds of timed runs per model (block mode)"
+    )
     ap.add_argument("--json", required=True)
     a = ap.parse_args(argv)
-    result = measure(a.mode, a.models, a.threads, a.spinning, a.runs, a.warmup)
+    result = measure(a.mode, a.models, a.threads, a.spinning, a.runs, a.warmup, a.budget)
     Path(a.json).write_text(json.dumps(result))
     return 0
 

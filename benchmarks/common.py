@@ -6,6 +6,7 @@ functions that need them (through :mod:`kfedge.compat`).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
@@ -71,26 +72,36 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
     return out
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def machine() -> dict[str, Any]:
     """CPU model, cores, memory, SIMD features, OS, Python, load and library versions."""
-    from kfedge.evaluate import machine_info
-
-    info = machine_info()
     flags = _cpu_flags()
     simd = [
-        f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon") if f in flags
+        f
+        for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimddp")
+        if f in flags
     ]
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = (float("nan"),) * 3
     return {
-        **info,
+        "cpu": _cpu_model(),
+        "arch": platform.machine(),
+        "cpu_count": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "memory_gib": _mem_total_gib(),
         "simd": simd,
-        "load_average_at_start": [round(v, 2) for v in load],
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
         "python_impl": platform.python_implementation(),
+        "load_average_at_start": load_average(),
         "packages": package_versions(),
     }
 
@@ -174,6 +185,27 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines.append("|" + "|".join("---" for _ in header) + "|")
     lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def file_sizes(path: str | Path) -> dict[str, int]:
+    """``{"size_bytes", "size_gzip_bytes"}`` of a model file (gzip level 9, streamed)."""
+
+    class _Count:
+        n = 0
+
+        def write(self, data: bytes) -> int:
+            self.n += len(data)
+            return len(data)
+
+        def flush(self) -> None:
+            pass
+
+    sink = _Count()
+    with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=9, mtime=0) as gz:  # type: ignore[arg-type]
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                gz.write(chunk)
+    return {"size_bytes": os.path.getsize(path), "size_gzip_bytes": sink.n}
 
 
 def mb(n_bytes: float | None) -> float | None:

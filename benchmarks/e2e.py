@@ -1,4 +1,4 @@
-"""Section 4: wall time of ``kfedge run`` with defaults (what ``make run`` does), measured once.
+"""Section: wall time of ``kfedge run`` with defaults (what ``make run`` does), measured once.
 
 The issue's budget: at most 15 minutes on 2 cores, goal 10.
 """

@@ -1,31 +1,24 @@
-"""Section 1: the seeds' table (ARCHITECTURE.md §7) for the built-in sample, on this machine.
+"""Section: the seeds' table for the built-in sample — accuracy, latency and size on this machine.
 
-Trains the sample baseline, applies the default plan's techniques (plus the ONNX ones) to it,
-and evaluates every candidate with :func:`kfedge.evaluate.evaluate` (latency timed in a fresh
-subprocess per candidate). Latency is measured in several rounds, the candidates in a different
-order each round, at each thread count; each candidate's latency ratio is taken against the FP32
-reference of the same format *within the same round*, and the median over rounds is reported.
+Trains the sample baseline, applies kfedge's techniques to it, adds the hand-written ONNX
+Runtime reference (:mod:`benchmarks.references`) and the peers' files (:mod:`benchmarks.peers`)
+made from kfedge's FP32 ONNX export, and evaluates every file with
+:func:`kfedge.evaluate.evaluate` (accuracy on the eval split; latency timed in a fresh
+subprocess per candidate). Latency is measured in several rounds, in a different order each
+round, at each thread count; each file's latency ratio is taken against the FP32 model of its
+format *in the same round* (:func:`kfedge.stats.ratio_estimate`).
 """
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (
-    Stopwatch,
-    fmt,
-    interleaved,
-    log,
-    mb,
-    md_table,
-    median,
-    ratio_str,
-    spread,
-)
+from benchmarks.common import Stopwatch, interleaved, log, mb, median, spread
 
-#: What ``make bench`` optimizes: the default CPU plan plus the ONNX techniques.
+#: What ``make bench`` optimizes on the sample: the default CPU plan plus the ONNX techniques.
 DEFAULT_TECHNIQUES = (
     "fp32-tflite",
     "fp32-onnx",
@@ -39,7 +32,7 @@ DEFAULT_TECHNIQUES = (
     "cluster",
     "prune-cluster-int8",
 )
-#: The FP32 reference every candidate of a format is compared with.
+#: The FP32 reference every file of a format is compared with.
 REFERENCE = {"tflite": "fp32-tflite", "onnx": "fp32-onnx"}
 #: Techniques that fine-tune (take ``epochs``).
 FINE_TUNING = {"qat-int8", "prune", "cluster", "prune-cluster-int8", "pqat-int8", "cqat-int8"}
@@ -52,13 +45,15 @@ class SeedsConfig:
     Attributes:
         techniques: Techniques to apply to the baseline (the FP32 references are added).
         threads: Thread counts to time every candidate at.
-        rounds: Latency rounds (interleaved order); the median over rounds is reported.
+        rounds: Latency rounds (interleaved order).
         latency_runs: Timed batch-1 runs per candidate per round.
         warmup: Untimed runs before each timed block.
         time_budget_s: Time budget of one timed block.
         epochs: Fine-tune epochs of the training techniques (None = technique defaults, as
             ``kfedge run`` uses).
         baseline_epochs: Maximum epochs of the baseline training.
+        reference: Add the hand-written ONNX Runtime reference.
+        calibration_samples: Calibration samples of the hand-written reference.
     """
 
     techniques: tuple[str, ...] = DEFAULT_TECHNIQUES
@@ -69,24 +64,21 @@ class SeedsConfig:
     time_budget_s: float = 5.0
     epochs: int | None = None
     baseline_epochs: int = 30
+    reference: bool = True
+    calibration_samples: int = 256
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _technique_list(cfg: SeedsConfig) -> list[str]:
-    names = list(dict.fromkeys(cfg.techniques))
-    from kfedge.provision import TECHNIQUE_OUTPUT
+def technique_list(cfg: SeedsConfig) -> list[str]:
+    """The techniques to apply: the two FP32 references first, then ``cfg.techniques``."""
+    from kfedge.techniques import list_techniques
 
+    known = list_techniques()
+    names = list(dict.fromkeys(cfg.techniques))
     for name in names:
-        if name not in TECHNIQUE_OUTPUT:
-            raise ValueError(
-                f"unknown technique {name!r}; expected some of {sorted(TECHNIQUE_OUTPUT)}"
-            )
-    refs = [
-        ref
-        for fmt_name, ref in REFERENCE.items()
-        if ref not in names and any(TECHNIQUE_OUTPUT[n][0] == fmt_name for n in names)
-    ]
-    return refs + names
+        if name not in known:
+            raise ValueError(f"unknown technique {name!r}; expected some of {known}")
+    return [r for r in REFERENCE.values() if r not in names] + names
 
 
 def prepare(
@@ -110,32 +102,96 @@ def prepare(
         log(f"training the sample baseline (up to {cfg.baseline_epochs} epochs)")
         with Stopwatch() as sw:
             training = train_sample_baseline(dataset, baseline, epochs=cfg.baseline_epochs)
+        training = {k: v for k, v in dict(training).items() if not isinstance(v, (list, dict))}
         training["wall_seconds"] = round(sw.seconds, 1)
     return {"dataset": Path(dataset), "baseline": Path(baseline), "training": training}
 
 
 def apply_all(
     names: list[str], baseline: Path, dataset: Path, out: Path, epochs: int | None
-) -> dict[str, dict[str, Any]]:
-    """Apply each technique to the baseline; record its wall time and candidate directory."""
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Apply each technique to the baseline; record its wall time and candidate directory.
+
+    Returns:
+        ``(made, failed)``: ``{name: {"dir", "format", "technique", "kind", "seconds",
+        "params"}}`` and the failures (name, error).
+    """
     from kfedge import techniques
 
     done: dict[str, dict[str, Any]] = {}
+    failed: list[dict[str, Any]] = []
     for name in names:
         params: dict[str, Any] = {}
         if epochs is not None and name in FINE_TUNING:
             params["epochs"] = int(epochs)
         log(f"applying {name}")
-        with Stopwatch() as sw:
-            cand = techniques.apply(name, baseline, dataset, params, out / name)
+        try:
+            with Stopwatch() as sw:
+                cand = techniques.apply(name, baseline, dataset, params, out / name)
+        except Exception as exc:  # noqa: BLE001 - one failed technique must not end the run
+            traceback.print_exc()
+            failed.append({"name": name, "kind": "kfedge", "error": f"{type(exc).__name__}: {exc}"})
+            continue
         done[name] = {
             "dir": out / name,
             "format": cand.format,
             "technique": cand.technique,
+            "kind": "kfedge",
             "seconds": round(sw.seconds, 2),
             "params": params,
         }
-    return done
+    return done, failed
+
+
+def add_outside(
+    cands: dict[str, dict[str, Any]],
+    failed: list[dict[str, Any]],
+    dataset: Path,
+    work: Path,
+    cfg: SeedsConfig,
+    peers: Any | None,
+) -> dict[str, Any] | None:
+    """Add the hand-written reference and the peers' files made from kfedge's FP32 ONNX.
+
+    Returns:
+        What the peers hook reported (None without peers).
+    """
+    from benchmarks.realsize import reference_candidate
+    from kfedge.candidate import model_path
+
+    if "fp32-onnx" not in cands:
+        return None
+    fp32 = model_path(cands["fp32-onnx"]["dir"])
+    extra: list[dict[str, Any]] = []
+    if cfg.reference:
+        extra.append(
+            reference_candidate(fp32, dataset, work / "references", cfg.calibration_samples)
+        )
+    info = None
+    if peers is not None:
+        entries, info = peers("sample mobilenet_tiny", fp32, dataset, work / "peers")
+        extra += entries
+    for e in extra:
+        if e.get("status") == "failed":
+            failed.append({k: e[k] for k in ("name", "kind", "error")})
+            continue
+        cands[e["name"]] = {
+            "dir": Path(e["path"]),
+            "format": e["format"],
+            "technique": e["name"],
+            "kind": e["kind"],
+            "seconds": e["seconds"],
+            "params": {},
+            "details": {
+                k: e.get(k) for k in ("settings", "tried", "failed", "passes", "command") if k in e
+            },
+        }
+    return info
+
+
+def _as_dict(ev: Any) -> dict[str, Any]:
+    """An evaluation as a plain dict (a typed evaluation's JSON form, or the dict itself)."""
+    return ev.to_dict() if hasattr(ev, "to_dict") else dict(ev)
 
 
 def measure(
@@ -147,40 +203,42 @@ def measure(
     """Evaluate every candidate in ``cfg.rounds`` interleaved rounds at each thread count.
 
     Returns:
-        ``{name: {"accuracy", "size_bytes", "size_gzip_bytes", "peak_rss_mb", "latency":
-        {threads: [per-round {p50, p90, p99}]}}}``.
+        ``{name: {"accuracy", "num_samples", "size_bytes", "size_gzip_bytes", "sparsity",
+        "peak_rss_mb", "format", "latency": {"<threads>": [per-round {p50, p90, p99, runs}]}}}``.
     """
     from kfedge.evaluate import evaluate
 
     names = list(cands)
-    res: dict[str, Any] = {n: {"latency": {t: [] for t in cfg.threads}} for n in names}
+    res: dict[str, Any] = {n: {"latency": {str(t): [] for t in cfg.threads}} for n in names}
     for r in range(cfg.rounds):
         for t in cfg.threads:
             for name in interleaved(names, r):
                 log(f"round {r + 1}/{cfg.rounds}, {t} thread(s): evaluating {name}")
-                ev = evaluate(
-                    cands[name]["dir"],
-                    dataset,
-                    threads=t,
-                    isolate=True,
-                    latency_runs=cfg.latency_runs,
-                    warmup=cfg.warmup,
-                    time_budget_s=cfg.time_budget_s,
-                    **(eval_kwargs or {}),
+                ev = _as_dict(
+                    evaluate(
+                        cands[name]["dir"],
+                        dataset,
+                        name=name,
+                        threads=t,
+                        isolate=True,
+                        latency_runs=cfg.latency_runs,
+                        warmup=cfg.warmup,
+                        time_budget_s=cfg.time_budget_s,
+                        **(eval_kwargs or {}),
+                    )
                 )
                 lat = ev["latency_ms"]
-                res[name]["latency"][t].append(
+                res[name]["latency"][str(t)].append(
                     {"p50": lat["p50"], "p90": lat["p90"], "p99": lat["p99"], "runs": lat["runs"]}
                 )
                 res[name].update(
                     accuracy=ev["accuracy"],
                     num_samples=ev["num_samples"],
                     size_bytes=ev["size_bytes"],
-                    size_gzip_bytes=ev["size_gzip_bytes"],
-                    sparsity=ev["sparsity"],
-                    peak_rss_mb=ev["peak_rss_mb"],
+                    size_gzip_bytes=ev.get("size_gzip_bytes"),
+                    sparsity=ev.get("sparsity"),
+                    peak_rss_mb=ev.get("peak_rss_mb"),
                     format=ev["format"],
-                    technique=ev["technique"],
                 )
     return res
 
@@ -188,67 +246,83 @@ def measure(
 def summarize(
     cands: dict[str, dict[str, Any]], meas: dict[str, Any], threads: tuple[int, ...]
 ) -> list[dict[str, Any]]:
-    """Per-candidate rows: medians over rounds and same-round ratios vs the FP32 reference."""
+    """Per-candidate rows: medians over rounds, CIs, same-round ratios vs the FP32 reference."""
+    from kfedge.stats import median_ci, ratio_estimate, wilson_interval
+
     rows = []
     for name, m in meas.items():
         ref_name = REFERENCE.get(m["format"])
-        ref = meas.get(ref_name) if ref_name else None
+        ref = meas.get(ref_name) if ref_name and ref_name != name else None
+        n = int(m["num_samples"])
         row: dict[str, Any] = {
             "name": name,
-            "technique": m["technique"],
+            "kind": cands[name]["kind"],
+            "technique": cands[name]["technique"],
             "format": m["format"],
             "reference": ref_name if ref else None,
             "accuracy": m["accuracy"],
-            "num_samples": m["num_samples"],
+            "accuracy_ci": list(wilson_interval(round(m["accuracy"] * n), n)),
+            "num_samples": n,
             "accuracy_delta_points": None
             if ref is None
             else 100.0 * (m["accuracy"] - ref["accuracy"]),
             "size_bytes": m["size_bytes"],
             "size_gzip_bytes": m["size_gzip_bytes"],
             "size_ratio": None if ref is None else m["size_bytes"] / ref["size_bytes"],
-            "gzip_ratio": None if ref is None else m["size_gzip_bytes"] / ref["size_gzip_bytes"],
+            "gzip_ratio": None
+            if ref is None or not m["size_gzip_bytes"]
+            else m["size_gzip_bytes"] / ref["size_gzip_bytes"],
             "sparsity": m["sparsity"],
             "peak_rss_mb": m["peak_rss_mb"],
             "technique_seconds": cands[name]["seconds"],
+            "details": cands[name].get("details"),
             "latency": {},
         }
-        for t in threads:
+        for t in map(str, threads):
             per = m["latency"][t]
             p50s = [p["p50"] for p in per]
-            ratios = None
-            if ref is not None:
-                ratios = [p["p50"] / q["p50"] for p, q in zip(per, ref["latency"][t])]
+            lo, hi = median_ci(p50s)
             row["latency"][t] = {
                 "p50": median(p50s),
+                "p50_ci": [lo, hi],
                 "p90": median([p["p90"] for p in per]),
                 "p99": median([p["p99"] for p in per]),
                 "p50_rounds": p50s,
                 "spread": spread(p50s),
-                "ratio": None if ratios is None else median(ratios),
-                "ratio_rounds": ratios,
+                "ratio": None
+                if ref is None
+                else ratio_estimate(p50s, [q["p50"] for q in ref["latency"][t]]).to_dict(),
             }
         rows.append(row)
     return rows
 
 
 def run(
-    work: Path, cfg: SeedsConfig, dataset: Path | None = None, baseline: Path | None = None
+    work: Path,
+    cfg: SeedsConfig,
+    dataset: Path | None = None,
+    baseline: Path | None = None,
+    peers: Any | None = None,
 ) -> dict[str, Any]:
-    """The whole section: prepare, apply, measure, summarize.
+    """The whole section: prepare, apply, add the outside files, measure, summarize.
 
     Args:
         work: Scratch directory.
         cfg: Parameters.
         dataset: An existing sample split dataset (default: prepared here).
         baseline: An existing trained baseline (default: trained here, and timed).
+        peers: The peers hook (see :func:`benchmarks.realsize.run_model`), or None.
 
     Returns:
-        ``{"config", "training", "candidates": [rows], "seeds": [seeds-table rows]}``.
+        ``{"config", "training", "candidates": [rows], "failed", "peers", "seeds": [rows]}``.
     """
     work.mkdir(parents=True, exist_ok=True)
-    names = _technique_list(cfg)
+    names = technique_list(cfg)
     prep = prepare(work, cfg, dataset, baseline)
-    cands = apply_all(names, prep["baseline"], prep["dataset"], work / "candidates", cfg.epochs)
+    cands, failed = apply_all(
+        names, prep["baseline"], prep["dataset"], work / "candidates", cfg.epochs
+    )
+    peer_info = add_outside(cands, failed, prep["dataset"], work, cfg, peers)
     meas = measure(cands, prep["dataset"], cfg)
     rows = summarize(cands, meas, cfg.threads)
     return {
@@ -259,31 +333,14 @@ def run(
             "latency_runs": cfg.latency_runs,
             "warmup": cfg.warmup,
             "epochs": cfg.epochs,
+            "reference": cfg.reference,
         },
         "training": prep["training"],
         "candidates": rows,
+        "failed": failed,
+        "peers": peer_info,
         "seeds": seeds_rows(rows, cfg.threads),
     }
-
-
-# -- the tables ------------------------------------------------------------------------------
-SEEDS_HEADER = [
-    "Model",
-    "Accuracy original",
-    "Accuracy PTQ (int8)",
-    "Accuracy QAT",
-    "Latency original (ms)",
-    "Latency PTQ",
-    "Latency QAT",
-    "Size original (MB)",
-    "Size optimized (MB)",
-]
-CANDIDATE_HEADER_FIXED = [
-    "Candidate",
-    "Format",
-    "Accuracy",
-    "Δ acc (points)",
-]
 
 
 def seeds_rows(rows: list[dict[str, Any]], threads: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -300,14 +357,12 @@ def seeds_rows(rows: list[dict[str, Any]], threads: tuple[int, ...]) -> list[dic
     ):
         if orig not in by:
             continue
-        for t in threads:
+        for t in map(str, threads):
             o, p, q = by[orig], by.get(ptq), by.get(qat) if qat else None
             out.append(
                 {
-                    "model": f"mobilenet_tiny 32x32 digits, {fmt_name}, {t} thread"
-                    + ("s" if t > 1 else ""),
-                    "threads": t,
                     "format": fmt_name,
+                    "threads": int(t),
                     "accuracy_original": o["accuracy"],
                     "accuracy_ptq": p["accuracy"] if p else None,
                     "accuracy_qat": q["accuracy"] if q else None,
@@ -319,65 +374,3 @@ def seeds_rows(rows: list[dict[str, Any]], threads: tuple[int, ...]) -> list[dic
                 }
             )
     return out
-
-
-def seeds_markdown(seeds: list[dict[str, Any]]) -> str:
-    """The seeds' table as Markdown (latency: median over rounds of the batch-1 p50)."""
-    rows = [
-        [
-            s["model"],
-            fmt(s["accuracy_original"], ".4f"),
-            fmt(s["accuracy_ptq"], ".4f"),
-            fmt(s["accuracy_qat"], ".4f", "N/A"),
-            fmt(s["latency_original"], ".3f"),
-            fmt(s["latency_ptq"], ".3f"),
-            fmt(s["latency_qat"], ".3f", "N/A"),
-            fmt(s["size_original_mb"], ".4f"),
-            fmt(s["size_optimized_mb"], ".4f"),
-        ]
-        for s in seeds
-    ]
-    return md_table(SEEDS_HEADER, rows)
-
-
-def candidates_markdown(rows: list[dict[str, Any]], threads: tuple[int, ...]) -> str:
-    """Every candidate as Markdown.
-
-    Columns: accuracy delta, latency per thread count (median p50, p90, p99, spread, ratio vs
-    the same-format FP32), sizes and ratios, technique time.
-    """
-    t0 = threads[0]
-    header = [*CANDIDATE_HEADER_FIXED, f"p50 / p90 / p99 ms @{t0}t", f"spread @{t0}t"]
-    header += [f"ratio vs FP32 @{t}t" for t in threads]
-    header += [f"p50 ms @{t}t" for t in threads[1:]]
-    header += [
-        "Size (MB)",
-        "Size ratio",
-        "gzip (MB)",
-        "gzip ratio",
-        "Sparsity",
-        "Technique time (s)",
-    ]
-    body = []
-    for r in rows:
-        lat = r["latency"]
-        cells = [
-            r["name"],
-            r["format"],
-            fmt(r["accuracy"], ".4f"),
-            fmt(r["accuracy_delta_points"], "+.2f"),
-            f"{lat[t0]['p50']:.3f} / {lat[t0]['p90']:.3f} / {lat[t0]['p99']:.3f}",
-            f"{100 * lat[t0]['spread']:.0f} %",
-        ]
-        cells += [ratio_str(lat[t]["ratio"]) for t in threads]
-        cells += [fmt(lat[t]["p50"], ".3f") for t in threads[1:]]
-        cells += [
-            fmt(mb(r["size_bytes"]), ".4f"),
-            ratio_str(r["size_ratio"]),
-            fmt(mb(r["size_gzip_bytes"]), ".4f"),
-            ratio_str(r["gzip_ratio"]),
-            fmt(r["sparsity"], ".2f"),
-            fmt(r["technique_seconds"], ".1f"),
-        ]
-        body.append(cells)
-    return md_table(header, body)

@@ -1,4 +1,4 @@
-"""Section 3: the kfedge model server — V2 JSON vs V2 binary tensor extension vs V1.
+"""Section: the kfedge model server — V2 JSON vs V2 binary tensor extension vs V1.
 
 The server is ``python -m kfedge.serving`` in a subprocess listening on 127.0.0.1 (a free port),
 serving one model. Clients are threads of this process, each on its own keep-alive HTTP
@@ -7,8 +7,8 @@ the client's own encoding is not timed; decoding the answer is). The same model 
 in-process through :func:`kfedge.runners.load_runner` with the same thread count: the ratio is the
 server's overhead (HTTP, (de)serialisation, request checks, thread hand-off).
 
-Client and server share the machine's cores: on 2 cores, 8 concurrent clients compete with the
-server for CPU, which is part of what the concurrent numbers show.
+Client and server share the machine's cores: concurrent clients compete with the server for
+CPU, which is part of what the concurrent numbers show.
 """
 
 from __future__ import annotations
@@ -31,13 +31,10 @@ import numpy as np
 from benchmarks.common import (
     ROOT,
     child_env,
-    fmt,
     interleaved,
     log,
-    md_table,
     median,
     percentiles,
-    ratio_str,
 )
 
 PROTOCOLS = ("v2-json", "v2-binary", "v1")
@@ -351,31 +348,3 @@ def run(model: Path, dataset: Path, cfg: ServingConfig) -> dict[str, Any]:
         "server_start_seconds": start,
         "rows": rows,
     }
-
-
-def markdown(res: dict[str, Any]) -> str:
-    """The serving table."""
-    header = [
-        "Clients",
-        "Batch",
-        "Path",
-        "Request bytes",
-        "p50 / p90 / p99 (ms)",
-        "Throughput (req/s)",
-        "p50 vs in-process",
-        "Throughput vs in-process",
-    ]
-    rows = [
-        [
-            r["clients"],
-            r["batch"],
-            r["protocol"],
-            fmt(r["request_bytes"], "d", "-"),
-            f"{r['p50']:.3f} / {r['p90']:.3f} / {r['p99']:.3f}",
-            fmt(r["throughput_rps"], ".0f"),
-            ratio_str(r["latency_ratio"], ".1f"),
-            ratio_str(r["throughput_ratio"], ".3f"),
-        ]
-        for r in res["rows"]
-    ]
-    return md_table(header, rows)

@@ -1,196 +1,435 @@
-"""Smoke test of the ``make bench`` code paths with tiny parameters (not a timed test).
+"""``make bench``: the committed results render to the committed BENCHMARKS.md, the renderer's
+interpretations are right on results with known answers, and the quick code path runs.
 
-One module-scoped run of the seeds, traps (without MobileNetV2) and serving sections on the
-session's sample baseline, then checks of the tables' rows and columns and of the arithmetic
-behind the ratios. Timings are never asserted: only their shape and consistency.
+Timings are never asserted: only the shape of the results and the logic of the text.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchmarks import compression, peers, realsize, render_real
 from benchmarks import run as bench
-from benchmarks import seeds, serving, traps
 from benchmarks.common import interleaved, md_table, median, spread
+from benchmarks.render import MARKDOWN, RESULTS, dump, render
 
-pytest.importorskip("kserve")
-
-
-def _table(markdown: str, first_header: str) -> tuple[list[str], list[list[str]]]:
-    """The Markdown table whose header starts with ``first_header``: (header, rows)."""
-    lines = markdown.splitlines()
-    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {first_header} |"))
-    header = [c.strip() for c in lines[start].strip("|").split(" | ")]
-    assert re.fullmatch(r"\|(---\|)+", lines[start + 1]), lines[start + 1]
-    rows = []
-    for ln in lines[start + 2 :]:
-        if not ln.startswith("|"):
-            break
-        rows.append([c.strip() for c in ln.strip().strip("|").split(" | ")])
-    return header, rows
+ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def results(sample_dataset: Path, baseline_model: Path, tmp_path_factory) -> dict[str, Any]:  # noqa: ANN001
-    cfgs = {
-        "seeds": seeds.SeedsConfig(
-            techniques=("ptq-int8", "onnx-int8-static"),
-            threads=(1, 2),
-            rounds=2,
-            latency_runs=40,
-            warmup=5,
-            time_budget_s=0.5,
-        ),
-        "traps": traps.TrapsConfig(mobilenet=False, rounds=1, small_runs=50, warmup=5),
-        "serving": serving.ServingConfig(cases=((1, 1, 12), (3, 2, 12)), rounds=1, warmup=2),
-    }
-    return bench.run(
-        ("seeds", "traps", "serving"),
-        work_dir=tmp_path_factory.mktemp("bench"),
-        dataset=sample_dataset,
-        baseline=baseline_model,
-        cfgs=cfgs,
+# -- the committed files ---------------------------------------------------------------------
+def test_committed_results_render_to_committed_markdown() -> None:
+    results = json.loads(RESULTS.read_text())
+    assert render(results) == MARKDOWN.read_text(), (
+        "BENCHMARKS.md is not what benchmarks/results.json renders to: run "
+        "`python -m benchmarks.render` (and never edit BENCHMARKS.md by hand)"
     )
 
 
-def test_interleaved_order_changes_every_round() -> None:
+def test_committed_results_are_in_their_canonical_form() -> None:
+    text = RESULTS.read_text()
+    assert dump(json.loads(text)) == text
+
+
+def test_committed_markdown_states_its_mode() -> None:
+    results = json.loads(RESULTS.read_text())
+    md = MARKDOWN.read_text()
+    assert ("not representative" in md) == (results["mode"] == "quick")
+
+
+def test_no_reference_to_an_outside_design_note() -> None:
+    for f in [*sorted((ROOT / "benchmarks").glob("*.py")), MARKDOWN]:
+        assert "ARCHITECTURE.md §" not in f.read_text(), f
+
+
+# -- synthetic results with known answers ----------------------------------------------------
+def _est(ratio: float, low: float, high: float, rounds: int = 5) -> dict[str, Any]:
+    return {
+        "ratio": ratio,
+        "low": low,
+        "high": high,
+        "rounds": rounds,
+        "confidence": 0.95,
+        "spread": (high - low) / 2 / ratio,
+    }
+
+
+def _row(
+    name: str,
+    kind: str,
+    fmt: str,
+    p50s: list[float],
+    vs: dict[str, Any] | None,
+    **more: Any,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "kind": kind,
+        "format": fmt,
+        "file": "model." + fmt,
+        "seconds": 1.0,
+        "size_bytes": 1_000_000,
+        "size_gzip_bytes": 900_000,
+        "latency": {
+            "1": {
+                "p50": median(p50s),
+                "p50_ci": [min(p50s), max(p50s)],
+                "p90": max(p50s),
+                "p50_rounds": p50s,
+                "runs_per_round": [50] * len(p50s),
+                "spread": spread(p50s),
+                "vs_ort_fp32": vs,
+                "vs_format_fp32": None,
+            }
+        },
+        **more,
+    }
+
+
+MACHINE = {
+    "cpu": "Test CPU",
+    "arch": "x86_64",
+    "cpu_count": 2,
+    "usable_cores": 2,
+    "memory_gib": 8.0,
+    "simd": ["avx2"],
+    "system": "Linux",
+    "python": "3.11",
+    "python_impl": "CPython",
+    "load_average_at_start": [0.1, 0.1, 0.1],
+    "load_average_at_end": [0.2, 0.1, 0.1],
+    "packages": {"kfedge": "0"},
+}
+
+
+def synthetic(mode: str = "full") -> dict[str, Any]:
+    """Results whose verdicts are known: slow (1.30x), fast (0.80x), tied (0.99x)."""
+    base = [10.0, 10.2, 9.9, 10.1, 10.0]
+    return {
+        "schema": 2,
+        "mode": mode,
+        "command": "python -m benchmarks.run",
+        "date": "2030-01-01 00:00 UTC",
+        "sections": ["sidebyside", "compression"],
+        "seconds": 60.0,
+        "section_seconds": {"sidebyside": 30.0, "compression": 30.0},
+        "machine": copy.deepcopy(MACHINE),
+        "peers": {"olive": {"available": False, "reason": "no venv here", "versions": {}}},
+        "search": {"status": "not available", "reason": "no search yet"},
+        "sidebyside": {
+            "config": {
+                "threads": [1],
+                "rounds": 5,
+                "runs": 100,
+                "warmup": 5,
+                "budget_s": 1.0,
+                "pause_s": 1.0,
+                "calibration_samples": 8,
+            },
+            "models": [
+                {
+                    "model": "m",
+                    "label": "Model M",
+                    "builder": "MobileNetV2",
+                    "params": 1000,
+                    "input_shape": [8, 8, 3],
+                    "classes": 10,
+                    "peers": None,
+                    "failed": [{"name": "ptq-fp16", "kind": "kfedge", "error": "boom"}],
+                    "rows": [
+                        _row("fp32-onnx", "kfedge", "onnx", base, None),
+                        _row("slowpoke", "kfedge", "onnx", [13.0] * 5, _est(1.30, 1.25, 1.35)),
+                        _row(
+                            "onnx-int8-static", "kfedge", "onnx", [8.0] * 5, _est(0.8, 0.78, 0.82)
+                        ),
+                        _row(
+                            realsize.ORT_REFERENCE,
+                            "reference",
+                            "onnx",
+                            [8.0] * 5,
+                            _est(0.8, 0.78, 0.82),
+                        ),
+                        _row("tied", "kfedge", "onnx", base, _est(0.99, 0.95, 1.03)),
+                    ],
+                }
+            ],
+        },
+        "compression": {
+            "config": {"epochs": 1, "batch_size": 16, "per_split": 8},
+            "model": "mobilenetv2-224",
+            "label": "MobileNetV2 1.0 224x224",
+            "params": 3_500_000,
+            "train_samples": 64,
+            "steps_per_epoch": 4,
+            "failed": [],
+            "rows": [
+                {
+                    "name": "fp32-tflite",
+                    "technique": "fp32-tflite",
+                    "format": "tflite",
+                    "seconds": 1.0,
+                    "size_bytes": 100,
+                    "size_gzip_bytes": 90,
+                    "size_ratio": 1.0,
+                    "gzip_ratio": 1.0,
+                },
+                {
+                    "name": "prune-80",
+                    "technique": "prune",
+                    "format": "tflite",
+                    "seconds": 1.0,
+                    "size_bytes": 100,
+                    "size_gzip_bytes": 30,
+                    "size_ratio": 1.0,
+                    "gzip_ratio": 0.3,
+                    "sparsity": 0.8,
+                },
+            ],
+            "goal": {
+                "name": compression.CHAIN,
+                "gzip_ratio_max": 0.08,
+                "model": "mobilenetv2-224",
+                "gzip_ratio": 0.05,
+            },
+        },
+    }
+
+
+def _notes_line(md: str, needle: str) -> str:
+    return next(ln for ln in md.splitlines() if needle in ln)
+
+
+def test_renderer_calls_slower_faster_and_ties_by_the_interval() -> None:
+    md = render(synthetic())
+    assert "| `slowpoke` | kfedge | onnx | 13.00 [13, 13] | 1.30x [1.25, 1.35] slower |" in md
+    assert "0.80x [0.78, 0.82] faster" in md
+    assert "0.99x [0.95, 1.03] tie" in md
+    assert "Slower than ORT FP32 at 1 thread: `slowpoke`." in md
+    assert "Not measurably different from ORT FP32 at 1 thread: `tied`." in md
+    # the fastest file is named and its speed-up is computed (1 / 0.8 = 1.25)
+    line = _notes_line(md, "the fastest file is")
+    assert "`onnx-int8-static`" in line and "1.25x faster than ORT FP32" in line
+    # kfedge vs the hand-written reference: identical rounds -> a tie, never "faster"
+    line = _notes_line(md, "hand-written ORT static QDQ reference")
+    assert "not measurably different" in line
+    assert "`ptq-fp16` could not be made: boom" in md
+
+
+def test_renderer_never_calls_a_slower_row_faster() -> None:
+    res = synthetic()
+    md = render(res)
+    for line in md.splitlines():
+        if "`slowpoke`" in line and line.startswith("|"):
+            assert "faster" not in line
+    # flip the slow row to fast: the text follows the data
+    row = res["sidebyside"]["models"][0]["rows"][1]
+    row["latency"]["1"].update(p50_rounds=[5.0] * 5, p50=5.0, vs_ort_fp32=_est(0.5, 0.48, 0.52))
+    md2 = render(res)
+    assert "Slower than ORT FP32" not in md2
+    assert "`slowpoke`" in _notes_line(md2, "the fastest file is")
+
+
+def test_quick_banner_follows_the_mode() -> None:
+    assert "not representative" in render(synthetic("quick"))
+    assert "not representative" not in render(synthetic("full"))
+
+
+def test_machine_sentences_come_from_the_recorded_machine() -> None:
+    res = synthetic()
+    assert "no int8 dot-product instructions (no VNNI)" in render(res)
+    res["machine"]["simd"] = ["avx2", "avx512f", "avx512_vnni"]
+    md = render(res)
+    assert "This CPU has int8 dot-product instructions (avx512_vnni)" in md
+    assert "The machine was quiet" in md
+    res["machine"]["load_average_at_start"] = [5.0, 4.0, 3.0]
+    assert "The machine was busy when the run started (1-minute load 5.00" in render(res)
+
+
+def test_olive_missing_is_reported_as_not_run_with_the_reason() -> None:
+    md = render(synthetic())
+    assert "**Olive: not run** — no venv here." in md
+    for mode in peers.MODES:
+        assert f"| `olive-{mode}` | not run: no venv here |" in md
+
+
+def test_olive_rows_are_compared_with_kfedge() -> None:
+    res = synthetic()
+    res["peers"]["olive"] = {
+        "available": True,
+        "reason": "",
+        "versions": {"olive-ai": "0.13.0"},
+        "config": {"modes": ["static-search"], "search_budget_s": 60, "search_max_iter": 5},
+    }
+    rows = res["sidebyside"]["models"][0]["rows"]
+    rows.append(
+        _row(
+            "olive-static-search",
+            "peer",
+            "onnx",
+            [10.0] * 5,
+            _est(1.0, 0.97, 1.03),
+            passes=["onnxstaticquantization"],
+            settings={"per_channel": False},
+            tried=5,
+            failed=1,
+        )
+    )
+    md = render(res)
+    assert "olive-ai 0.13.0" in md
+    assert (
+        "| `olive-static-search` | onnxstaticquantization; per_channel=False | 5 (1 failed)" in md
+    )
+    # kfedge's fastest ONNX file (8 ms every round) vs Olive's (10 ms): 0.8 -> 1.25x faster
+    line = _notes_line(md, "kfedge's fastest ONNX file")
+    assert "`onnx-int8-static`" in line and "1.25x faster than Olive's fastest file" in line
+
+
+def test_compression_goal_is_checked_against_the_recorded_ratio() -> None:
+    res = synthetic()
+    assert "Measured: 0.050x — it meets the goal." in render(res)
+    res["compression"]["goal"]["gzip_ratio"] = 0.12
+    assert "Measured: 0.120x — it misses the goal." in render(res)
+    res["compression"]["model"] = "mobilenet-tiny-32"
+    assert "so it does not test the goal" in render(res)
+    assert "`prune-80` keeps the FP32 file size (1.00x) but gzips to 0.30x" in render(res)
+
+
+def test_missing_sections_are_listed_and_schema_is_checked() -> None:
+    md = render(synthetic())
+    assert "## Not in this run" in md and "- 8. `make run` end to end" in md
+    res = synthetic()
+    res["schema"] = 1
+    with pytest.raises(ValueError, match="schema"):
+        render(res)
+
+
+def test_render_check_mode(tmp_path: Path) -> None:
+    from benchmarks.render import main
+
+    js, md = tmp_path / "r.json", tmp_path / "B.md"
+    js.write_text(dump(synthetic()))
+    assert main(["--json", str(js), "--out", str(md)]) == 0
+    assert main(["--json", str(js), "--out", str(md), "--check"]) == 0
+    md.write_text(md.read_text() + "edited by hand\n")
+    assert main(["--json", str(js), "--out", str(md), "--check"]) == 1
+
+
+def test_helpers() -> None:
     items = ["a", "b", "c", "d"]
     orders = [interleaved(items, r) for r in range(4)]
-    assert orders[0] == items
-    assert orders[1] == items[::-1]
-    assert all(sorted(o) == items for o in orders)
+    assert orders[0] == items and orders[1] == items[::-1]
     assert len({tuple(o) for o in orders}) == 4
-    assert median([3.0, 1.0, 2.0]) == 2.0
-    assert spread([1.0, 2.0, 3.0]) == pytest.approx(1.0)
     assert md_table(["a", "b"], [["x|y", 1]]).splitlines() == [
         "| a | b |",
         "|---|---|",
         "| x\\|y | 1 |",
     ]
-
-
-def test_seeds_table_rows_and_columns(results: dict[str, Any]) -> None:
-    md = bench.render(results)
-    header, rows = _table(md, "Model")
-    assert header == seeds.SEEDS_HEADER
-    # one row per format (TFLite, ONNX) and thread count (1, 2)
-    assert [r[0] for r in rows] == [
-        "mobilenet_tiny 32x32 digits, TFLite, 1 thread",
-        "mobilenet_tiny 32x32 digits, TFLite, 2 threads",
-        "mobilenet_tiny 32x32 digits, ONNX Runtime, 1 thread",
-        "mobilenet_tiny 32x32 digits, ONNX Runtime, 2 threads",
+    assert bench._measuring_args(["--quick", "--json", "x", "--out=y", "--rounds", "2"]) == [
+        "--quick",
+        "--rounds",
+        "2",
     ]
-    for r in rows:
-        assert len(r) == len(header)
-        assert float(r[1]) >= 0.9  # the sample baseline's FP32 accuracy
-        assert float(r[7]) > float(r[8]) > 0  # INT8 file smaller than FP32
-    assert rows[0][3] == "N/A" and rows[2][3] == "N/A"  # no qat-int8 in this plan / no ONNX QAT
+    assert render_real.MADE_BY["peer"] == "Olive"
 
 
-def test_candidate_table_ratios_are_same_round_vs_same_format(results: dict[str, Any]) -> None:
-    res = results["seeds"]
-    # the FP32 references are added to the requested techniques
-    assert res["config"]["techniques"] == [
-        "fp32-tflite",
-        "fp32-onnx",
-        "ptq-int8",
-        "onnx-int8-static",
-    ]
-    by = {r["name"]: r for r in res["candidates"]}
-    assert by["ptq-int8"]["reference"] == "fp32-tflite"
-    assert by["onnx-int8-static"]["reference"] == "fp32-onnx"
-    for t in (1, 2):
-        assert by["fp32-tflite"]["latency"][t]["ratio"] == 1.0
-        lat, ref = by["ptq-int8"]["latency"][t], by["fp32-tflite"]["latency"][t]
-        assert len(lat["p50_rounds"]) == 2
-        want = median([a / b for a, b in zip(lat["p50_rounds"], ref["p50_rounds"])])
-        assert lat["ratio"] == pytest.approx(want)
-        assert lat["p50"] == pytest.approx(median(lat["p50_rounds"]))
-    q = by["onnx-int8-static"]
-    assert q["size_ratio"] == pytest.approx(q["size_bytes"] / by["fp32-onnx"]["size_bytes"])
-    assert q["accuracy_delta_points"] == pytest.approx(
-        100 * (q["accuracy"] - by["fp32-onnx"]["accuracy"])
-    )
-    assert all(r["technique_seconds"] > 0 for r in res["candidates"])
-
-    header, rows = _table(bench.render(results), "Candidate")
-    assert header[:4] == ["Candidate", "Format", "Accuracy", "Δ acc (points)"]
-    for col in (
-        "ratio vs FP32 @1t",
-        "ratio vs FP32 @2t",
-        "p50 ms @2t",
-        "gzip ratio",
-        "Technique time (s)",
-    ):
-        assert col in header
-    assert sorted(r[0] for r in rows) == sorted(by)
-    assert all(len(r) == len(header) for r in rows)
-    ratio_col = header.index("ratio vs FP32 @1t")
-    assert {r[0]: r[ratio_col] for r in rows}["fp32-onnx"] == "1.00x"
+def test_olive_status_without_the_venv(tmp_path: Path) -> None:
+    st = peers.olive_status(tmp_path / "no-venv")
+    assert not st["available"] and "make bench-peers" in st["reason"]
+    with pytest.raises(RuntimeError, match="required"):
+        peers.Olive(peers.PeersConfig(venv=tmp_path / "no-venv", require=True))
 
 
-def test_traps_tables(results: dict[str, Any]) -> None:
-    t = results["traps"]
-    assert t["mobilenet"] is None
-    (spin,) = t["spinning"]
-    assert set(spin["cells"]) == {
-        "block/spin-on",
-        "block/spin-off",
-        "alternate/spin-on",
-        "alternate/spin-off",
+def test_olive_footprint_keeps_the_fastest_configuration(tmp_path: Path) -> None:
+    fp = {
+        "in": {"from_pass": None},
+        "a": {
+            "from_pass": "onnxstaticquantization",
+            "pass_run_config": {"per_channel": False, "quant_format": "QDQ"},
+            "metrics": {"value": {"latency-p50": {"value": 0.5}}},
+        },
+        "b": {
+            "from_pass": "onnxstaticquantization",
+            "pass_run_config": {"per_channel": True, "quant_format": "QDQ"},
+            "metrics": {"value": {"latency-p50": {"value": 0.3}}},
+        },
+        "c": {"from_pass": "onnxstaticquantization", "model_config_data": {"is_pruned": True}},
     }
-    assert all(len(v) == 2 for v in spin["cells"].values())  # both models of the pair
-    (tfp,) = t["tf_process"]
-    assert tfp["ratio"]["subprocess, TF idle here"] == 1.0
-    assert tfp["tf_busy_steps"] > 0  # TensorFlow really was busy
-    md = bench.render(results)
-    header, rows = _table(md, "Model pair")
-    assert len(rows) == 4 and header[-1] == "alternate / block"
-    header, rows = _table(md, "Model (FP32 ONNX)")
-    assert [r[2] for r in rows] == list(tfp["cells"])
+    (tmp_path / "footprint.json").write_text(json.dumps(fp))
+    got = peers.footprint(tmp_path)
+    assert got["tried"] == 3 and got["failed"] == 1
+    assert got["settings"] == {"per_channel": True, "quant_format": "QDQ"}
+    assert got["olive_p50_ms"] == 0.3
 
 
-def test_serving_table(results: dict[str, Any]) -> None:
-    s = results["serving"]
-    cases = [(r["clients"], r["batch"], r["protocol"]) for r in s["rows"]]
-    assert cases == [
-        (c, b, p) for c, b in ((1, 1), (3, 2)) for p in ("in-process", *serving.PROTOCOLS)
-    ]
-    for r in s["rows"]:
-        assert r["p50"] > 0 and r["throughput_rps"] > 0
-        if r["protocol"] == "in-process":
-            assert r["latency_ratio"] == 1.0 and r["request_bytes"] is None
-    sizes = {r["protocol"]: r["request_bytes"] for r in s["rows"] if r["batch"] == 2}
-    assert sizes["v2-binary"] < sizes["v2-json"]  # raw float32 vs decimal text
-    header, rows = _table(bench.render(results), "Clients")
-    assert header[2] == "Path" and len(rows) == 8
+# -- the quick code path ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def quick(sample_dataset: Path, baseline_model: Path, tmp_path_factory) -> dict[str, Any]:  # noqa: ANN001
+    """``benchmarks.run.run`` in quick mode with tiny parameters on the sample and a tiny model."""
+    cfgs = bench.configs(True)
+    cfgs["seeds"].techniques = ("onnx-int8-static",)
+    cfgs["seeds"].latency_runs, cfgs["seeds"].warmup = 30, 3
+    cfgs["seeds"].time_budget_s, cfgs["seeds"].calibration_samples = 0.2, 16
+    cfgs["sidebyside"] = realsize.SideBySideConfig(
+        models=("mobilenet-tiny-32",),
+        techniques=("fp32-onnx", "onnx-int8-static"),
+        threads=(1,),
+        rounds=2,
+        runs=20,
+        budget_s=0.1,
+        pause_s=0.0,
+        per_split=8,
+        calibration_samples=8,
+    )
+    cfgs["compression"] = compression.CompressionConfig(
+        model="mobilenet-tiny-32",
+        plan=("fp32-tflite", "prune-50"),
+        per_split=8,
+        batch_size=8,
+        calibration_samples=8,
+    )
+    cfgs["peers"].venv = None
+    return bench.run(
+        ("seeds", "sidebyside", "compression"),
+        quick=True,
+        work_dir=tmp_path_factory.mktemp("bench"),
+        cfgs=cfgs,
+        dataset=sample_dataset,
+        baseline=baseline_model,
+    )
 
 
-def test_document_has_machine_and_rerun_command(results: dict[str, Any]) -> None:
-    md = bench.render(results)
-    assert md.startswith("# kfedge benchmarks\n")
-    assert "make bench" in md and "python -m benchmarks.run --quick" in md
-    for heading in (
-        "## Machine",
-        "## 1. The seeds' table",
-        "## 2. The measuring traps",
-        "## 3. Serving",
-    ):
-        assert heading in md
-    assert "## 4." not in md  # e2e was not run
-    header, rows = _table(md, "")
-    assert [r[0] for r in rows][:3] == ["CPU", "Cores", "SIMD"]
-    assert any(r[0] == "Libraries" and "onnxruntime" in r[1] for r in rows)
+def test_quick_code_path_results(quick: dict[str, Any]) -> None:
+    assert quick["mode"] == "quick" and quick["schema"] == 2
+    assert json.loads(dump(quick)) == quick  # JSON-ready, no scratch paths
+    assert not any(k.startswith("_") for m in quick["sidebyside"]["models"] for k in m)
+    m = quick["sidebyside"]["models"][0]
+    names = [r["name"] for r in m["rows"]]
+    assert names == ["fp32-onnx", "onnx-int8-static", realsize.ORT_REFERENCE], m["failed"]
+    for r in m["rows"]:
+        lat = r["latency"]["1"]
+        assert len(lat["p50_rounds"]) == 2 and lat["p50_ci"][0] <= lat["p50"] <= lat["p50_ci"][1]
+        assert (lat["vs_ort_fp32"] is None) == (r["name"] == "fp32-onnx")
+    seeds_names = {r["name"] for r in quick["seeds"]["candidates"]}
+    assert {"fp32-tflite", "fp32-onnx", "onnx-int8-static", realsize.ORT_REFERENCE} <= seeds_names
+    ref = next(r for r in quick["seeds"]["candidates"] if r["name"] == realsize.ORT_REFERENCE)
+    assert ref["kind"] == "reference" and ref["reference"] == "fp32-onnx"
+    assert 0.0 <= ref["accuracy_ci"][0] <= ref["accuracy"] <= ref["accuracy_ci"][1] <= 1.0
+    rows = {r["name"]: r for r in quick["compression"]["rows"]}
+    assert rows["fp32-tflite"]["gzip_ratio"] == 1.0
+    assert rows["prune-50"]["sparsity"] == pytest.approx(0.5, abs=0.05)
+    assert rows["prune-50"]["gzip_ratio"] < 1.0
+    assert quick["peers"]["olive"]["available"] is False
 
 
-def test_cli_refuses_unknown_section_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        bench.main(["--sections", "seeds,warp"])
-    assert exc.value.code == 2
-    assert "unknown section(s) ['warp']" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        bench.main(["--threads", "0"])
+def test_quick_code_path_renders(quick: dict[str, Any]) -> None:
+    md = render(quick)
+    assert "not representative" in md
+    assert re.search(r"\| `onnx-int8-static` \| kfedge \| onnx \| [0-9.]+ \[", md)
+    assert "**Olive: not run**" in md
+    assert "## 4. The built-in sample" in md
+    assert "- 8. `make run` end to end" in md

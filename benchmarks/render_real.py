@@ -1,0 +1,377 @@
+"""Markdown of the real-size sections: side by side, Olive, compression (all computed from JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.common import mb
+from benchmarks.text import (
+    ci,
+    fmt,
+    md_table,
+    ms,
+    pair_estimate,
+    ratio_cell,
+    ratio_str,
+    relation,
+    threads_word,
+    verdict,
+)
+
+#: How each kind of file is credited in the tables.
+MADE_BY = {"kfedge": "kfedge", "reference": "hand-written ORT", "peer": "Olive"}
+#: kfedge's ONNX INT8 file, compared with the hand-written reference and with Olive.
+KFEDGE_ONNX_INT8 = "onnx-int8-static"
+ORT_REFERENCE = "ort-static-qdq-reference"
+
+
+def _threads(res: dict[str, Any]) -> list[str]:
+    return [str(t) for t in res["config"]["threads"]]
+
+
+def _fastest(rows: list[dict[str, Any]], t: str, pred: Any = None) -> dict[str, Any] | None:
+    pool = [r for r in rows if pred is None or pred(r)]
+    return min(pool, key=lambda r: r["latency"][t]["p50"]) if pool else None
+
+
+def _vs(a: dict[str, Any], b: dict[str, Any], t: str) -> dict[str, Any] | None:
+    return pair_estimate(a["latency"][t]["p50_rounds"], b["latency"][t]["p50_rounds"])
+
+
+# -- side by side ----------------------------------------------------------------------------
+def _builders(models: list[dict[str, Any]]) -> str:
+    """How each model was built, e.g. ``keras.applications.MobileNetV2(weights=None)``."""
+    parts = []
+    for m in models:
+        if m.get("builder") == "mobilenet_tiny":
+            parts.append(f"{m['label']} = `kfedge.sample.build_mobilenet_tiny()`")
+        else:
+            parts.append(f"{m['label']} = `keras.applications.{m['builder']}(weights=None)`")
+    return "; ".join(parts) or "none"
+
+
+def model_table(m: dict[str, Any], threads: list[str]) -> str:
+    """One model's files: latency with CI and ratio to ORT FP32 per thread count, sizes."""
+    header = ["File", "Made by", "Format"]
+    for t in threads:
+        header += [f"p50 ms @{t}t [95 % CI]", f"vs ORT FP32 @{t}t"]
+    header += ["Size (MB)", "gzip (MB)", "Time to make (s)"]
+    body = []
+    for r in m["rows"]:
+        cells = [f"`{r['name']}`", MADE_BY.get(r["kind"], r["kind"]), r["format"]]
+        for t in threads:
+            lat = r["latency"][t]
+            cells.append(f"{ms(lat['p50'])} {ci(*lat['p50_ci'], spec='.3g')}")
+            cells.append(ratio_cell(lat["vs_ort_fp32"], baseline=r["name"] == "fp32-onnx"))
+        cells += [
+            fmt(mb(r["size_bytes"]), ".3f"),
+            fmt(mb(r["size_gzip_bytes"]), ".3f"),
+            fmt(r.get("seconds"), ".1f"),
+        ]
+        body.append(cells)
+    return md_table(header, body)
+
+
+def model_notes(m: dict[str, Any], threads: list[str]) -> list[str]:
+    """Computed interpretations of one model's table."""
+    rows = m["rows"]
+    by = {r["name"]: r for r in rows}
+    notes = []
+    for t in threads:
+        best = _fastest(rows, t)
+        if best is None:
+            continue
+        if best["name"] == "fp32-onnx":
+            notes.append(
+                f"At {threads_word(t)} the fastest file is ORT FP32 itself "
+                f"({ms(best['latency'][t]['p50'])} ms)."
+            )
+        else:
+            notes.append(
+                f"At {threads_word(t)} the fastest file is `{best['name']}` "
+                f"({MADE_BY.get(best['kind'], best['kind'])}, {ms(best['latency'][t]['p50'])} ms): "
+                f"{relation(best['latency'][t]['vs_ort_fp32'], 'ORT FP32')}."
+            )
+        slower = [r["name"] for r in rows if verdict(r["latency"][t]["vs_ort_fp32"]) == "slower"]
+        ties = [r["name"] for r in rows if verdict(r["latency"][t]["vs_ort_fp32"]) == "tie"]
+        if slower:
+            notes.append(
+                f"Slower than ORT FP32 at {threads_word(t)}: "
+                + ", ".join(f"`{n}`" for n in slower)
+                + ". A quantized or converted file is not faster by being smaller; selection "
+                "compares measured candidates."
+            )
+        if ties:
+            notes.append(
+                f"Not measurably different from ORT FP32 at {threads_word(t)}: "
+                + ", ".join(f"`{n}`" for n in ties)
+                + "."
+            )
+        k, ref = by.get(KFEDGE_ONNX_INT8), by.get(ORT_REFERENCE)
+        if k and ref:
+            notes.append(
+                f"kfedge's `{KFEDGE_ONNX_INT8}` at {threads_word(t)} is "
+                f"{relation(_vs(k, ref, t), 'the hand-written ORT static QDQ reference')}."
+            )
+        for r in rows:
+            fr = r["latency"][t].get("vs_format_fp32")
+            if r["format"] == "tflite" and fr and r["name"] != fr["reference"]:
+                notes.append(
+                    f"`{r['name']}` at {threads_word(t)} is "
+                    f"{relation(fr, '`' + fr['reference'] + '` (same runtime)')}."
+                )
+    shaky = [
+        f"`{r['name']}` @{t}t " + "/".join(ms(v) for v in r["latency"][t]["p50_rounds"]) + " ms"
+        for t in threads
+        for r in rows
+        if r["latency"][t]["spread"] > 0.2
+    ]
+    if shaky:
+        notes.append(
+            "Unstable (per-round p50s differ by more than 20 % of their median): "
+            + "; ".join(shaky)
+            + ". Trust these files' intervals, not their medians alone."
+        )
+    for f in m.get("failed", []):
+        notes.append(f"`{f['name']}` could not be made: {f['error']}")
+    return notes
+
+
+def sidebyside_md(res: dict[str, Any]) -> str:
+    """Section: real-size models side by side."""
+    cfg = res["config"]
+    threads = _threads(res)
+    out = ["## 1. Real-size models side by side", ""]
+    out.append(
+        "What this shows: how fast each file runs batch-1 inference on this CPU — kfedge's "
+        "candidates, a hand-written ONNX Runtime reference (quant_pre_process + quantize_static, "
+        "QDQ, per-channel signed INT8 weights, unsigned INT8 activations, MinMax), and Olive's "
+        "outputs (section 2), all made from the same model and timed in the same run. Models: "
+        f"{_builders(res['models'])}, with random weights (no download: latency and size do "
+        "not depend on the weights' values), calibrated on "
+        f"{cfg['calibration_samples']} random images; accuracy is meaningless here and not "
+        "reported (the sample in section 4 carries accuracy). Timing: "
+        f"{cfg['rounds']} rounds, the order of the files changing every round, at "
+        f"{', '.join(threads_word(t) for t in threads)}; before each block a {cfg['pause_s']} s "
+        f"pause, then a fresh process without TensorFlow, {cfg['warmup']} warm-up runs and timed "
+        f"runs for {cfg['budget_s']} s (at least 5, at most {cfg['runs']}). ORT FP32 = "
+        "kfedge's `fp32-onnx` export run by ONNX Runtime: every ratio is against it, paired by "
+        "round."
+    )
+    out.append("")
+    for m in res["models"]:
+        out += [
+            f"### {m['label']}: {m['params']:,} parameters, {m['classes']} classes, random weights",
+            "",
+            model_table(m, threads),
+            "",
+        ]
+        notes = model_notes(m, threads)
+        if notes:
+            out += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(out)
+
+
+# -- Olive -----------------------------------------------------------------------------------
+def _olive_rows(
+    label: str, rows: list[dict[str, Any]], t: str, ratio_key: str, modes: list[str]
+) -> list[list[str]]:
+    by = {r["name"]: r for r in rows}
+    k = by.get(KFEDGE_ONNX_INT8)
+    out = []
+    for mode in modes:
+        name = f"olive-{mode}"
+        r = by.get(name)
+        if r is None:
+            continue
+        d = r.get("details") or r
+        settings = d.get("settings")
+        what = ", ".join(d.get("passes") or []) or "-"
+        if settings:
+            what += "; " + ", ".join(f"{k2}={v}" for k2, v in settings.items())
+        tried = d.get("tried")
+        tried_s = "-" if tried is None else f"{tried} ({d.get('failed') or 0} failed)"
+        lat = r["latency"][t]
+        out.append(
+            [
+                label,
+                f"`{name}`",
+                what,
+                tried_s,
+                fmt(r.get("seconds", r.get("technique_seconds")), ".1f"),
+                f"{ms(lat['p50'])} {ci(*lat['p50_ci'], spec='.3g')}",
+                ratio_cell(lat.get(ratio_key)),
+                ratio_cell(_vs(r, k, t)) if k else "n/a",
+            ]
+        )
+    return out
+
+
+def olive_md(results: dict[str, Any]) -> str:
+    """Section: Olive on the same FP32 ONNX files, timed in the same rounds."""
+    info = (results.get("peers") or {}).get("olive") or {}
+    cfg = info.get("config") or {}
+    modes = list(cfg.get("modes") or ("static-default", "static-search", "auto-opt"))
+    out = ["## 2. Microsoft Olive side by side", ""]
+    out.append(
+        "What this shows: what Microsoft Olive makes of the same FP32 ONNX files kfedge exported, "
+        "calibrated on the same data and timed in the same interleaved rounds as kfedge's files "
+        "(sections 1 and 4). Olive runs from its own virtualenv (`make bench-peers` creates "
+        "`.venv-peers`; Olive needs PyTorch, which kfedge does not). Runs: `olive-static-default` "
+        "= `olive run` with the `OnnxStaticQuantization` pass at its defaults; "
+        "`olive-static-search` = `olive run` searching that pass's searchable settings for the "
+        "lowest latency measured by Olive's own evaluator"
+        + (
+            f" (time budget {cfg['search_budget_s']} s, at most {cfg['search_max_iter']} "
+            "configurations per model)"
+            if cfg
+            else ""
+        )
+        + "; `olive-auto-opt` = `olive auto-opt --precision int8` on CPU."
+    )
+    out.append("")
+    if not info.get("available"):
+        why = info.get("reason") or "the peers were not part of this run"
+        out += [f"**Olive: not run** — {why}.", ""]
+        out.append(
+            md_table(["Olive run", "Result"], [[f"`olive-{m}`", f"not run: {why}"] for m in modes])
+        )
+        return "\n".join(out + [""])
+    v = info.get("versions") or {}
+    out += [
+        "Versions in `.venv-peers`: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        "",
+    ]
+    header = [
+        "Model",
+        "Olive run",
+        "What Olive did (passes; settings kept)",
+        "Configurations tried",
+        "Wall time (s)",
+        "p50 ms [95 % CI]",
+        "vs ORT FP32",
+        f"vs kfedge `{KFEDGE_ONNX_INT8}`",
+    ]
+    body: list[list[str]] = []
+    notes: list[str] = []
+    groups: list[tuple[str, list[dict[str, Any]], str, str, dict[str, Any] | None]] = []
+    seeds = results.get("seeds")
+    if seeds:
+        t = str(seeds["config"]["threads"][0])
+        groups.append(
+            ("sample mobilenet_tiny", seeds["candidates"], t, "ratio", seeds.get("peers"))
+        )
+    side = results.get("sidebyside")
+    if side:
+        t = str(side["config"]["threads"][0])
+        for m in side["models"]:
+            groups.append((m["label"], m["rows"], t, "vs_ort_fp32", m.get("peers")))
+    for label, rows, t, key, peer_info in groups:
+        if peer_info and peer_info.get("status") != "run":
+            notes.append(f"{label}: Olive not run — {peer_info.get('reason')}.")
+        body += _olive_rows(f"{label} @{t}t", rows, t, key, modes)
+        olive = [r for r in rows if r.get("kind") == "peer"]
+        kf = [r for r in rows if r.get("kind") == "kfedge" and r["format"] == "onnx"]
+        best_o, best_k = _fastest(olive, t), _fastest(kf, t)
+        if best_o and best_k:
+            olive_best = f"Olive's fastest file `{best_o['name']}`"
+            notes.append(
+                f"{label}, {threads_word(t)}: kfedge's fastest ONNX file `{best_k['name']}` is "
+                f"{relation(_vs(best_k, best_o, t), olive_best)}."
+            )
+        for r in rows:
+            if r.get("kind") == "peer" and r.get("accuracy") is not None:
+                k = next((x for x in rows if x["name"] == KFEDGE_ONNX_INT8), None)
+                if k:
+                    notes.append(
+                        f"{label}: `{r['name']}` scores {r['accuracy']:.4f} on the eval split vs "
+                        f"{k['accuracy']:.4f} for kfedge's `{KFEDGE_ONNX_INT8}`."
+                    )
+        failed = [f for f in _failed(results, label) if f.get("kind") == "peer"]
+        for f in failed:
+            notes.append(f"{label}: `{f['name']}` failed — {f['error']}")
+    out += [md_table(header, body), ""]
+    if notes:
+        out += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(out)
+
+
+def _failed(results: dict[str, Any], label: str) -> list[dict[str, Any]]:
+    if label.startswith("sample"):
+        return (results.get("seeds") or {}).get("failed", [])
+    for m in (results.get("sidebyside") or {}).get("models", []):
+        if m["label"] == label:
+            return m.get("failed", [])
+    return []
+
+
+# -- compression -----------------------------------------------------------------------------
+def compression_md(res: dict[str, Any]) -> str:
+    """Section: file and gzip size of kfedge's compression techniques on a real-size model."""
+    cfg = res["config"]
+    steps = res["steps_per_epoch"] * cfg["epochs"]
+    out = [f"## 3. Compression: {res['label']}, {res['params']:,} parameters", ""]
+    out.append(
+        "What this shows: how much smaller kfedge's techniques make the model's file, and its "
+        "gzip (what a download or an over-the-air update transfers). Pruning and "
+        f"clustering fine-tune the random-weight model on random data for {cfg['epochs']} "
+        f"epoch(s) of {res['steps_per_epoch']} steps ({res['train_samples']} images, batch "
+        f"{cfg['batch_size']}): {steps} steps, enough for the sparsity and cluster counts the "
+        "techniques enforce, which is what the sizes depend on — not for accuracy, which is "
+        "not reported. Ratios are against kfedge's FP32 TFLite export."
+    )
+    header = [
+        "File",
+        "Technique",
+        "Size (MB)",
+        "Size ratio",
+        "gzip (MB)",
+        "gzip ratio",
+        "Sparsity",
+        "Most unique weights in a layer",
+        "Time (s)",
+    ]
+    body = [
+        [
+            f"`{r['name']}`",
+            r["technique"],
+            fmt(mb(r["size_bytes"]), ".3f"),
+            ratio_str(r["size_ratio"], ".3f"),
+            fmt(mb(r["size_gzip_bytes"]), ".3f"),
+            ratio_str(r["gzip_ratio"], ".3f"),
+            fmt(r.get("sparsity"), ".2f", "-"),
+            fmt(r.get("max_unique_weights"), "d", "-"),
+            fmt(r["seconds"], ".1f"),
+        ]
+        for r in res["rows"]
+    ]
+    out += ["", md_table(header, body), ""]
+    notes = []
+    g = res["goal"]
+    if g["gzip_ratio"] is None:
+        notes.append(f"Goal `{g['name']}` gzip <= {g['gzip_ratio_max']}x FP32: not measured.")
+    else:
+        met = "meets" if g["gzip_ratio"] <= g["gzip_ratio_max"] else "misses"
+        where = (
+            ""
+            if res["model"] == g["model"]
+            else f" (the goal is set for {g['model']}; this run compressed {res['label']}, so "
+            "it does not test the goal)"
+        )
+        notes.append(
+            f"Goal: `{g['name']}` gzip <= {g['gzip_ratio_max']}x of FP32 on {g['model']}. "
+            f"Measured: {g['gzip_ratio']:.3f}x — it {met} the goal{where}."
+        )
+    for r in res["rows"]:
+        if r["format"] != "tflite" or r["size_ratio"] is None or r["name"] == "fp32-tflite":
+            continue
+        if abs(r["size_ratio"] - 1) < 0.02 and r["gzip_ratio"] < 0.95:
+            notes.append(
+                f"`{r['name']}` keeps the FP32 file size ({r['size_ratio']:.2f}x) but gzips to "
+                f"{r['gzip_ratio']:.2f}x: its zeros / shared values are stored densely, so the "
+                "gain is in compressed transfer."
+            )
+    for f in res.get("failed", []):
+        notes.append(f"`{f['name']}` could not be made: {f['error']}")
+    out += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(out)
