@@ -115,3 +115,63 @@ def test_data_uri_on_unreachable_s3_is_one_line(tmp_path: Path, monkeypatch: pyt
     assert f"127.0.0.1:{port}" in res.stderr
     assert "very-secret-value-123" not in res.stderr + res.stdout
     assert len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1
+
+
+def test_a_registered_command_gets_its_arguments_and_help(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    from kfedge import cli
+
+    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))  # registrations stay in this test
+
+    @cli.command("hello", "say hello", cli.arg("--name", default="world"))
+    def _hello(args) -> int:  # noqa: ANN001
+        print(f"hello {args.name}")
+        return 3
+
+    assert main(["hello", "--name", "edge"]) == 3
+    assert capsys.readouterr().out == "hello edge\n"
+    assert "say hello" in cli.build_parser().format_help()
+    with pytest.raises(ValueError, match="registered twice"):
+        cli.command("hello", "again")(_hello)
+
+
+def test_run_and_submit_pass_every_option(monkeypatch: pytest.MonkeyPatch, capsys):  # noqa: ANN001
+    import kfedge.local_run
+    import kfedge.submit
+
+    seen: dict[str, dict] = {}
+    monkeypatch.setattr(kfedge.local_run, "run_local", lambda **kw: seen.update(run=kw) or {})
+    monkeypatch.setattr(
+        kfedge.submit, "submit", lambda **kw: seen.update(submit=kw) or {"state": "SUCCEEDED"}
+    )
+    argv = ["run", "--model", "m.keras", "--data", "d.npz", "--target", "cpu-arm64"]
+    argv += ["--techniques", "ptq-int8", "--epochs", "2", "--calibration-samples", "50"]
+    argv += ["--latency-runs", "9", "--output-dir", "out", "--no-deploy", "--max-latency-ms", "4"]
+    assert main(argv) == 0
+    assert seen["run"] == {
+        "model": "m.keras",
+        "data": "d.npz",
+        "target": "cpu-arm64",
+        "techniques": "ptq-int8",
+        "epochs": 2,
+        "calibration_samples": 50,
+        "latency_runs": 9,
+        "output_dir": "out",
+        "goals": {"max_accuracy_drop": 0.015, "objective": "latency", "max_latency_ms": 4.0},
+        "deploy": False,
+    }
+    argv = ["submit", "--host", "h", "--namespace", "ns", "--pipeline", "edge-optimize"]
+    argv += ["--experiment", "e", "--run-name", "r", "--version-name", "v", "-p", "epochs=3"]
+    assert main(argv) == 0
+    assert seen["submit"] == {
+        "pipeline": "edge-optimize",
+        "host": "h",
+        "namespace": "ns",
+        "experiment": "e",
+        "run_name": "r",
+        "version_name": "v",
+        "params": {"epochs": 3},
+        "wait": True,
+        "check": False,
+    }

@@ -13,16 +13,14 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from fake_apis import FakeJsonApi, Request
 
 from kfedge.errors import ConfigError, KfedgeError, NotFoundError
 from kfedge.provision import TECHNIQUE_OUTPUT
@@ -31,11 +29,11 @@ from kfedge.submit import load_pipeline_spec, parse_params, pipeline_path, prepa
 # --------------------------------------------------------------------------- fake KFP API
 
 
-class FakeKfpApi:
+class FakeKfpApi(FakeJsonApi):
     """State and request log of the fake KFP v2beta1 API (not a real cluster)."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
+        super().__init__()
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[dict[str, Any]]] = {}
         self.experiments: dict[str, dict[str, Any]] = {}
@@ -53,119 +51,81 @@ class FakeKfpApi:
         return f"{kind}-{self._n}"
 
     def calls(self) -> list[str]:
-        return [f"{r['method']} {r['path']}" for r in self.requests]
+        return [f"{r.method} {r.path}" for r in self.requests]
+
+    def answer(self, req: Request) -> tuple[int, Any]:
+        auth = req.headers.get("authorization")
+        if self.require_token and auth != f"Bearer {self.require_token}":
+            return 401, {"error": "missing or bad token", "code": 16}
+        route = (req.method, req.path)
+        parts = req.path.strip("/").split("/")
+        if route == ("GET", "/apis/v2beta1/healthz"):
+            return 200, {"multi_user": self.multi_user, "commit_sha": "fake"}
+        if route == ("GET", "/apis/v2beta1/pipelines"):
+            want = _display_name_filter(req.query)
+            found = [p for p in self.pipelines.values() if p["display_name"] == want]
+            return 200, {"pipelines": found, "total_size": len(found)} if found else {}
+        if route == ("POST", "/apis/v2beta1/pipelines/upload"):
+            self.uploads.append(req.body)
+            pid = self.new_id("pipeline")
+            name = req.query["name"]
+            self.pipelines[pid] = {"pipeline_id": pid, "display_name": name}
+            self.versions[pid] = [
+                {
+                    "pipeline_id": pid,
+                    "pipeline_version_id": self.new_id("version"),
+                    "display_name": name,
+                }
+            ]
+            return 200, self.pipelines[pid]
+        if route == ("POST", "/apis/v2beta1/pipelines/upload_version"):
+            self.uploads.append(req.body)
+            pid = req.query["pipelineid"]
+            ver = {
+                "pipeline_id": pid,
+                "pipeline_version_id": self.new_id("version"),
+                "display_name": req.query["name"],
+            }
+            self.versions[pid].append(ver)
+            return 200, ver
+        if (
+            req.method == "GET"
+            and parts[:3] == ["apis", "v2beta1", "pipelines"]
+            and len(parts) == 5
+        ):
+            newest_first = list(reversed(self.versions.get(parts[3], [])))
+            size = int(req.query.get("page_size", 10))
+            return 200, {"pipeline_versions": newest_first[:size]}
+        if route == ("GET", "/apis/v2beta1/experiments"):
+            want = _display_name_filter(req.query)
+            found = [e for e in self.experiments.values() if e["display_name"] == want]
+            return 200, {"experiments": found} if found else {}
+        if route == ("POST", "/apis/v2beta1/experiments"):
+            eid = self.new_id("experiment")
+            self.experiments[eid] = {**req.json, "experiment_id": eid}
+            return 200, self.experiments[eid]
+        if route == ("POST", "/apis/v2beta1/runs"):
+            rid = self.new_id("run")
+            self.runs[rid] = {**req.json, "run_id": rid, "state": "PENDING"}
+            return 200, self.runs[rid]
+        if req.method == "GET" and parts[:3] == ["apis", "v2beta1", "runs"] and len(parts) == 4:
+            rid = parts[3]
+            n = self._gets[rid] = self._gets.get(rid, 0) + 1
+            state = self.run_states[min(n, len(self.run_states)) - 1]
+            run = {**self.runs[rid], "state": state}
+            if state == "FAILED":
+                run["error"] = {"code": 2, "message": "evaluate on target: OOMKilled"}
+            return 200, run
+        return 404, {"error": f"fake KFP API has no {req.method} {req.path}"}
 
 
-def _display_name_filter(query: dict[str, list[str]]) -> str | None:
-    raw = query.get("filter", [""])[0]
+def _display_name_filter(query: dict[str, str]) -> str | None:
+    raw = query.get("filter", "")
     if not raw:
         return None
     preds = json.loads(raw)["predicates"]
     (pred,) = [p for p in preds if p["key"] == "display_name"]
     return pred["stringValue"]
-
-
-def _handler(api: FakeKfpApi) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # quiet
-            pass
-
-        def _send(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _handle(self, method: str) -> None:
-            url = urllib.parse.urlsplit(self.path)
-            query = urllib.parse.parse_qs(url.query)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            rec = {
-                "method": method,
-                "path": url.path,
-                "query": {k: v[0] for k, v in query.items()},
-                "authorization": self.headers.get("Authorization"),
-                "content_type": self.headers.get("Content-Type", ""),
-                "json": json.loads(body)
-                if body and "json" in self.headers.get("Content-Type", "")
-                else None,
-            }
-            api.requests.append(rec)
-            if api.require_token and rec["authorization"] != f"Bearer {api.require_token}":
-                return self._send(401, {"error": "missing or bad token", "code": 16})
-            route = (method, url.path)
-            parts = url.path.strip("/").split("/")
-            if route == ("GET", "/apis/v2beta1/healthz"):
-                return self._send(200, {"multi_user": api.multi_user, "commit_sha": "fake"})
-            if route == ("GET", "/apis/v2beta1/pipelines"):
-                want = _display_name_filter(query)
-                found = [p for p in api.pipelines.values() if p["display_name"] == want]
-                return self._send(
-                    200, {"pipelines": found, "total_size": len(found)} if found else {}
-                )
-            if route == ("POST", "/apis/v2beta1/pipelines/upload"):
-                api.uploads.append(body)
-                pid = api.new_id("pipeline")
-                name = rec["query"]["name"]
-                api.pipelines[pid] = {"pipeline_id": pid, "display_name": name}
-                api.versions[pid] = [
-                    {
-                        "pipeline_id": pid,
-                        "pipeline_version_id": api.new_id("version"),
-                        "display_name": name,
-                    }
-                ]
-                return self._send(200, api.pipelines[pid])
-            if route == ("POST", "/apis/v2beta1/pipelines/upload_version"):
-                api.uploads.append(body)
-                pid = rec["query"]["pipelineid"]
-                ver = {
-                    "pipeline_id": pid,
-                    "pipeline_version_id": api.new_id("version"),
-                    "display_name": rec["query"]["name"],
-                }
-                api.versions[pid].append(ver)
-                return self._send(200, ver)
-            if (
-                method == "GET"
-                and parts[:3] == ["apis", "v2beta1", "pipelines"]
-                and len(parts) == 5
-            ):
-                newest_first = list(reversed(api.versions.get(parts[3], [])))
-                size = int(rec["query"].get("page_size", 10))
-                return self._send(200, {"pipeline_versions": newest_first[:size]})
-            if route == ("GET", "/apis/v2beta1/experiments"):
-                want = _display_name_filter(query)
-                found = [e for e in api.experiments.values() if e["display_name"] == want]
-                return self._send(200, {"experiments": found} if found else {})
-            if route == ("POST", "/apis/v2beta1/experiments"):
-                eid = api.new_id("experiment")
-                api.experiments[eid] = {**rec["json"], "experiment_id": eid}
-                return self._send(200, api.experiments[eid])
-            if route == ("POST", "/apis/v2beta1/runs"):
-                rid = api.new_id("run")
-                api.runs[rid] = {**rec["json"], "run_id": rid, "state": "PENDING"}
-                return self._send(200, api.runs[rid])
-            if method == "GET" and parts[:3] == ["apis", "v2beta1", "runs"] and len(parts) == 4:
-                rid = parts[3]
-                n = api._gets[rid] = api._gets.get(rid, 0) + 1
-                state = api.run_states[min(n, len(api.run_states)) - 1]
-                run = {**api.runs[rid], "state": state}
-                if state == "FAILED":
-                    run["error"] = {"code": 2, "message": "evaluate on target: OOMKilled"}
-                return self._send(200, run)
-            return self._send(404, {"error": f"fake KFP API has no {method} {url.path}"})
-
-        def do_GET(self) -> None:  # noqa: N802
-            self._handle("GET")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._handle("POST")
-
-    return Handler
 
 
 @pytest.fixture
@@ -175,16 +135,10 @@ def fake_kfp(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeKfpApi, str]
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", "/nonexistent/kfedge-test-token")
     api = FakeKfpApi()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
     try:
-        yield api, f"http://127.0.0.1:{server.server_address[1]}"
+        yield api, api.url
     finally:
-        server.shutdown()
-        server.server_close()
+        api.close()
 
 
 def _closed_port() -> int:
@@ -373,15 +327,15 @@ def test_fake_kfp_first_upload_creates_pipeline_experiment_and_run(fake_kfp):
         "GET /apis/v2beta1/runs/run-4",
     ]
     upload = api.requests[3]
-    assert upload["query"]["name"] == "edge-optimize-deploy"
-    assert upload["content_type"].startswith("multipart/form-data")
+    assert upload.query["name"] == "edge-optimize-deploy"
+    assert upload.headers["content-type"].startswith("multipart/form-data")
     assert pipeline_path("edge-optimize-deploy").read_bytes() in api.uploads[0]
-    assert api.requests[4]["query"] == {
+    assert api.requests[4].query == {
         "page_size": "1",
         "sort_by": "created_at desc",
     }
-    assert api.requests[6]["json"]["display_name"] == "edge-tests"
-    run_body = api.requests[7]["json"]
+    assert api.requests[6].json["display_name"] == "edge-tests"
+    run_body = api.requests[7].json
     assert run_body["display_name"] == "coral run"
     assert run_body["experiment_id"] == "experiment-3"
     assert run_body["pipeline_version_reference"] == {
@@ -393,7 +347,7 @@ def test_fake_kfp_first_upload_creates_pipeline_experiment_and_run(fake_kfp):
         "epochs": 1,
         "techniques": ["ptq-int8", "qat-int8", "prune-cluster-int8"],
     }
-    assert all(r["authorization"] is None for r in api.requests)
+    assert all(r.headers.get("authorization") is None for r in api.requests)
     assert res == {
         "run_id": "run-4",
         "run_url": f"{host}/#/runs/details/run-4",
@@ -418,7 +372,7 @@ def test_fake_kfp_existing_pipeline_gets_a_new_version_and_experiment_is_reused(
     n = len(api.requests)
     second = submit(version_name="v2-arm", params={"target": "cpu-arm64"}, wait=False)
     later = api.requests[n:]
-    assert [f"{r['method']} {r['path']}" for r in later] == [
+    assert [f"{r.method} {r.path}" for r in later] == [
         "GET /apis/v2beta1/healthz",
         "GET /apis/v2beta1/healthz",
         "GET /apis/v2beta1/pipelines",
@@ -426,7 +380,7 @@ def test_fake_kfp_existing_pipeline_gets_a_new_version_and_experiment_is_reused(
         "GET /apis/v2beta1/experiments",
         "POST /apis/v2beta1/runs",
     ]
-    assert later[3]["query"] == {"name": "v2-arm", "pipelineid": first["pipeline_id"]}
+    assert later[3].query == {"name": "v2-arm", "pipelineid": first["pipeline_id"]}
     assert second["pipeline_id"] == first["pipeline_id"]
     assert second["version_id"] != first["version_id"] and second["version_name"] == "v2-arm"
     assert second["experiment_id"] == first["experiment_id"]
@@ -453,7 +407,7 @@ def test_fake_kfp_token_sent_but_never_printed(fake_kfp, monkeypatch, capsys):
     monkeypatch.setenv("KF_PIPELINES_TOKEN", "s3cr3t-t0ken")
     res = submit(host=host, wait=False)
     assert res["run_id"] in api.runs
-    assert {r["authorization"] for r in api.requests[1:]} == {"Bearer s3cr3t-t0ken"}
+    assert {r.headers.get("authorization") for r in api.requests[1:]} == {"Bearer s3cr3t-t0ken"}
     out, err = capsys.readouterr()
     assert "s3cr3t" not in out + err and "wrong-token" not in out + err
 
@@ -467,7 +421,7 @@ def test_fake_kfp_in_pod_service_account_token(fake_kfp, monkeypatch, tmp_path: 
     monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token_file))
     res = submit(host=host, wait=False)
     assert res["run_id"] in api.runs
-    assert {r["authorization"] for r in api.requests} == {"Bearer projected-sa-token"}
+    assert {r.headers.get("authorization") for r in api.requests} == {"Bearer projected-sa-token"}
 
 
 def test_fake_kfp_multi_user_needs_namespace(fake_kfp):
@@ -478,8 +432,8 @@ def test_fake_kfp_multi_user_needs_namespace(fake_kfp):
     res = submit(host=host, namespace="team-a", experiment="e", wait=False)
     exp = api.experiments[res["experiment_id"]]
     assert exp["namespace"] == "team-a"
-    listed = [r for r in api.requests if r["path"] == "/apis/v2beta1/experiments"][0]
-    assert listed["query"]["namespace"] == "team-a"
+    listed = [r for r in api.requests if r.path == "/apis/v2beta1/experiments"][0]
+    assert listed.query["namespace"] == "team-a"
 
 
 def test_fake_kfp_failed_run_and_server_errors(fake_kfp):

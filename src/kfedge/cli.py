@@ -2,6 +2,14 @@
 
 Every :class:`~kfedge.errors.KfedgeError` becomes one clear line on stderr and exit code 2;
 heavy frameworks and kfp are imported only by the sub-command that needs them.
+
+A sub-command is one function, registered with :func:`command` together with its arguments
+(:func:`arg`, :func:`group`); ``kfedge --help`` lists them in registration order::
+
+    @command("hello", "say hello", arg("--name", default="world"))
+    def _cmd_hello(args: argparse.Namespace) -> int:
+        print(f"hello {args.name}")
+        return 0
 """
 
 from __future__ import annotations
@@ -9,37 +17,105 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kfedge._version import __version__
 from kfedge.errors import ConfigError, KfedgeError
 
 DEFAULT_OUTPUT = "local_outputs"
 
+#: Adds one argument (or a group of them) to a parser.
+ArgSpec = Callable[[Any], None]
+Handler = Callable[[argparse.Namespace], int]
 
-def _add_goal_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("goals (a candidate must meet all that are given)")
-    g.add_argument(
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command: its name, one-line help, arguments and the function that runs it."""
+
+    name: str
+    help: str
+    run: Handler
+    args: tuple[ArgSpec, ...] = ()
+    description: str | None = None
+
+
+#: The sub-commands by name, in the order ``kfedge --help`` lists them.
+COMMANDS: dict[str, Command] = {}
+
+
+def arg(*flags: str, **options: Any) -> ArgSpec:
+    """An argument of a sub-command: the arguments of ``ArgumentParser.add_argument``."""
+    return lambda parser: parser.add_argument(*flags, **options)
+
+
+def group(title: str, *args: ArgSpec) -> ArgSpec:
+    """Arguments shown under their own heading in the sub-command's help."""
+
+    def add(parser: argparse.ArgumentParser) -> None:
+        section = parser.add_argument_group(title)
+        for spec in args:
+            spec(section)
+
+    return add
+
+
+def command(
+    name: str, help: str, *args: ArgSpec, description: str | None = None
+) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the sub-command ``name``.
+
+    Args:
+        name: The sub-command (``kfedge NAME``).
+        help: One line for ``kfedge --help``.
+        *args: Its arguments (:func:`arg`, :func:`group`).
+        description: Longer text for ``kfedge NAME --help`` (default: ``help``).
+
+    Returns:
+        A decorator that registers the function (taking the parsed arguments, returning the
+        exit code) and returns it unchanged.
+    """
+
+    def register(run: Handler) -> Handler:
+        if name in COMMANDS:
+            raise ValueError(f"kfedge sub-command {name!r} is registered twice")
+        COMMANDS[name] = Command(name, help, run, args, description)
+        return run
+
+    return register
+
+
+def _pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The named parsed arguments as keyword arguments."""
+    return {n: getattr(args, n) for n in names}
+
+
+GOAL_ARGS = group(
+    "goals (a candidate must meet all that are given)",
+    arg(
         "--max-accuracy-drop",
         type=float,
         metavar="PTS",
         help="largest accuracy drop against the baseline, in points (default 1.5)",
-    )
-    g.add_argument("--max-latency-ms", type=float, metavar="MS", help="largest p50 latency")
-    g.add_argument(
+    ),
+    arg("--max-latency-ms", type=float, metavar="MS", help="largest p50 latency"),
+    arg(
         "--min-speedup",
         type=float,
         metavar="FRAC",
         help="smallest p50 latency improvement over the baseline, e.g. 0.2 = 20%%",
-    )
-    g.add_argument("--max-size-mb", type=float, metavar="MB", help="largest model file")
-    g.add_argument(
+    ),
+    arg("--max-size-mb", type=float, metavar="MB", help="largest model file"),
+    arg(
         "--objective",
         choices=["latency", "size", "accuracy"],
         default="latency",
         help="how to rank the candidates that pass (default: latency)",
-    )
+    ),
+)
 
 
 def goals_from_args(args: argparse.Namespace) -> dict:
@@ -57,168 +133,64 @@ def goals_from_args(args: argparse.Namespace) -> dict:
     return goals
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="kfedge",
-        description="Take a trained model to an edge device on Kubeflow: provision, optimize, "
-        "evaluate, report, select and deploy to KServe.",
-    )
-    p.add_argument("--version", action="version", version=f"kfedge {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+# --------------------------------------------------------------------------- sub-commands
 
-    r = sub.add_parser(
-        "run",
-        help="run the pipeline on this machine (kfp.local); no arguments = the built-in sample",
-        description="Run edge-optimize-deploy through kfp.local on this machine. With no "
-        "arguments it trains the built-in sample baseline on the handwritten digits that ship "
-        "with scikit-learn, optimizes it, evaluates every candidate, writes the report, selects "
-        "one and smoke-tests it on a local KServe endpoint.",
-    )
-    r.add_argument(
+
+@command(
+    "run",
+    "run the pipeline on this machine (kfp.local); no arguments = the built-in sample",
+    arg(
         "--model",
         default="sample://baseline",
         help="model URI: sample://baseline, a path, file:// or s3:// (.keras, .h5, "
         "SavedModel, .tflite, .onnx)",
-    )
-    r.add_argument(
+    ),
+    arg(
         "--data",
         default="sample://digits",
         help="data URI: sample://digits, an .npz (x, y), an image-folder tree, or s3://",
-    )
-    r.add_argument(
+    ),
+    arg(
         "--target",
         default="cpu-amd64",
         help="target profile name or YAML file (see `kfedge targets`)",
-    )
-    r.add_argument(
+    ),
+    arg(
         "--techniques",
         default="auto",
         help="comma-separated techniques, or 'auto' for the target's default plan",
-    )
-    r.add_argument(
+    ),
+    arg(
         "--epochs",
         type=int,
         default=0,
         help="fine-tune epochs for QAT / pruning / clustering (0 = technique default)",
-    )
-    r.add_argument(
+    ),
+    arg(
         "--calibration-samples", type=int, default=0, help="INT8 calibration samples (0 = default)"
-    )
-    r.add_argument("--latency-runs", type=int, default=200, help="timed runs per candidate")
-    r.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="where runs and reports go")
-    r.add_argument("--no-deploy", action="store_true", help="stop after the report (edge-optimize)")
-    r.add_argument(
+    ),
+    arg("--latency-runs", type=int, default=200, help="timed runs per candidate"),
+    arg("--output-dir", default=DEFAULT_OUTPUT, help="where runs and reports go"),
+    arg("--no-deploy", action="store_true", help="stop after the report (edge-optimize)"),
+    arg(
         "--serve",
         action="store_true",
         help="after the run, keep serving the selected model in the foreground",
-    )
-    r.add_argument("--port", type=int, default=8080, help="port for --serve")
-    _add_goal_args(r)
-
-    c = sub.add_parser("compile", help="regenerate the checked-in component and pipeline YAML")
-    c.add_argument(
-        "--check",
-        action="store_true",
-        help="only check that the checked-in YAML is current (exit 1 when stale)",
-    )
-    c.add_argument("--output-dir", help="write there instead of next to the sources")
-
-    s = sub.add_parser("submit", help="upload a pipeline to Kubeflow Pipelines and start a run")
-    s.add_argument("--host", help="KFP API endpoint (default: KF_PIPELINES_ENDPOINT or in-cluster)")
-    s.add_argument("--namespace", help="Kubeflow profile namespace")
-    s.add_argument(
-        "--pipeline",
-        default="edge-optimize-deploy",
-        help="edge-optimize-deploy | edge-optimize | edge-evaluate, or a YAML file",
-    )
-    s.add_argument("--experiment", default="kfedge", help="experiment name")
-    s.add_argument("--run-name", help="run name (default: pipeline name + time)")
-    s.add_argument("--version-name", help="upload as a new version of the pipeline with this name")
-    s.add_argument(
-        "--param",
-        "-p",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="pipeline parameter (JSON values allowed), repeatable",
-    )
-    s.add_argument("--no-wait", action="store_true", help="do not wait for the run to finish")
-
-    v = sub.add_parser(
-        "serve", help="serve a .tflite / .onnx model (KServe V1 + V2) in the foreground"
-    )
-    v.add_argument("model", help="model file, candidate directory, or s3:// URI")
-    v.add_argument("--name", default="model", help="model name in the URL paths")
-    v.add_argument("--port", type=int, default=8080)
-    v.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-
-    t = sub.add_parser("targets", help="list the edge target profiles, or show one")
-    t.add_argument("action", nargs="?", choices=["list", "show"], default="list")
-    t.add_argument("name", nargs="?", help="target name (for show)")
-
-    tq = sub.add_parser("techniques", help="list the optimization techniques and their parameters")
-    tq.add_argument("name", nargs="?", help="show one technique's parameters (JSON schema)")
-
-    rep = sub.add_parser("report", help="print the last report (or open its HTML page)")
-    rep.add_argument(
-        "path", nargs="?", help="report.json or a run directory (default: the last run)"
-    )
-    rep.add_argument("--output-dir", default=DEFAULT_OUTPUT)
-    rep.add_argument(
-        "--open",
-        action="store_true",
-        help="print the HTML report's file:// URL and open it in a browser when one is available",
-    )
-    rep.add_argument("--json", action="store_true", help="print the JSON report")
-
-    e = sub.add_parser("evaluate", help="evaluate one model on a dataset (accuracy, latency, size)")
-    e.add_argument("model")
-    e.add_argument("data", help="split dataset directory or .npz")
-    e.add_argument("--json", help="write the evaluation JSON here")
-    e.add_argument("--latency-runs", type=int, default=200)
-    return p
-
-
-def _cmd_targets(args: argparse.Namespace) -> int:
-    from kfedge.targets import load_target, target_yaml, targets_table
-
-    if args.action == "show":
-        if not args.name:
-            raise ConfigError("kfedge targets show needs a target name; see `kfedge targets`")
-        print(target_yaml(load_target(args.name)))
-    else:
-        print(targets_table())
-    return 0
-
-
-def _cmd_techniques(args: argparse.Namespace) -> int:
-    from kfedge.provision import TECHNIQUE_OUTPUT
-    from kfedge.techniques import describe, get_technique
-
-    if args.name:
-        get_technique(args.name)  # unknown -> ConfigError listing the names
-        (info,) = [d for d in describe() if d["name"] == args.name]
-        print(json.dumps(info, indent=2))
-        return 0
-    for d in describe():
-        fmt, mode = TECHNIQUE_OUTPUT.get(d["name"], ("?", "?"))
-        print(f"{d['name']:20s} {fmt:6s} {mode:8s} {d['description']}")
-    return 0
-
-
+    ),
+    arg("--port", type=int, default=8080, help="port for --serve"),
+    GOAL_ARGS,
+    description="Run edge-optimize-deploy through kfp.local on this machine. With no "
+    "arguments it trains the built-in sample baseline on the handwritten digits that ship "
+    "with scikit-learn, optimizes it, evaluates every candidate, writes the report, selects "
+    "one and smoke-tests it on a local KServe endpoint.",
+)
 def _cmd_run(args: argparse.Namespace) -> int:
     from kfedge.local_run import run_local
 
     result = run_local(
-        model=args.model,
-        data=args.data,
-        target=args.target,
-        techniques=args.techniques,
+        **_pick(args, "model", "data", "target", "techniques", "epochs"),
+        **_pick(args, "calibration_samples", "latency_runs", "output_dir"),
         goals=goals_from_args(args),
-        epochs=args.epochs,
-        calibration_samples=args.calibration_samples,
-        latency_runs=args.latency_runs,
-        output_dir=args.output_dir,
         deploy=not args.no_deploy,
     )
     if args.serve:
@@ -230,6 +202,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if result.get("ok", True) else 1
 
 
+@command(
+    "compile",
+    "regenerate the checked-in component and pipeline YAML",
+    arg(
+        "--check",
+        action="store_true",
+        help="only check that the checked-in YAML is current (exit 1 when stale)",
+    ),
+    arg("--output-dir", help="write there instead of next to the sources"),
+)
 def _cmd_compile(args: argparse.Namespace) -> int:
     from kfedge.pipelines.compile import compile_all
 
@@ -240,16 +222,34 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "submit",
+    "upload a pipeline to Kubeflow Pipelines and start a run",
+    arg("--host", help="KFP API endpoint (default: KF_PIPELINES_ENDPOINT or in-cluster)"),
+    arg("--namespace", help="Kubeflow profile namespace"),
+    arg(
+        "--pipeline",
+        default="edge-optimize-deploy",
+        help="edge-optimize-deploy | edge-optimize | edge-evaluate, or a YAML file",
+    ),
+    arg("--experiment", default="kfedge", help="experiment name"),
+    arg("--run-name", help="run name (default: pipeline name + time)"),
+    arg("--version-name", help="upload as a new version of the pipeline with this name"),
+    arg(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="pipeline parameter (JSON values allowed), repeatable",
+    ),
+    arg("--no-wait", action="store_true", help="do not wait for the run to finish"),
+)
 def _cmd_submit(args: argparse.Namespace) -> int:
     from kfedge.submit import parse_params, submit
 
     run = submit(
-        pipeline=args.pipeline,
-        host=args.host,
-        namespace=args.namespace,
-        experiment=args.experiment,
-        run_name=args.run_name,
-        version_name=args.version_name,
+        **_pick(args, "pipeline", "host", "namespace", "experiment", "run_name", "version_name"),
         params=parse_params(args.param),
         wait=not args.no_wait,
         check=False,
@@ -267,6 +267,14 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "serve",
+    "serve a .tflite / .onnx model (KServe V1 + V2) in the foreground",
+    arg("model", help="model file, candidate directory, or s3:// URI"),
+    arg("--name", default="model", help="model name in the URL paths"),
+    arg("--port", type=int, default=8080),
+    arg("--host", default="127.0.0.1", help="bind address (default loopback only)"),
+)
 def _cmd_serve(args: argparse.Namespace) -> int:
     from kfedge.serving import serve
 
@@ -274,6 +282,56 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "targets",
+    "list the edge target profiles, or show one",
+    arg("action", nargs="?", choices=["list", "show"], default="list"),
+    arg("name", nargs="?", help="target name (for show)"),
+)
+def _cmd_targets(args: argparse.Namespace) -> int:
+    from kfedge.targets import load_target, target_yaml, targets_table
+
+    if args.action == "show":
+        if not args.name:
+            raise ConfigError("kfedge targets show needs a target name; see `kfedge targets`")
+        print(target_yaml(load_target(args.name)))
+    else:
+        print(targets_table())
+    return 0
+
+
+@command(
+    "techniques",
+    "list the optimization techniques and their parameters",
+    arg("name", nargs="?", help="show one technique's parameters (JSON schema)"),
+)
+def _cmd_techniques(args: argparse.Namespace) -> int:
+    from kfedge.provision import TECHNIQUE_OUTPUT
+    from kfedge.techniques import describe, get_technique
+
+    if args.name:
+        get_technique(args.name)  # unknown -> ConfigError listing the names
+        (info,) = [d for d in describe() if d["name"] == args.name]
+        print(json.dumps(info, indent=2))
+        return 0
+    for d in describe():
+        fmt, mode = TECHNIQUE_OUTPUT.get(d["name"], ("?", "?"))
+        print(f"{d['name']:20s} {fmt:6s} {mode:8s} {d['description']}")
+    return 0
+
+
+@command(
+    "report",
+    "print the last report (or open its HTML page)",
+    arg("path", nargs="?", help="report.json or a run directory (default: the last run)"),
+    arg("--output-dir", default=DEFAULT_OUTPUT),
+    arg(
+        "--open",
+        action="store_true",
+        help="print the HTML report's file:// URL and open it in a browser when one is available",
+    ),
+    arg("--json", action="store_true", help="print the JSON report"),
+)
 def _cmd_report(args: argparse.Namespace) -> int:
     from kfedge.local_run import find_report
     from kfedge.report import print_summary
@@ -293,27 +351,42 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+@command(
+    "evaluate",
+    "evaluate one model on a dataset (accuracy, latency, size)",
+    arg("model"),
+    arg("data", help="split dataset directory or .npz"),
+    arg("--json", help="write the evaluation JSON here"),
+    arg("--latency-runs", type=int, default=200),
+)
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from kfedge.evaluate import evaluate, save_evaluation
 
     res = evaluate(args.model, args.data, latency_runs=args.latency_runs)
     if args.json:
         save_evaluation(res, Path(args.json))
-    keep = ("name", "format", "accuracy", "latency_ms", "size_bytes", "size_gzip_bytes")
-    print(json.dumps({k: res.get(k) for k in keep}, indent=2))
+    keep = {"name", "format", "accuracy", "latency_ms", "size_bytes", "size_gzip_bytes"}
+    print(json.dumps(res.model_dump(mode="json", include=keep), indent=2))
     return 0
 
 
-_COMMANDS = {
-    "run": _cmd_run,
-    "compile": _cmd_compile,
-    "submit": _cmd_submit,
-    "serve": _cmd_serve,
-    "targets": _cmd_targets,
-    "techniques": _cmd_techniques,
-    "report": _cmd_report,
-    "evaluate": _cmd_evaluate,
-}
+# --------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``kfedge`` argument parser, with one sub-parser per registered command."""
+    parser = argparse.ArgumentParser(
+        prog="kfedge",
+        description="Take a trained model to an edge device on Kubeflow: provision, optimize, "
+        "evaluate, report, select and deploy to KServe.",
+    )
+    parser.add_argument("--version", action="version", version=f"kfedge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description or cmd.help)
+        for spec in cmd.args:
+            spec(p)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -325,13 +398,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code: 0 ok, 1 a check failed, 2 bad input or a kfedge error.
     """
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
     try:
-        return _COMMANDS[args.command](args)
+        return COMMANDS[args.command].run(args)
     except KfedgeError as exc:
         print(f"kfedge {args.command}: error: {exc}", file=sys.stderr)
         return 2
