@@ -128,3 +128,17 @@ def test_info_json_roundtrip(sample_dataset: Path):
     assert meta["source"] == "sample://digits"
     with pytest.raises(DataError, match="not a split dataset"):
         data.read_info(sample_dataset / "nope")
+
+
+def test_save_npz_and_info_round_trip_atomically(tmp_path: Path) -> None:
+    x = np.arange(2 * 4 * 4 * 1, dtype=np.float32).reshape(2, 4, 4, 1)
+    y = np.array([0, 1])
+    out = tmp_path / "ds"
+    data.save_npz(out / "eval.npz", x, y)
+    got_x, got_y = data.load_npz(out / "eval.npz")
+    np.testing.assert_array_equal(got_x, x)
+    np.testing.assert_array_equal(got_y, y)
+    info = data.DatasetInfo(["a", "b"], [4, 4, 1], {"eval": 2}, "test")
+    data.write_info(out, info)
+    assert data.read_info(out) == info
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "eval.npz"]  # no temp files

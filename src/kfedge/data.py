@@ -9,8 +9,6 @@ so memory does not grow with the dataset.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from kfedge.errors import DataError, NotFoundError
+from kfedge.fsutil import write_json_atomic, write_with
 
 SPLITS = ("train", "calibration", "eval")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -173,17 +172,7 @@ def load_npz(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, np
 
 def save_npz(path: str | Path, x: np.ndarray, y: np.ndarray) -> Path:
     """Write ``x``/``y`` to an uncompressed .npz atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, x=x, y=y)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_with(path, lambda fh: np.savez(fh, x=x, y=y))
 
 
 # -- images ----------------------------------------------------------------------------------
@@ -309,8 +298,13 @@ def save_splits(
         save_npz(out / f"{name}.npz", x[idx], y[idx])
         counts[name] = int(len(idx))
     info = DatasetInfo(classes, list(x.shape[1:]), counts, source)
-    (out / "dataset.json").write_text(json.dumps(info.__dict__, indent=2))
+    write_info(out, info)
     return info
+
+
+def write_info(dataset_dir: str | Path, info: DatasetInfo) -> Path:
+    """Write ``dataset.json`` of a split dataset directory (atomically)."""
+    return write_json_atomic(Path(dataset_dir) / "dataset.json", info.__dict__, sort_keys=False)
 
 
 def read_info(dataset_dir: str | Path) -> DatasetInfo:
@@ -390,7 +384,7 @@ def prepare_dataset(
                 xx, yy = load_split(p, s)
                 check_arrays(xx, yy, f"{p}/{s}.npz", input_shape, num_classes)
                 save_npz(Path(out_dir) / f"{s}.npz", xx, yy)
-            (Path(out_dir) / "dataset.json").write_text(json.dumps(info.__dict__, indent=2))
+            write_info(out_dir, info)
             return info
         if p.is_dir():
             x, y, classes = load_image_folder(p, size, channels)  # type: ignore[arg-type]
