@@ -72,6 +72,13 @@ _QUANTITY_RE = re.compile(
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
+def _matching(pattern: re.Pattern[str], value: str, expected: str) -> str:
+    """``value`` when ``pattern`` matches it, else a ValueError saying it is not ``expected``."""
+    if not pattern.match(value):
+        raise ValueError(f"{value!r} is not {expected}")
+    return value
+
+
 def _check_label_key(key: str) -> str:
     prefix, _, name = key.rpartition("/")
     if not _LABEL_KEY_RE.match(key) or len(prefix) > 253 or len(name) > 63:
@@ -152,11 +159,9 @@ class Accelerator(_Strict):
     @field_validator("resource")
     @classmethod
     def _resource_syntax(cls, v: str) -> str:
-        if not _EXTENDED_RESOURCE_RE.match(v):
-            raise ValueError(
-                f"{v!r} is not an extended resource name (domain/name, e.g. nvidia.com/gpu)"
-            )
-        return v
+        return _matching(
+            _EXTENDED_RESOURCE_RE, v, "an extended resource name (domain/name, e.g. nvidia.com/gpu)"
+        )
 
     @property
     def accelerator_type(self) -> str:
@@ -189,8 +194,7 @@ class Resources(_Strict):
     @classmethod
     def _quantities(cls, v: dict[str, str]) -> dict[str, str]:
         for name, qty in v.items():
-            if not _RESOURCE_NAME_RE.match(name):
-                raise ValueError(f"{name!r} is not a resource name (cpu, memory, vendor.com/name)")
+            _matching(_RESOURCE_NAME_RE, name, "a resource name (cpu, memory, vendor.com/name)")
             if not _QUANTITY_RE.match(qty):
                 raise ValueError(
                     f"{name}: {qty!r} is not a Kubernetes quantity (e.g. 500m, 1, 256Mi, 2Gi)"
@@ -243,11 +247,7 @@ class Target(_Strict):
     @field_validator("name")
     @classmethod
     def _name_syntax(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError(
-                f"{v!r} is not a target name (lowercase letters, digits and '-', <= 63)"
-            )
-        return v
+        return _matching(_NAME_RE, v, "a target name (lowercase letters, digits and '-', <= 63)")
 
     @field_validator("node_selector", mode="before")
     @classmethod
