@@ -75,7 +75,8 @@ def seq_cnn(keras3, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def residual_cnn(keras3, tmp_path_factory) -> Path:
-    """A Keras 3 functional residual CNN: Add, Concatenate, DepthwiseConv2D, a nested block."""
+    """A Keras 3 functional residual CNN: Add, Concatenate, DepthwiseConv2D, a nested block,
+    hard_silu and arithmetic on tensors (Keras 3 operations)."""
     L = keras3.layers
     inp = keras3.Input((16, 16, 3), name="image")
     x = L.ZeroPadding2D(1, name="pad")(inp)
@@ -88,7 +89,9 @@ def residual_cnn(keras3, tmp_path_factory) -> Path:
     y = L.Conv2D(8, 1, name="pw")(y)
     x = L.Add(name="residual")([x, y])
     z = L.SeparableConv2D(4, 3, padding="same", activation="swish", name="sep")(x)
+    z = L.Activation("hard_silu", name="hswish")(z)  # becomes Rescaling + ReLU(1) + Multiply
     x = L.Concatenate(name="cat")([x, z])
+    x = x * ((2.0 - (x * 0.5 + 1.0)) / 4.0)  # Keras 3 operations, not layers
     block = keras3.Sequential(
         [keras3.Input((8, 8, 12)), L.Conv2D(6, 1, name="block_conv"), L.Softmax(name="block_sm")],
         name="block",
@@ -157,14 +160,19 @@ def test_residual_functional_converts_matches_and_prunes(keras3, residual_cnn, s
     out = tmp_path / "res_tf_keras.keras"
     res = kb.to_tf_keras(residual_cnn, out, samples, max_samples=16)
     assert res.samples == 16 and res.nested_models_inlined == 1
-    for cls in ("Add", "Concatenate", "DepthwiseConv2D", "SeparableConv2D", "ReLU", "Multiply"):
+    for cls in ("Add", "Concatenate", "DepthwiseConv2D", "SeparableConv2D", "Activation"):
         assert cls in res.layer_classes, cls
+    ops = {"ops.Multiply": 2, "ops.Add": 1, "ops.Subtract": 1, "ops.TrueDivide": 1}
+    assert {k: v for k, v in res.layer_classes.items() if k.startswith("ops.")} == ops
     ref = _keras3_outputs(keras3, residual_cnn, samples)
     model, wrapped = _check_tf_keras_and_prune(out, ref, samples)
     assert not any(type(la).__name__ in ("Functional", "Sequential") for la in model.layers)
     assert {"stem", "pw", "sep", "block_conv", "probs"} <= set(wrapped)
     assert model.get_layer("stem_relu6").max_value == 6.0  # Activation("relu6") -> ReLU(6)
     assert model.get_layer("dw_act").alpha == pytest.approx(0.1)  # negative_slope -> alpha
+    assert type(model.get_layer("hswish")).__name__ == "Multiply"
+    rescale = [la for la in model.layers if type(la).__name__ == "Rescaling"]
+    assert len(rescale) == 5  # hard_silu's x / 6 + 0.5 and the four scalar operations
     add = model.get_layer("residual")
     assert {t.node.layer.name for t in add.input} == {"stem_relu6", "pw"}
 
@@ -184,6 +192,7 @@ def test_unsupported_layers_refused_in_one_line_before_loading(keras3, tmp_path)
     x = L.UnitNormalization(name="unit")(x)
     x = L.Dense(4, activation="hard_sigmoid", name="hs")(x)
     x = L.Dense(4, name="ok")(x)
+    x = keras3.ops.square(x) * 2.0
     path = tmp_path / "k3model.keras"
     keras3.Model(inp, x).save(path)
     bad = kb.unsupported_layers(path)
@@ -191,6 +200,7 @@ def test_unsupported_layers_refused_in_one_line_before_loading(keras3, tmp_path)
         "Lambda (layer 'lam')",
         "UnitNormalization (layer 'unit')",
         "activation 'hard_sigmoid' (layer 'hs')",
+        "operation Square (layer 'square')",  # while `* 2.0` is rebuilt as Rescaling
     ]
     with pytest.raises(ModelFormatError) as exc:
         kb.check_convertible(path)
@@ -220,6 +230,16 @@ def test_tampered_conversion_fails_verification(seq_cnn, samples, tmp_path, monk
     ):
         kb.to_tf_keras(seq_cnn, out, samples)
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_samples_that_do_not_fit_are_refused(seq_cnn, samples, tmp_path):
+    from kfedge.errors import DataError
+
+    with pytest.raises(DataError, match="1 inputs but 2 sample arrays"):
+        kb.to_tf_keras(seq_cnn, tmp_path / "a.keras", [samples, samples])
+    with pytest.raises(DataError, match="do not fit the inputs"):
+        kb.to_tf_keras(seq_cnn, tmp_path / "b.keras", samples[:, :8])
+    assert not list(tmp_path.iterdir())
 
 
 def test_savedmodel_and_tf_keras_files_are_refused(tmp_path):

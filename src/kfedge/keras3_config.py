@@ -36,6 +36,9 @@ ACTIVATION_LAYERS = {
     "relu6": ("ReLU", {"max_value": 6.0}),
     "leaky_relu": ("LeakyReLU", {"alpha": 0.2}),
 }
+#: Activations an ``Activation`` layer may use that become a few tf_keras layers
+#: (Rescaling, ReLU and for the silu forms Multiply).
+ACTIVATION_GRAPHS = ("hard_sigmoid", "hard_silu", "hard_swish")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ _NORM = ("center", "scale", "beta_initializer", "gamma_initializer", "beta_regul
 _NORM += ("gamma_regularizer", "beta_constraint", "gamma_constraint")
 _POOL = _S(("pool_size", "strides", "padding", "data_format"))
 _GLOBAL = _S(("data_format", "keepdims"))
+
+#: Keras 3 operations recorded in a functional graph (``x + 3.0``, ``a * b``) that the bridge
+#: rebuilds: with a scalar operand as ``Rescaling``, with two tensors as the merge layer.
+OPS = {"Add": "Add", "Subtract": "Subtract", "Multiply": "Multiply", "TrueDivide": None}
 
 #: Keras 3 layer class -> how its config maps to the tf_keras class of the same name.
 LAYERS: dict[str, LayerSpec] = {
@@ -232,7 +239,8 @@ def _option_problems(cls: str, cfg: Mapping[str, Any], spec: LayerSpec) -> list[
             out.append(f"{cls} option {key}={value!r}")
         if key == "activation" and key in spec.keys:
             name = activation_name(value)
-            if name not in ACTIVATIONS and not (cls == "Activation" and name in ACTIVATION_LAYERS):
+            rewritten = (*ACTIVATION_LAYERS, *ACTIVATION_GRAPHS)
+            if name not in ACTIVATIONS and not (cls == "Activation" and name in rewritten):
                 out.append(f"activation {name or value!r}")
         if isinstance(value, Mapping) and key.endswith(("_regularizer", "_constraint")):
             known_set = _KNOWN_REGULARIZERS if key.endswith("_regularizer") else _KNOWN_CONSTRAINTS
@@ -240,6 +248,29 @@ def _option_problems(cls: str, cfg: Mapping[str, Any], spec: LayerSpec) -> list[
                 out.append(f"{key.rsplit('_', 1)[1]} {value.get('class_name')}")
     if cls == "InputLayer" and (cfg.get("sparse") or cfg.get("ragged")):
         out.append("sparse or ragged input")
+    return out
+
+
+def is_op(entry: Mapping[str, Any]) -> bool:
+    """Whether a functional-graph entry is a Keras 3 operation (``keras.ops``), not a layer."""
+    return str(entry.get("module") or "").startswith(("keras.src.ops", "keras.ops"))
+
+
+def _op_problems(entry: Mapping[str, Any]) -> list[str]:
+    cls = str(entry.get("class_name"))
+    if cls not in OPS:
+        return [f"operation {cls}"]
+    out = []
+    for node in entry.get("inbound_nodes", []):
+        args = node.get("args", [])
+        scalars = [a for a in args if isinstance(a, (int, float))]
+        tensors = [a for a in args if isinstance(a, Mapping)]
+        if len(args) != 2 or not tensors or len(scalars) + len(tensors) != 2 or node.get("kwargs"):
+            out.append(f"operation {cls} with these arguments")
+        elif not scalars and OPS[cls] is None:
+            out.append(f"operation {cls} of two tensors")
+        elif cls == "TrueDivide" and isinstance(args[0], (int, float)):
+            out.append("operation TrueDivide of a scalar by a tensor")
     return out
 
 
@@ -252,7 +283,9 @@ def _problems(model_cfg: Mapping[str, Any], prefix: str = "") -> list[tuple[str,
         lcfg = entry.get("config") or {}
         name = prefix + str(entry.get("name") or lcfg.get("name") or "?")
         module = str(entry.get("module") or "keras")
-        if not module.startswith("keras") or entry.get("registered_name") not in (None, cls):
+        if is_op(entry):
+            out.extend((what, name) for what in _op_problems(entry))
+        elif not module.startswith("keras") or entry.get("registered_name") not in (None, cls):
             out.append((str(entry.get("registered_name") or cls), name))
         elif cls in NESTED_MODELS:
             out.extend(_problems(entry, name + "/"))

@@ -30,15 +30,18 @@ from typing import Any
 import numpy as np
 
 from kfedge import compat
-from kfedge.errors import DataError, DependencyError, ModelFormatError
+from kfedge.errors import DataError, DependencyError, KfedgeError, ModelFormatError
 from kfedge.fsutil import write_with
 from kfedge.keras3_config import (
+    ACTIVATION_GRAPHS,
     ACTIVATION_LAYERS,
     ACTIVATIONS,
     LAYERS,
     NESTED_MODELS,
+    OPS,
     activation_name,
     check_convertible,
+    is_op,
     needs_bridge,
     read_config,
     source_keras_version,
@@ -72,7 +75,7 @@ class BridgeResult:
         source_keras_version: Keras version that wrote ``source`` (e.g. ``3.15.1``).
         tf_keras_version: tf_keras version that wrote ``output``.
         layers_mapped: Layers rebuilt (input layers and inlined nested models not counted).
-        layer_classes: How many layers of each class were rebuilt.
+        layer_classes: How many layers of each Keras 3 class were rebuilt.
         nested_models_inlined: Nested Sequential / Functional models flattened into the graph.
         samples: Samples the outputs were compared on.
         max_abs_diff: Largest absolute output difference over those samples.
@@ -96,15 +99,35 @@ class BridgeResult:
 
 
 # -- rebuilding --------------------------------------------------------------------------------
-def _object(module: Any, value: Any, default: Any = None) -> Any:
+def _object(module: Any, value: Any) -> Any:
     """A tf_keras initializer / regularizer / constraint from its Keras 3 serialisation."""
     if value is None or isinstance(value, str):
-        return value if value is not None else default
+        return value
     cls = getattr(module, str(value.get("class_name")), None)
     if cls is None:
-        return default
+        return None
     params = inspect.signature(cls.__init__).parameters
     return cls(**{k: v for k, v in (value.get("config") or {}).items() if k in params})
+
+
+def _kwargs(k2: Any, cfg: Mapping[str, Any], spec: Any) -> dict[str, Any]:
+    """tf_keras constructor arguments from a Keras 3 layer config (the keys both share)."""
+    kw: dict[str, Any] = {k: cfg[k] for k in spec.keys if k in cfg}
+    kw.update({new: cfg[old] for old, new in spec.rename.items() if old in cfg})
+    for key in list(kw):
+        if key.endswith("_initializer"):
+            kw[key] = _object(k2.initializers, kw[key])
+            if kw[key] is None:
+                del kw[key]  # tf_keras default; the weights are copied anyway
+        elif key.endswith("_regularizer"):
+            kw[key] = _object(k2.regularizers, kw[key])
+        elif key.endswith("_constraint"):
+            kw[key] = _object(k2.constraints, kw[key])
+        elif key == "activation":
+            kw[key] = activation_name(kw[key])
+        elif key in ("axis", "dims", "target_shape") and isinstance(kw[key], list):
+            kw[key] = tuple(kw[key])
+    return kw
 
 
 class _Builder:
@@ -112,10 +135,11 @@ class _Builder:
 
     def __init__(self, k2: Any) -> None:
         self.k2 = k2
-        self.pairs: list[tuple[Any, Any]] = []
+        self.pairs: list[tuple[Any, Any]] = []  # layers with weights to copy
+        self.built: list[str] = []  # Keras 3 class of every layer rebuilt
         self.made: dict[int, Any] = {}  # id(Keras 3 layer) -> tf_keras layer (shared calls)
         self.names: set[str] = set()
-        self.nested = 0
+        self.nested: set[int] = set()  # id() of the nested Keras 3 models inlined
         self.inputs: list = []
         self.reserved: set[str] = set()  # top-level names; inlined layers make way for them
 
@@ -129,35 +153,39 @@ class _Builder:
         return out
 
     def layer(self, entry: Mapping[str, Any], k3_layer: Any, prefix: str) -> Any:
+        """The tf_keras layer (or small layer graph, as a callable) for one Keras 3 layer."""
         if id(k3_layer) in self.made:
             return self.made[id(k3_layer)]
         cls, cfg = entry["class_name"], dict(entry.get("config") or {})
-        spec, L = LAYERS[cls], self.k2.layers
-        kw: dict[str, Any] = {k: cfg[k] for k in spec.keys if k in cfg}
-        kw.update({new: cfg[old] for old, new in spec.rename.items() if old in cfg})
-        for key in list(kw):
-            if key.endswith("_initializer"):
-                kw[key] = _object(self.k2.initializers, kw[key], "zeros" if "bias" in key else None)
-                if kw[key] is None:
-                    del kw[key]  # tf_keras default; the weights are copied anyway
-            elif key.endswith("_regularizer"):
-                kw[key] = _object(self.k2.regularizers, kw[key])
-            elif key.endswith("_constraint"):
-                kw[key] = _object(self.k2.constraints, kw[key])
-            elif key == "activation":
-                kw[key] = activation_name(kw[key])
-            elif key in ("axis", "dims", "target_shape") and isinstance(kw[key], list):
-                kw[key] = tuple(kw[key])
+        kw = _kwargs(self.k2, cfg, LAYERS[cls])
         name = self._name(str(cfg.get("name") or entry.get("name")), prefix)
         common = {"name": name, "trainable": bool(cfg.get("trainable", True))}
-        if cls == "Activation" and kw["activation"] in ACTIVATION_LAYERS:
-            cls, kw = ACTIVATION_LAYERS[kw["activation"]]
-        elif "activation" in kw:
-            kw["activation"] = ACTIVATIONS[kw["activation"]]
-        made = getattr(L, cls)(**kw, **common)
+        self.built.append(cls)
+        act = kw.get("activation")
+        if cls == "Activation" and act in ACTIVATION_GRAPHS:
+            made = self._hard_sigmoid(name, silu=act != "hard_sigmoid")
+        else:
+            if cls == "Activation" and act in ACTIVATION_LAYERS:
+                cls, kw = ACTIVATION_LAYERS[act]
+            elif "activation" in kw:
+                kw["activation"] = ACTIVATIONS[act]
+            made = getattr(self.k2.layers, cls)(**kw, **common)
+            self.pairs.append((k3_layer, made))
         self.made[id(k3_layer)] = made
-        self.pairs.append((k3_layer, made))
         return made
+
+    def _hard_sigmoid(self, name: str, silu: bool) -> Any:
+        """Keras 3 ``hard_sigmoid(x) = relu6(x + 3) / 6 = ReLU(1)(x / 6 + 0.5)``; silu: x * that."""
+        L = self.k2.layers
+        affine = L.Rescaling(1.0 / 6.0, offset=0.5, name=self._name(f"{name}_affine", f"{name}_"))
+        clip = L.ReLU(max_value=1.0, name=self._name(f"{name}_gate", f"{name}_") if silu else name)
+        mul = L.Multiply(name=name) if silu else None
+
+        def apply(x: Any, **kw: Any) -> Any:
+            gate = clip(affine(x))
+            return mul([x, gate]) if mul is not None else gate
+
+        return apply
 
     def input(self, entry: Mapping[str, Any]) -> Any:
         cfg = entry.get("config") or {}
@@ -165,10 +193,30 @@ class _Builder:
         name = self._name(str(cfg.get("name") or entry.get("name")), "")
         return self.k2.Input(batch_shape=tuple(shape), dtype=cfg.get("dtype"), name=name)
 
+    def op(self, entry: Mapping[str, Any], prefix: str, args: list) -> Any:
+        """A Keras 3 operation: scalar ones become Rescaling, two-tensor ones a merge layer."""
+        cls, L = entry["class_name"], self.k2.layers
+        name = self._name(str(entry["name"]), prefix)
+        self.built.append(f"ops.{cls}")
+        tensors = [a for a in args if not isinstance(a, (int, float))]
+        if len(tensors) == 2:
+            return getattr(L, OPS[cls])(name=name)(tensors)
+        c = float(next(a for a in args if isinstance(a, (int, float))))
+        first = not isinstance(args[0], (int, float))
+        scale, offset = {
+            "Add": (1.0, c),
+            "Multiply": (c, 0.0),
+            "Subtract": (1.0, -c) if first else (-1.0, c),
+            "TrueDivide": (1.0 / c, 0.0),
+        }[cls]
+        return L.Rescaling(scale, offset=offset, name=name)(tensors[0])
+
     def call(self, entry: Mapping[str, Any], k3_layer: Any, prefix: str, x: Any, **kw: Any) -> Any:
-        """Apply one layer (or inline one nested model) to ``x``."""
+        """Apply one layer (or inline one nested model, or rebuild one operation) to ``x``."""
+        if is_op(entry):
+            return self.op(entry, prefix, x)
         if entry["class_name"] in NESTED_MODELS:
-            self.nested += 1
+            self.nested.add(id(k3_layer))
             ins = list(x) if isinstance(x, (list, tuple)) else [x]
             outs = self.model(entry, k3_layer, f"{prefix}{entry.get('name')}_", ins)
             return outs[0] if len(outs) == 1 else outs
@@ -201,7 +249,7 @@ class _Builder:
             left = []
             for e, i in todo:
                 node = e["inbound_nodes"][i]
-                if not all((r[0], r[1]) in done for r in _refs(node)):
+                if not all((r[0], r[1]) in done for r in _refs(node, node=True)):
                     left.append((e, i))
                     continue
                 args = _resolve(node.get("args", []), done)
@@ -209,7 +257,8 @@ class _Builder:
                     k: v for k, v in _resolve(node.get("kwargs", {}), done).items() if v is not None
                 }
                 x = args[0] if len(args) == 1 else args
-                y = self.call(e, k3.get_layer(e["name"]), prefix, x, **kwargs)
+                k3_layer = None if is_op(e) else k3.get_layer(e["name"])
+                y = self.call(e, k3_layer, prefix, args if is_op(e) else x, **kwargs)
                 done[(e["name"], i)] = list(y) if isinstance(y, (list, tuple)) else [y]
             if len(left) == len(todo):
                 raise ModelFormatError(
@@ -220,16 +269,19 @@ class _Builder:
         return [done[(r[0], r[1])][r[2]] for r in _refs(c["output_layers"])]
 
 
-def _refs(obj: Any) -> list[list]:
-    """Every ``[layer, node, tensor]`` reference in a node / input / output structure, in order."""
+def _refs(obj: Any, node: bool = False) -> list[list]:
+    """Every ``[layer, node, tensor]`` reference in an input / output spec, in order.
+
+    In a call ``node`` only serialised Keras tensors count (a literal list is an argument).
+    """
     if isinstance(obj, Mapping):
         if obj.get("class_name") == "__keras_tensor__":
             return [list(obj["config"]["keras_history"])]
-        return [r for v in obj.values() for r in _refs(v)]
+        return [r for v in obj.values() for r in _refs(v, node)]
     if isinstance(obj, list):
-        if len(obj) == 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
+        if not node and len(obj) == 3 and isinstance(obj[0], str) and isinstance(obj[1], int):
             return [obj]
-        return [r for v in obj for r in _refs(v)]
+        return [r for v in obj for r in _refs(v, node)]
     return []
 
 
@@ -280,7 +332,8 @@ def rebuild(k3_model: Any, cfg: Mapping[str, Any]) -> tuple[Any, _Builder]:
         cfg: Its config (:func:`read_config`).
 
     Returns:
-        The tf_keras model and the builder (its ``pairs`` and ``nested`` count).
+        The tf_keras model and the builder (``pairs``: Keras 3 / tf_keras layer pairs;
+        ``nested``: the nested models inlined).
     """
     k2 = compat.keras()
     b = _Builder(k2)
@@ -288,7 +341,11 @@ def rebuild(k3_model: Any, cfg: Mapping[str, Any]) -> tuple[Any, _Builder]:
     b.reserved = {str(e.get("name") or e["config"].get("name")) for e in c.get("layers", [])}
     name = c.get("name")
     entries = c.get("layers", [])
-    flat = not any(e["class_name"] in NESTED_MODELS for e in entries)
+    flat = not any(
+        e["class_name"] in NESTED_MODELS
+        or activation_name((e.get("config") or {}).get("activation")) in ACTIVATION_GRAPHS
+        for e in entries
+    )
     if cfg["class_name"] == "Sequential" and flat:
         model = k2.Sequential(name=name)
         if entries and entries[0]["class_name"] == "InputLayer":
@@ -395,24 +452,30 @@ def to_tf_keras(
     except Exception as exc:  # noqa: BLE001 - any failure of Keras 3 is a bad model file
         raise ModelFormatError(f"{src} could not be loaded with Keras 3: {exc}") from exc
     x = _samples(k3_model, samples, max_samples)
-    reference = _flat(k3_model(x, training=False))
+    try:
+        reference = _flat(k3_model(x, training=False))
+    except Exception as exc:  # noqa: BLE001 - whatever Keras 3 raises on inputs that do not fit
+        raise DataError(f"the samples do not fit the inputs of {src}: {exc}") from exc
     if not all(np.isfinite(r).all() for r in reference):
         raise DataError(f"{src} gives non-finite outputs on the samples; cannot compare")
     k2 = compat.keras()
-    try:
-        model, b = rebuild(k3_model, cfg)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ModelFormatError(f"{src}: rebuilding the model in tf_keras failed: {exc}") from exc
     scale = max(1.0, max(float(np.max(np.abs(r))) if r.size else 0.0 for r in reference))
     allowed = tolerance * scale
+    n = len(reference[0])
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".tmp-bridge-", dir=out.parent) as tmp:
         staged = Path(tmp) / out.name
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy", category=UserWarning)
-            model.save(staged, **({"include_optimizer": False} if out.suffix == ".h5" else {}))
-        loaded = k2.models.load_model(staged, compile=False)
-        diff = compare(reference, _flat(loaded(x, training=False)))
-        n = len(reference[0])
+        try:
+            model, b = rebuild(k3_model, cfg)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", ".*HDF5 file.*legacy", UserWarning)
+                model.save(staged, **({"include_optimizer": False} if out.suffix == ".h5" else {}))
+            loaded = k2.models.load_model(staged, compile=False)
+            diff = compare(reference, _flat(loaded(x, training=False)))
+        except KfedgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any tf_keras failure means: cannot bridge
+            raise ModelFormatError(f"{src}: rebuilding it in tf_keras failed: {exc}") from exc
         if not diff <= allowed:
             raise ModelFormatError(
                 f"{src}: the tf_keras rebuild does not reproduce the Keras 3 model: max |diff| "
@@ -421,15 +484,15 @@ def to_tf_keras(
             )
         with staged.open("rb") as fh:
             write_with(out, lambda dst: shutil.copyfileobj(fh, dst))
-    classes = Counter(type(k2_layer).__name__ for _, k2_layer in b.pairs)
+    classes = Counter(b.built)
     return BridgeResult(
         source=str(src),
         output=str(out),
         source_keras_version=version,
         tf_keras_version=str(k2.__version__),
-        layers_mapped=len(b.pairs),
+        layers_mapped=len(b.built),
         layer_classes=dict(sorted(classes.items())),
-        nested_models_inlined=b.nested,
+        nested_models_inlined=len(b.nested),
         samples=n,
         max_abs_diff=diff,
         tolerance=allowed,
