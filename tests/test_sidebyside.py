@@ -91,3 +91,33 @@ def test_round_trip_and_skips(session, tmp_path: Path) -> None:
 def test_tensorflow_models_are_skipped_with_a_reason(baseline_model: Path) -> None:
     with pytest.raises(InvalidInputError, match="no model to time"):
         sidebyside.time_side_by_side({"baseline": baseline_model}, np.zeros((1, 8, 8, 1)))
+
+
+def test_benchmark_step_names_from_candidates_and_refuses_duplicates(
+    fp32_tflite: Path, fp32_onnx: Path, sample_dataset: Path, tmp_path: Path
+) -> None:
+    from kfedge.candidate import load_candidate
+
+    out = tmp_path / "timings.json"
+    res = sidebyside.benchmark_from_files(
+        [fp32_tflite, fp32_onnx], sample_dataset, out, rounds=2, round_budget_s=0.05, threads=1
+    )
+    assert set(res.models) == {load_candidate(fp32_tflite).name, load_candidate(fp32_onnx).name}
+    assert sidebyside.load(out).rounds == 2
+    assert res.kfp_metadata()["threads"] == 1
+    with pytest.raises(InvalidInputError, match="unique"):
+        sidebyside.benchmark_from_files(
+            [fp32_tflite, fp32_tflite], sample_dataset, out, rounds=1, threads=1
+        )
+
+
+def test_absent_accelerator_fails_the_benchmark_in_one_line(
+    fp32_onnx: Path, sample_dataset: Path, tmp_path: Path
+) -> None:
+    from kfedge.errors import AcceleratorError
+
+    with pytest.raises(AcceleratorError, match="CUDAExecutionProvider") as err:
+        sidebyside.benchmark_from_files(
+            [fp32_onnx], sample_dataset, tmp_path / "t.json", target="nvidia-gpu", rounds=1
+        )
+    assert "\n" not in str(err.value)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from kfedge import stats
-from kfedge.errors import InvalidInputError, KfedgeError
+from kfedge.errors import AcceleratorError, InvalidInputError, KfedgeError
 from kfedge.formats import DEPLOYABLE
 
 #: Formats timed here (the deployable ones); TensorFlow formats are timed through their
@@ -173,6 +173,16 @@ class SideBySide:
             "models": {n: _timing_dict(t) for n, t in self.models.items()},
         }
 
+    def kfp_metadata(self) -> dict[str, Any]:
+        """Small facts for the KFP artifact's metadata (shown in the UI)."""
+        return {
+            "rounds": self.rounds,
+            "threads": self.threads,
+            "usable_cpus": self.usable_cpus,
+            "p50_ms": {n: t.p50_ms for n, t in self.models.items()},
+            "skipped": sorted(self.skipped),
+        }
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SideBySide:
         """Inverse of :meth:`to_dict`; a clear error for anything else."""
@@ -223,10 +233,11 @@ def load(path: str | Path) -> SideBySide:
 class _Worker:
     """A child process holding one model, timing bursts on request."""
 
-    def __init__(self, name: str, path: Path, batch_file: Path, threads: int, providers: str):
+    def __init__(self, name: str, path: Path, batch_file: Path, options: dict[str, Any]):
+        threads = int(options.get("threads") or 1)
         env = {**os.environ, "KFEDGE_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "3"}
         cmd = [sys.executable, "-m", "kfedge.sidebyside", "worker", str(path), str(batch_file)]
-        cmd += ["--threads", str(threads), "--providers", providers]
+        cmd += ["--options", json.dumps(options)]
         self.name = name
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -243,7 +254,9 @@ class _Worker:
             raise KfedgeError(f"timing worker for {self.name} exited: {last}")
         msg = json.loads(line)
         if "error" in msg:
-            raise KfedgeError(f"timing worker for {self.name}: {msg['error']}")
+            if msg.get("type") == "AcceleratorError":
+                raise AcceleratorError(msg["error"])
+            raise KfedgeError(f"timing worker for {self.name}: {msg['type']}: {msg['error']}")
         return msg
 
     def burst(self, warmup: int, runs: int, budget_s: float) -> list[float]:
@@ -280,17 +293,22 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
-def worker_main(path: str, batch_file: str, threads: int, providers: str) -> int:
-    """The child's loop: load, report ready, then answer burst requests on stdin."""
+def worker_main(path: str, batch_file: str, options: dict[str, Any]) -> int:
+    """The child's loop: load, report ready, then answer burst requests on stdin.
+
+    Args:
+        path: Model file.
+        batch_file: ``.npy`` file with the input batch.
+        options: Keyword arguments of :func:`kfedge.runners.load_runner`.
+    """
     from kfedge.runners import load_runner
 
     try:
         batch = np.load(batch_file)
-        wanted = [p for p in providers.split(",") if p] or None
-        runner = load_runner(path, threads=threads, providers=wanted)
+        runner = load_runner(path, **options)
         runner.predict(batch)
     except Exception as exc:  # noqa: BLE001 - reported to the parent in one line
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        print(json.dumps({"error": str(exc), "type": type(exc).__name__}), flush=True)
         return 1
     runtime = {**runner.describe(), "tensorflow_loaded": "tensorflow" in sys.modules}
     print(json.dumps({"ready": True, "runtime": runtime}), flush=True)
@@ -344,7 +362,7 @@ def time_side_by_side(
     warmup: int = 5,
     pause_s: float = 0.2,
     threads: int | None = None,
-    providers: list[str] | None = None,
+    runner_options: dict[str, Any] | None = None,
 ) -> SideBySide:
     """Time every model in interleaved rounds, one fresh worker process each.
 
@@ -358,7 +376,8 @@ def time_side_by_side(
         warmup: Untimed runs before each burst.
         pause_s: Pause between rounds.
         threads: Inference threads (0/None = the CPUs this process may use); capped at those.
-        providers: ONNX Runtime providers.
+        runner_options: More :func:`kfedge.runners.load_runner` arguments (providers,
+            provider_options, delegate, device, allow_cpu_fallback).
 
     Returns:
         The session.
@@ -396,7 +415,8 @@ def time_side_by_side(
         np.save(batch_file, np.asarray(sample))
         try:
             for name, (f, _) in files.items():
-                workers[name] = _Worker(name, f, batch_file, n_threads, ",".join(providers or []))
+                opts = {**(runner_options or {}), "threads": n_threads}
+                workers[name] = _Worker(name, f, batch_file, opts)
             names = list(files)
             for r in range(rounds):
                 order = names[r % len(names) :] + names[: r % len(names)]
@@ -439,21 +459,107 @@ def time_side_by_side(
     )
 
 
+def runner_options(target: str | None) -> tuple[dict[str, Any], int | None]:
+    """The runner arguments and thread count a target profile asks for.
+
+    Args:
+        target: Target profile name or YAML path, or None/"" for plain CPU.
+
+    Returns:
+        ``(load_runner keyword arguments, threads or None)``.
+    """
+    if not target:
+        return {"allow_cpu_fallback": False}, None
+    from kfedge.targets import load_target
+
+    p = load_target(target)
+    opts: dict[str, Any] = {
+        "providers": list(p.onnx_providers),
+        "provider_options": dict(p.onnx_provider_options),
+        "delegate": p.tflite_delegate,
+        "allow_cpu_fallback": p.allow_cpu_fallback,
+    }
+    ov = p.onnx_provider_options.get("OpenVINOExecutionProvider", {})
+    if ov.get("device_type"):
+        opts["device"] = str(ov["device_type"]).split("_")[0]
+    return opts, p.threads
+
+
+def benchmark_from_files(
+    models: list[str | Path],
+    dataset_dir: str | Path,
+    timings_path: str | Path,
+    *,
+    names: list[str] | None = None,
+    target: str = "",
+    threads: int = 0,
+    rounds: int = 5,
+    round_budget_s: float = 0.5,
+) -> SideBySide:
+    """The benchmark step: time every candidate side by side on this node and save the result.
+
+    Args:
+        models: Candidate directories (or model files), e.g. a KFP ``Collected`` list.
+        dataset_dir: The split dataset; the first eval sample is the batch-1 input.
+        timings_path: Where to write the JSON (:func:`save`).
+        names: One name per model (default: each candidate's own name).
+        target: Target profile: its providers / delegate / device / threads, and whether a
+            missing accelerator may fall back to the CPU.
+        threads: Inference threads (0 = the profile's, else every CPU this process may use);
+            never more than the CPUs this process may use.
+        rounds: Interleaved rounds (>= 3 gives a noise estimate).
+        round_budget_s: Time per model per round.
+
+    Returns:
+        The session (also written to ``timings_path``).
+
+    Raises:
+        InvalidInputError: Names missing, duplicated, or not one per model.
+        AcceleratorError: The profile's accelerator is absent and fallback is not allowed.
+    """
+    from kfedge.candidate import load_candidate
+    from kfedge.data import load_split
+
+    if names is None or not any(names):
+        names = []
+        for m in models:
+            try:
+                names.append(load_candidate(m).name)
+            except KfedgeError:
+                names.append(Path(m).stem)
+    if len(names) != len(models):
+        raise InvalidInputError(f"{len(names)} names for {len(models)} models; give one each")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInputError(f"candidate names must be unique; repeated: {dupes}")
+    opts, profile_threads = runner_options(target)
+    x, _ = load_split(dataset_dir, "eval", limit=1)
+    result = time_side_by_side(
+        dict(zip(names, models)),
+        x[:1],
+        rounds=rounds,
+        round_budget_s=round_budget_s,
+        threads=threads or profile_threads,
+        runner_options=opts,
+    )
+    save(result, timings_path)
+    return result
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m kfedge.sidebyside")
     sub = ap.add_subparsers(dest="cmd", required=True)
     w = sub.add_parser("worker", help="internal: one model's timing worker")
     w.add_argument("path")
     w.add_argument("batch_file")
-    w.add_argument("--threads", type=int, default=1)
-    w.add_argument("--providers", default="")
+    w.add_argument("--options", default="{}", help="load_runner keyword arguments (JSON)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the worker process."""
     args = _parser().parse_args(argv)
-    return worker_main(args.path, args.batch_file, args.threads, args.providers)
+    return worker_main(args.path, args.batch_file, json.loads(args.options))
 
 
 if __name__ == "__main__":  # pragma: no cover
