@@ -1,12 +1,11 @@
-"""Deploy component: serve the selected candidate on KServe (or locally) and smoke-test it."""
+"""KFP component ``deploy``: serve the selected candidate on KServe (or locally), smoke-test it."""
 
-from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
-from kfedge._version import COMPONENT_IMAGE
+from kfedge.components import component
 
 
-@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@component
 def deploy(
     model: Input[Model],
     evaluation: Input[Artifact],
@@ -56,16 +55,15 @@ def deploy(
     Returns:
         The endpoint URL the smoke test passed on.
     """
-    from kfedge.deploy import deploy_candidate
+    from kfedge.deploy import deploy_from_files
 
-    result = deploy_candidate(
-        model.path,
-        evaluation.path,
-        dataset.path,
+    return deploy_from_files(
+        model,
+        evaluation,
+        dataset,
         target,
-        endpoint.path,
-        isvc_yaml.path,
-        model_uri=model.uri,
+        endpoint,
+        isvc_yaml,
         name=name,
         namespace=namespace,
         service_account=service_account,
@@ -76,10 +74,3 @@ def deploy(
         wait_timeout=wait_timeout,
         atol=atol,
     )
-    endpoint.metadata.update(
-        {k: result[k] for k in ("mode", "url", "model_name", "passed", "max_abs_diff")}
-    )
-    isvc_yaml.metadata.update(
-        {"namespace": namespace, "target": target, "name": result["model_name"]}
-    )
-    return result["url"]

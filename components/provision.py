@@ -1,14 +1,13 @@
-"""Provision component: import and check the model and data, resolve the target, plan techniques."""
+"""KFP component ``provision``: import and check model and data, resolve the target, plan."""
 
 from typing import NamedTuple
 
-from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Model, Output
 
-from kfedge._version import COMPONENT_IMAGE
+from kfedge.components import component
 
 
-@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+@component
 def provision(
     model_uri: str,
     data_uri: str,
@@ -64,104 +63,19 @@ def provision(
         goals: The goals (JSON), with the FP32 baseline excluded from selection when the
             target cannot run it (e.g. the Edge TPU runs int8 only).
     """
-    import json
-    import os
+    from kfedge.provision import provision_from_files
 
-    from kfedge.provision import check_goals
-    from kfedge.provision import provision as run
-
-    if s3_endpoint:
-        os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
-    goals = check_goals(goals_json, target)
-    spec = run(
+    return provision_from_files(
         model_uri,
         data_uri,
         target,
-        baseline.path,
-        dataset.path,
-        techniques=list(techniques) or None,
+        baseline,
+        dataset,
+        runtime,
+        techniques=techniques,
+        epochs=epochs,
+        calibration_samples=calibration_samples,
+        goals_json=goals_json,
+        s3_endpoint=s3_endpoint,
         optimize=optimize,
-        epochs=epochs or None,
-        calibration_samples=calibration_samples or None,
     )
-    os.makedirs(os.path.dirname(runtime.path) or ".", exist_ok=True)
-    with open(runtime.path, "w") as fh:
-        json.dump(spec, fh, indent=2)
-    baseline.metadata.update(
-        {"name": "baseline", "format": spec["model_format"], "source": model_uri}
-    )
-    dataset.metadata.update(
-        {"source": data_uri, **{f"n_{k}": v for k, v in spec["counts"].items()}}
-    )
-    runtime.metadata.update({"target": spec["target"], "techniques": ",".join(spec["techniques"])})
-    acc = spec["accelerator"] or {}
-    return (
-        spec["node_selector"],
-        spec["tolerations"],
-        acc.get("type", ""),
-        str(acc.get("count", 0)),
-        json.dumps(spec["params"]),
-        spec["baseline_format"],
-        json.dumps(goals),
-    )
-
-
-@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def technique_params(
-    runtime: Input[Artifact],
-    technique: str,
-    accelerator_type: str = "",
-    accelerator_count: str = "0",
-) -> str:
-    """Pick one technique's parameters (JSON) out of the provision step's runtime spec.
-
-    Args:
-        runtime: The runtime spec written by provision (its ``params`` map).
-        technique: The technique of this branch.
-        accelerator_type: Not used by this step: passing the provision outputs here makes KFP's
-            compiler carry them into the ParallelFor sub-DAG, where the evaluate step requests
-            the target's accelerator with them.
-        accelerator_count: Likewise, the accelerator count.
-
-    Returns:
-        The technique's parameters as JSON ("{}" = the technique's defaults).
-    """
-    import json
-
-    with open(runtime.path) as fh:
-        params = json.load(fh)["params"].get(technique, {})
-    print(f"[kfedge] {technique}: {params or 'defaults'}")
-    return json.dumps(params)
-
-
-@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def import_model(
-    uri: str,
-    model: Output[Model],
-    s3_endpoint: str = "",
-    accelerator_type: str = "",
-    accelerator_count: str = "0",
-) -> str:
-    """Bring a model from storage into the pipeline as a candidate (for edge-evaluate).
-
-    Args:
-        uri: Path, file:// or s3:// URI of a .tflite, .onnx, .keras, .h5, SavedModel or a
-            candidate directory written by kfedge.
-        model: The model as a candidate directory.
-        s3_endpoint: S3 endpoint URL for s3:// URIs; empty = from the environment.
-        accelerator_type: Not used by this step: it carries the provision output into the
-            ParallelFor sub-DAG, where the evaluate step requests the target's accelerator.
-        accelerator_count: Likewise, the accelerator count.
-
-    Returns:
-        The candidate's name.
-    """
-    import os
-
-    from kfedge.provision import import_candidate
-
-    if s3_endpoint:
-        os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
-    cand = import_candidate(uri, model.path)
-    model.metadata.update(cand.kfp_metadata())
-    return cand.name

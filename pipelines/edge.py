@@ -11,9 +11,14 @@ from typing import Any
 from kfp import dsl, kubernetes
 
 from kfedge.components.deploy import deploy
-from kfedge.components.evaluate import evaluate, report, select
-from kfedge.components.optimize import export_fp32, optimize
-from kfedge.components.provision import import_model, provision, technique_params
+from kfedge.components.evaluate import evaluate
+from kfedge.components.export_fp32 import export_fp32
+from kfedge.components.import_model import import_model
+from kfedge.components.optimize import optimize
+from kfedge.components.provision import provision
+from kfedge.components.report import report
+from kfedge.components.select import select
+from kfedge.components.technique_params import technique_params
 from kfedge.provision import DEFAULT_TECHNIQUES
 
 #: Optimized techniques of the default plan (the FP32 reference is always exported too).
@@ -22,6 +27,17 @@ DEFAULT_GOALS = '{"max_accuracy_drop": 0.015, "objective": "latency"}'
 #: KFP's artifact-store Secret (SeaweedFS / MinIO): keys accesskey / secretkey.
 S3_SECRET = "mlpipeline-minio-artifact"
 S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+#: Pipeline parameters passed to the provision step as they are.
+_PROVISION_PARAMS = (
+    "model_uri",
+    "data_uri",
+    "target",
+    "techniques",
+    "epochs",
+    "calibration_samples",
+    "goals_json",
+    "s3_endpoint",
+)
 
 
 def _s3(task: dsl.PipelineTask, secret: Any = S3_SECRET) -> None:
@@ -116,38 +132,29 @@ def _select_and_report(
     return sel, rep
 
 
-def _optimize_and_evaluate(
-    model_uri: str,
-    data_uri: str,
-    target: str,
-    techniques: list,
-    goals_json: str,
-    epochs: int,
-    calibration_samples: int,
-    latency_runs: int,
-    s3_endpoint: str,
-    s3_secret: str,
-):
+def _optimize_and_evaluate(inputs: dict[str, Any]):
+    """Provision, the FP32 reference, the technique loop, select and report.
+
+    Args:
+        inputs: The calling pipeline's parameters by name (its ``locals()`` on entry); the
+            ones these steps take are read, the others (deploy's) are left alone.
+
+    Returns:
+        The provision, select and report tasks.
+    """
+    target, runs = inputs["target"], inputs["latency_runs"]
     prov = _provision(
-        s3_secret,
-        model_uri=model_uri,
-        data_uri=data_uri,
-        target=target,
-        techniques=techniques,
-        epochs=epochs,
-        calibration_samples=calibration_samples,
-        goals_json=goals_json,
-        s3_endpoint=s3_endpoint,
+        inputs["s3_secret"], **{k: inputs[k] for k in _PROVISION_PARAMS}
     ).set_display_name("provision: import, check, plan")
 
     base = export_fp32(
         model=prov.outputs["baseline"], model_format=prov.outputs["baseline_format"]
     ).set_display_name("export FP32 reference")
     _resources(base, "1", "2Gi", "2", "4Gi")
-    base_eval = _evaluate(base.outputs["candidate"], prov, target, latency_runs)
+    base_eval = _evaluate(base.outputs["candidate"], prov, target, runs)
     base_eval.set_display_name("evaluate FP32 reference on target")
 
-    with dsl.ParallelFor(techniques, name="technique") as technique:
+    with dsl.ParallelFor(inputs["techniques"], name="technique") as technique:
         params = technique_params(
             runtime=prov.outputs["runtime"],
             technique=technique,
@@ -162,7 +169,7 @@ def _optimize_and_evaluate(
             params_json=params.output,
         ).set_display_name("optimize")
         _resources(opt, "2", "4Gi", "4", "8Gi")
-        ev = _evaluate(opt.outputs["candidate"], prov, target, latency_runs)
+        ev = _evaluate(opt.outputs["candidate"], prov, target, runs)
         ev.set_display_name("evaluate on target")
 
     params.set_caching_options(False)
@@ -213,18 +220,7 @@ def edge_optimize_deploy(
             from the environment.
         s3_secret: Secret with accesskey / secretkey for S3 (KFP's artifact-store Secret).
     """
-    prov, sel, _ = _optimize_and_evaluate(
-        model_uri,
-        data_uri,
-        target,
-        techniques,
-        goals_json,
-        epochs,
-        calibration_samples,
-        latency_runs,
-        s3_endpoint,
-        s3_secret,
-    )
+    prov, sel, _ = _optimize_and_evaluate(locals())
     with dsl.If(sel.outputs["Output"] == True, name="a candidate met the goals"):  # noqa: E712
         dep = deploy(
             model=sel.outputs["chosen"],
@@ -270,18 +266,7 @@ def edge_optimize(
         s3_endpoint: S3 endpoint for s3:// URIs; empty = from the environment.
         s3_secret: Secret with accesskey / secretkey for S3.
     """
-    _optimize_and_evaluate(
-        model_uri,
-        data_uri,
-        target,
-        techniques,
-        goals_json,
-        epochs,
-        calibration_samples,
-        latency_runs,
-        s3_endpoint,
-        s3_secret,
-    )
+    _optimize_and_evaluate(locals())
 
 
 @dsl.pipeline(

@@ -9,7 +9,9 @@ from kfp import dsl, local
 from kfp.dsl import Dataset, Input, Model, Output
 
 from kfedge.candidate import Candidate, save_candidate
-from kfedge.components.evaluate import evaluate, report, select
+from kfedge.components.evaluate import evaluate
+from kfedge.components.report import report
+from kfedge.components.select import select
 
 pytestmark = pytest.mark.e2e
 

@@ -9,14 +9,12 @@ from kfp import dsl, local
 from kfp.dsl import Dataset, Model, Output
 
 from kfedge.candidate import load_candidate
-from kfedge.components.optimize import (
-    cluster,
-    export_fp32,
-    optimize,
-    prune,
-    quantize,
-    quantize_onnx,
-)
+from kfedge.components.cluster import cluster
+from kfedge.components.export_fp32 import export_fp32
+from kfedge.components.optimize import optimize
+from kfedge.components.prune import prune
+from kfedge.components.quantize import quantize
+from kfedge.components.quantize_onnx import quantize_onnx
 
 COMPONENTS = [optimize, export_fp32, quantize, quantize_onnx, prune, cluster]
 
