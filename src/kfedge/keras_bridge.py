@@ -8,8 +8,12 @@ outputs on the samples, and only then writes it.
 
 :func:`check_convertible` (from :mod:`kfedge.keras3_config`, re-exported here) answers before any
 heavy work, without TensorFlow for a ``.keras`` file, whether a model can be rebuilt, with one
-line naming what cannot. A SavedModel (e.g. from
-Keras 3 ``model.export()``) holds traced functions, not layers, so it can never be rebuilt.
+line naming what cannot. A SavedModel (e.g. from Keras 3 ``model.export()``) holds traced
+functions, not layers, so it can never be rebuilt.
+
+Keras 3 operations recorded in a functional graph (``x + 3.0``, ``x * y``) and the
+``hard_sigmoid`` / ``hard_silu`` activations (MobileNetV3) become equivalent tf_keras layers
+(``Rescaling``, merge layers, ``ReLU``).
 
 Nested Sequential / Functional models (e.g. a backbone called inside a model) are inlined, so
 the result is one flat graph, which is what TFMOT wraps layer by layer.
@@ -191,7 +195,10 @@ class _Builder:
         cfg = entry.get("config") or {}
         shape = cfg.get("batch_shape") or [None, *(cfg.get("shape") or [])]
         name = self._name(str(cfg.get("name") or entry.get("name")), "")
-        return self.k2.Input(batch_shape=tuple(shape), dtype=cfg.get("dtype"), name=name)
+        dtype = cfg.get("dtype")
+        if isinstance(dtype, Mapping):  # a dtype policy
+            dtype = (dtype.get("config") or {}).get("name")
+        return self.k2.Input(batch_shape=tuple(shape), dtype=dtype, name=name)
 
     def op(self, entry: Mapping[str, Any], prefix: str, args: list) -> Any:
         """A Keras 3 operation: scalar ones become Rescaling, two-tensor ones a merge layer."""
@@ -218,7 +225,8 @@ class _Builder:
         if entry["class_name"] in NESTED_MODELS:
             self.nested.add(id(k3_layer))
             ins = list(x) if isinstance(x, (list, tuple)) else [x]
-            outs = self.model(entry, k3_layer, f"{prefix}{entry.get('name')}_", ins)
+            sub = entry.get("name") or entry["config"]["name"]
+            outs = self.model(entry, k3_layer, f"{prefix}{sub}_", ins)
             return outs[0] if len(outs) == 1 else outs
         return self.layer(entry, k3_layer, prefix)(x, **kw)
 
@@ -243,8 +251,12 @@ class _Builder:
             done[(ref[0], 0)] = [ins[i] if ins else self.input(entry)]
         if not ins:
             self.inputs = [done[(r[0], 0)][0] for r in input_refs]
-        todo = [(e, i) for e in entries if e["class_name"] != "InputLayer"]
-        todo = [(e, i) for e, _ in todo for i in range(len(e["inbound_nodes"]))]
+        todo = [
+            (e, i)
+            for e in entries
+            if e["class_name"] != "InputLayer"
+            for i in range(len(e["inbound_nodes"]))
+        ]
         while todo:
             left = []
             for e, i in todo:
@@ -377,7 +389,10 @@ def _flat(y: Any) -> list[np.ndarray]:
 
 
 def _samples(k3_model: Any, samples: Any, n: int) -> Any:
-    """The first ``n`` samples, cast to the input dtypes (seeded noise when ``samples`` is None)."""
+    """The first ``n`` samples, cast to the input dtypes.
+
+    With ``samples`` None: 8 seeded random samples (standard normal; 0 / 1 for integer inputs).
+    """
     inputs = list(k3_model.inputs)
     if samples is None:
         rng = np.random.default_rng(0)
@@ -388,7 +403,10 @@ def _samples(k3_model: Any, samples: Any, n: int) -> Any:
                 raise DataError(
                     f"the model input {t.name} has the unknown shape {shape}; give samples"
                 )
-            arrays.append(rng.standard_normal((min(n, 8), *shape)).astype(t.dtype))
+            size = (min(n, 8), *shape)
+            integer = np.issubdtype(np.dtype(str(t.dtype)), np.integer)
+            arrays.append(rng.integers(0, 2, size) if integer else rng.standard_normal(size))
+            arrays[-1] = arrays[-1].astype(str(t.dtype))
         return arrays[0] if len(arrays) == 1 else arrays
     if isinstance(samples, Mapping):
         return {k: np.asarray(v)[:n] for k, v in samples.items()}
