@@ -114,10 +114,10 @@ def test_isolated_evaluation_result(dyn_eval, candidates):
     assert 0 < res.size_gzip_bytes < res.size_bytes
     assert res.runtime.format == "tflite" and res.runtime.version
     assert json.loads(res.to_json()) == res.to_dict()  # JSON-serialisable
-    # every 0.1.0 key is there
-    assert set(json.loads((DATA / "evaluation-0.1.0-tflite.json").read_text())) <= set(
-        res.to_dict()
-    )
+    # the keys of kfedge 0.1.0, no more, no fewer
+    old = json.loads((DATA / "evaluation-0.1.0-tflite.json").read_text())
+    assert set(res.to_dict()) == set(old)
+    assert set(res.to_dict()["memory"]) == set(old["memory"])
 
 
 def test_quantized_kernels_report_their_unique_values(dyn_eval, candidates, sample_dataset):
@@ -141,6 +141,9 @@ def test_latency_budget_stops_early_but_keeps_minimum_runs(candidates, sample_da
     )
     assert MIN_RUNS <= res.latency_ms.runs < 100000
     assert res.memory.isolated is False
+    old = json.loads((DATA / "evaluation-0.1.0-keras.json").read_text())  # also in-process
+    assert set(res.to_dict()) == set(old)
+    assert set(res.to_dict()["memory"]) == set(old["memory"])
 
 
 def test_onnx_and_keras(fp32_onnx, baseline_model, sample_dataset):
@@ -409,3 +412,15 @@ def test_tflite_kernels_dequantize_to_the_float_weights(candidates):
             assert np.all(np.abs(q.dequantized() - ref) <= half_step + 1e-6), key
         else:
             np.testing.assert_array_equal(q.dequantized(), ref)
+
+
+def test_openvino_ir_weight_stats_match_the_onnx_model(fp32_onnx, tmp_path):
+    ov = pytest.importorskip("openvino")
+    xml = tmp_path / "ir" / "model.xml"
+    ov.save_model(ov.convert_model(str(fp32_onnx)), str(xml), compress_to_fp16=True)
+    ir, onx = weight_stats(xml), weight_stats(fp32_onnx)
+    assert ir["kernel_weights"] == onx["kernel_weights"] and len(ir["unique_weights"]) == 10
+    assert ir["sparsity"] == pytest.approx(onx["sparsity"], abs=1e-9)
+    # float16 storage: the values are read as stored (fewer distinct values than float32)
+    assert max(ir["unique_weights"].values()) < max(onx["unique_weights"].values())
+    assert gzip_size(xml) > gzip_size(xml.with_suffix(".bin")) > 0  # xml + its weights file

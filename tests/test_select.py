@@ -10,6 +10,7 @@ import pytest
 
 from kfedge.errors import ConfigError, InvalidInputError, NotFoundError
 from kfedge.evaluation import Evaluation, OutputsSample
+from kfedge.formats import DEPLOYABLE
 from kfedge.select import Goals, find_baseline, parse_goals, select, select_from_files
 
 
@@ -107,8 +108,9 @@ def test_formats_default_to_deployable(evals):
     res = select(evals, {}, baseline="fp32-tflite")
     assert res["selected"] == "ptq-int8"
     assert failed(res, "keras-original") == [
-        "format keras not in allowed formats ['tflite', 'onnx']"
+        f"format keras not in allowed formats {list(DEPLOYABLE)}"
     ]
+    assert "tflite" in DEPLOYABLE and "onnx" in DEPLOYABLE and "keras" not in DEPLOYABLE
 
 
 def test_no_candidate_meets_the_goals(evals):

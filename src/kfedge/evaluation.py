@@ -303,6 +303,10 @@ class Evaluation(_Part):
         }
 
 
+#: An evaluation, or a dict shaped like its JSON (validated on the way in).
+EvaluationLike = Evaluation | Mapping[str, Any]
+
+
 def _problems(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in e['loc']) or 'evaluation'}: {e['msg']}"
@@ -311,7 +315,7 @@ def _problems(exc: ValidationError) -> str:
     )
 
 
-def as_evaluation(data: Evaluation | Mapping[str, Any], where: str = "evaluation") -> Evaluation:
+def as_evaluation(data: EvaluationLike, where: str = "evaluation") -> Evaluation:
     """An :class:`Evaluation` from itself or from a dict shaped like its JSON.
 
     Args:
@@ -342,7 +346,7 @@ def as_evaluation(data: Evaluation | Mapping[str, Any], where: str = "evaluation
         ) from None
 
 
-def as_evaluations(evaluations: Iterable[Evaluation | Mapping[str, Any]]) -> list[Evaluation]:
+def as_evaluations(evaluations: Iterable[EvaluationLike]) -> list[Evaluation]:
     """Evaluations to compare: at least one, each valid, no two with one name.
 
     Args:
@@ -368,7 +372,7 @@ def as_evaluations(evaluations: Iterable[Evaluation | Mapping[str, Any]]) -> lis
     return out
 
 
-def save_evaluation(ev: Evaluation | Mapping[str, Any], path: str | Path) -> Path:
+def save_evaluation(ev: EvaluationLike, path: str | Path) -> Path:
     """Write an evaluation as JSON (indented, sorted keys), atomically.
 
     Args:
@@ -438,6 +442,6 @@ def load_outputs_sample(path: str | Path) -> OutputsSample:
         raise InvalidInputError(f"{p}: invalid outputs_sample: {_problems(exc)}") from None
 
 
-def kfp_metrics(ev: Evaluation | Mapping[str, Any]) -> dict[str, float]:
+def kfp_metrics(ev: EvaluationLike) -> dict[str, float]:
     """The scalar metrics of an evaluation (see :meth:`Evaluation.kfp_metrics`)."""
     return as_evaluation(ev).kfp_metrics()

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from kfedge.errors import InvalidInputError
-from kfedge.evaluation import MB, Evaluation, as_evaluations, load_evaluation
+from kfedge.evaluation import MB, Evaluation, EvaluationLike, as_evaluations, load_evaluation
 from kfedge.report_html import render_html
 from kfedge.report_md import render_markdown
 from kfedge.report_table import SEEDS_HEADER, TABLE_HEADER, goals_cell, mb
-from kfedge.select import EvaluationLike, find_baseline
+from kfedge.select import find_baseline
 from kfedge.techniques import report_group
 
 __all__ = [

@@ -18,18 +18,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from kfedge.errors import ConfigError, InvalidInputError, NotFoundError
-from kfedge.evaluation import MB, Evaluation, as_evaluations, load_evaluation
+from kfedge.evaluation import MB, Evaluation, EvaluationLike, as_evaluations, load_evaluation
 from kfedge.formats import DEPLOYABLE, FORMATS
 
-#: An evaluation, or a dict shaped like its JSON (validated on the way in).
-EvaluationLike = Evaluation | Mapping[str, Any]
 _FP32_MARKERS = ("baseline", "fp32", "float32", "export", "original")
 
 

@@ -44,6 +44,7 @@ _RUNTIME_PACKAGE = {
     "keras": "tensorflow",
     "h5": "tensorflow",
     "savedmodel": "tensorflow",
+    "openvino": "openvino",
 }
 
 

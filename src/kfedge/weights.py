@@ -114,9 +114,14 @@ class _Counter:
 
 
 def gzip_size(path: str | Path) -> int:
-    """Bytes of the file(s) at ``path`` compressed with gzip level 9 (each file on its own)."""
+    """Bytes of the file(s) at ``path`` compressed with gzip level 9 (each file on its own).
+
+    An OpenVINO IR ``.xml`` counts with its ``.bin`` weights file.
+    """
     p = Path(path)
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    if p.suffix == ".xml" and p.with_suffix(".bin").is_file():
+        files.append(p.with_suffix(".bin"))
     total = 0
     for f in files:
         sink = _Counter()
@@ -351,6 +356,78 @@ def _onnx_weights(path: Path) -> dict[str, Any]:
     return {"params_count": params, **kernel_stats(kernels)}
 
 
+# -- OpenVINO --------------------------------------------------------------------------------
+_OV_KERNEL_OPS = {
+    "Convolution": 1,
+    "GroupConvolution": 1,
+    "ConvolutionBackpropData": 1,
+    "GroupConvolutionBackpropData": 1,
+    "MatMul": 1,
+}
+# nodes between a stored weight and its op: decompression (Convert, Subtract zero point,
+# Multiply scale) and layout changes
+_OV_WEIGHT_PATH = {
+    "Convert",
+    "Subtract",
+    "Multiply",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+}
+
+
+def _ov_constant(node: Any) -> Any | None:
+    """The Constant behind ``node`` through Convert nodes, else None."""
+    while node.get_type_name() == "Convert":
+        node = node.input_value(0).get_node()
+    return node if node.get_type_name() == "Constant" else None
+
+
+def _openvino_weights(path: Path) -> dict[str, Any]:
+    ov = compat.openvino()
+    model = ov.Core().read_model(str(path))
+    ops = list(model.get_ordered_ops())
+    qparams: set[str] = set()  # scales, zero points and quantization ranges: not parameters
+    for op in ops:
+        if op.get_type_name() == "FakeQuantize":
+            for i in range(1, op.get_input_size()):
+                c = _ov_constant(op.input_value(i).get_node())
+                if c is not None:
+                    qparams.add(c.get_friendly_name())
+    kernels: list[Kernel] = []
+    for op in ops:
+        pos = _OV_KERNEL_OPS.get(op.get_type_name())
+        if pos is None or op.get_input_size() <= pos:
+            continue
+        node = op.input_value(pos).get_node()
+        zero: np.ndarray | float = 0
+        zp = None
+        while node.get_type_name() in _OV_WEIGHT_PATH:
+            if node.get_type_name() in ("Subtract", "Multiply") and node.get_input_size() > 1:
+                side = _ov_constant(node.input_value(1).get_node())
+                if side is not None:
+                    qparams.add(side.get_friendly_name())
+                    if node.get_type_name() == "Subtract":
+                        zp = side
+            node = node.input_value(0).get_node()
+        if node.get_type_name() != "Constant":
+            continue  # a matmul of two activations
+        values = np.array(node.get_data())
+        if zp is not None:
+            zero = np.asarray(zp.get_data()).astype(values.dtype)
+        name = op.get_friendly_name()
+        kernels.append(Kernel(name=name, values=values, zero=zero, op=op.get_type_name(), key=name))
+    params = 0
+    for op in ops:
+        if op.get_type_name() != "Constant" or op.get_friendly_name() in qparams:
+            continue
+        dt = np.dtype(op.get_data().dtype)
+        if dt.kind == "f" or (dt.kind in "iu" and dt.itemsize == 1):
+            params += int(np.prod(op.get_output_shape(0), dtype=np.int64))
+    return {"params_count": params, **kernel_stats(kernels)}
+
+
 # -- TensorFlow ------------------------------------------------------------------------------
 def _tf_weights(path: Path, fmt: str) -> dict[str, Any]:
     kernels: list[Kernel] = []
@@ -379,7 +456,7 @@ def weight_stats(path: str | Path) -> dict[str, Any]:
     """Parameter count, kernel sparsity and unique weights per layer of a model file.
 
     Args:
-        path: A .tflite, .onnx, Keras file or SavedModel directory.
+        path: A .tflite, .onnx, OpenVINO IR .xml, Keras file or SavedModel directory.
 
     Returns:
         ``params_count``, ``sparsity`` (fraction of exactly-zero kernel weights),
@@ -392,4 +469,6 @@ def weight_stats(path: str | Path) -> dict[str, Any]:
         return _tflite_weights(p)
     if fmt == "onnx":
         return _onnx_weights(p)
+    if fmt == "openvino":
+        return _openvino_weights(p)
     return _tf_weights(p, fmt)
