@@ -1,8 +1,9 @@
 """Test helpers shared by the tests of deploy, submit and the manifests.
 
 * :class:`FakeJsonApi`: a small JSON HTTP server on 127.0.0.1 that records every request and
-  lets a subclass answer it: the base of the FAKE Kubernetes API (``test_deploy.py``) and the
-  FAKE Kubeflow Pipelines API (``test_submit.py``). Nothing here is a real cluster.
+  lets a subclass answer it: the base of the FAKE Kubernetes API (``test_deploy.py``, reached
+  through :meth:`FakeJsonApi.kubeconfig`) and the FAKE Kubeflow Pipelines API
+  (``test_submit.py``). Nothing here is a real cluster.
 * :func:`crd_validator`: a JSON-schema validator for a KServe CRD version (from the reference
   specs, where the workspace has them).
 """
@@ -87,6 +88,19 @@ class FakeJsonApi:
     def answer(self, req: Request) -> tuple[int, Any]:
         """The status code and JSON body to reply to ``req`` (subclasses implement it)."""
         raise NotImplementedError
+
+    def kubeconfig(self, path: Path) -> Path:
+        """Write a kubeconfig whose cluster is this fake (bearer token ``fake-token``)."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
 
     def close(self) -> None:
         """Stop the server."""

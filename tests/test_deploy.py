@@ -215,21 +215,6 @@ class FakeKube(FakeJsonApi):
             return 200, merged
         return 405, self._status(405, "MethodNotAllowed", method)
 
-    def kubeconfig(self, path: Path) -> Path:
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "fake",
-                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-                    "users": [{"name": "fake", "user": {"token": "fake-token"}}],
-                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
-                }
-            )
-        )
-        return path
-
 
 def _apply_merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):

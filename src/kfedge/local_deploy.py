@@ -2,7 +2,7 @@
 
 Used when no Kubernetes API is configured (``kfp.local`` / ``make run``): the same server the
 ``kfedge-edge`` ServingRuntime runs is started in a subprocess (ONNX Runtime / LiteRT only, no
-TensorFlow), checked over V1 and V2 with :func:`kfedge.smoke.smoke_check`, and stopped.
+TensorFlow), checked over V1 and V2 with :func:`kfedge.smoke.smoke_test`, and stopped.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from kfedge.errors import InvalidInputError, NotReadyError
 from kfedge.isvc import DeployError
-from kfedge.smoke import smoke_check
+from kfedge.smoke import smoke_test
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def deploy_local(
     with local_server(model_dir, log_path, name, ready_timeout) as url:
         result["url"] = url
         result.update(
-            smoke_check(url, name, sample, expected, atol, ("v1", "v2"), output_name=output_name)
+            smoke_test(url, name, sample, expected, atol, ("v1", "v2"), output_name, check=False)
         )
     log.info("local deploy of %s: %s", model_dir, result["detail"])
     return result
