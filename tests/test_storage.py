@@ -145,6 +145,22 @@ def test_kserve_storage_uri_refuses_what_kserve_cannot_fetch(uri: str) -> None:
         uris.kserve_storage_uri(uri)
 
 
+def test_parse_endpoint() -> None:
+    assert uris.parse_endpoint("http://minio:9000/", "E") == ("http", "minio:9000")
+    assert uris.parse_endpoint(" https://s3.example.com ", "E") == ("https", "s3.example.com")
+    assert uris.parse_endpoint("minio:9000", "E") == ("", "minio:9000")
+    for bad, needle in [
+        ("ftp://h:1", "not an endpoint"),
+        ("http://h:1/bucket", "has a path"),
+        ("h:1/bucket", "not HOST"),
+        ("http://user:pa55word@h:1", "must not carry credentials"),
+        ("user:pa55word@h:1", "must not carry credentials"),
+    ]:
+        with pytest.raises(ConfigError, match=needle) as err:
+            uris.parse_endpoint(bad, "S3_ENDPOINT")
+        assert "S3_ENDPOINT" in str(err.value) and "pa55word" not in str(err.value)
+
+
 @pytest.mark.parametrize("uri", ["http://host/x", "https://host/x", "gs://b/k", "hdfs://nn/x"])
 def test_unknown_scheme(uri: str) -> None:
     with pytest.raises(InvalidInputError) as err:

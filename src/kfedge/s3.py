@@ -29,11 +29,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from kfedge.compat import require
 from kfedge.errors import ConfigError, NotFoundError, StorageError
-from kfedge.uris import s3_uri
+from kfedge.uris import parse_endpoint, s3_uri
 
 __all__ = ["ENDPOINT_VARS", "S3Config", "S3Session", "s3_client"]
 
@@ -127,27 +126,8 @@ class S3Config:
                 "http://minio-service.kubeflow:9000) or S3_ENDPOINT (host:port, with "
                 "S3_USE_HTTPS=0 for plain HTTP), and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
             )
-        if "://" in raw:
-            parts = urlsplit(raw)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ConfigError(
-                    f"{env_var}={raw!r} is not an S3 endpoint; expected http(s)://HOST[:PORT]"
-                )
-            if parts.path.strip("/") or parts.query:
-                raise ConfigError(
-                    f"{env_var}={raw!r} has a path; expected http(s)://HOST[:PORT] only"
-                )
-            if "@" in parts.netloc:
-                raise ConfigError(
-                    f"{env_var} must not carry credentials; use AWS_ACCESS_KEY_ID / "
-                    "AWS_SECRET_ACCESS_KEY"
-                )
-            secure, endpoint = parts.scheme == "https", parts.netloc
-        else:
-            endpoint = raw.rstrip("/")
-            if "/" in endpoint or "@" in endpoint:
-                raise ConfigError(f"{env_var}={raw!r} is not HOST[:PORT]")
-            secure = _env_bool("S3_USE_HTTPS", True)
+        scheme, endpoint = parse_endpoint(raw, env_var)
+        secure = scheme == "https" if scheme else _env_bool("S3_USE_HTTPS", True)
         access = os.environ.get("AWS_ACCESS_KEY_ID") or None
         secret = os.environ.get("AWS_SECRET_ACCESS_KEY") or None
         if bool(access) != bool(secret):

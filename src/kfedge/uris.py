@@ -5,6 +5,8 @@
   store gives artifacts) is read as the same.
 * What KServe's storage initializer fetches (``s3``, ``gs``, ``pvc``, ``http(s)``, ...) is
   checked by :func:`kserve_storage_uri`.
+* A service endpoint (``http(s)://HOST[:PORT]`` or ``HOST[:PORT]``, e.g. the S3 endpoint) is
+  split by :func:`parse_endpoint`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ __all__ = [
     "is_remote",
     "kserve_storage_uri",
     "local_path",
+    "parse_endpoint",
     "parse_uri",
     "s3_uri",
     "scheme",
@@ -151,3 +154,35 @@ def kserve_storage_uri(uri: str) -> str:
             f"({', '.join(s + '://' for s in KSERVE_STORAGE_SCHEMES)}); got {uri!r}"
         )
     return f"{kind}://{rest}"
+
+
+def parse_endpoint(text: str, name: str) -> tuple[str, str]:
+    """Split a service endpoint into ``(scheme, host[:port])``.
+
+    Args:
+        text: ``http(s)://HOST[:PORT]`` or ``HOST[:PORT]`` (no path, no credentials).
+        name: Where it came from, for messages (e.g. ``AWS_ENDPOINT_URL``).
+
+    Returns:
+        ``("http" | "https", "host:port")``, or ``("", "host:port")`` without a scheme.
+
+    Raises:
+        ConfigError: Another scheme, a path, or credentials in it (which the message does not
+            repeat).
+    """
+    text = text.strip()
+    if "@" in text:
+        raise ConfigError(
+            f"{name} must not carry credentials; use AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+        )
+    if "://" not in text:
+        host = text.rstrip("/")
+        if not host or "/" in host:
+            raise ConfigError(f"{name}={text!r} is not HOST[:PORT]")
+        return "", host
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name}={text!r} is not an endpoint; expected http(s)://HOST[:PORT]")
+    if parts.path.strip("/") or parts.query:
+        raise ConfigError(f"{name}={text!r} has a path; expected http(s)://HOST[:PORT] only")
+    return parts.scheme, parts.netloc
