@@ -48,6 +48,9 @@ SEARCHED = (
     "quant_preprocess",
 )
 _VERSIONS = "olive-ai", "onnxruntime", "onnx", "torch"
+#: Name of the calibration data config. Olive reads a name that is also a path in its working
+#: directory as that path, so it must not match a folder there.
+DATA_CONFIG = "kfedge_calibration_split"
 #: A pass Olive ran, as its log names it ("Running pass quantization:onnxstaticquantization").
 _PASS_RE = re.compile(r"Running pass [^:\s]+:(\w+)")
 
@@ -173,7 +176,7 @@ def olive_config(
     mode: str, fp32_onnx: Path, data_params: dict[str, Any], out: Path, cfg: PeersConfig
 ) -> dict[str, Any]:
     """The ``olive run`` workflow of ``static-default`` or ``static-search``."""
-    quant: dict[str, Any] = {"type": "OnnxStaticQuantization", "data_config": "calibration"}
+    quant: dict[str, Any] = {"type": "OnnxStaticQuantization", "data_config": DATA_CONFIG}
     config: dict[str, Any] = {
         "input_model": {"type": "ONNXModel", "model_path": str(fp32_onnx)},
         "systems": {
@@ -186,7 +189,7 @@ def olive_config(
         },
         "data_configs": [
             {
-                "name": "calibration",
+                "name": DATA_CONFIG,
                 "type": "RawDataContainer",
                 "load_dataset_config": {"params": data_params},
             }
@@ -210,7 +213,7 @@ def olive_config(
                     {
                         "name": "latency",
                         "type": "latency",
-                        "data_config": "calibration",
+                        "data_config": DATA_CONFIG,
                         "sub_types": [{"name": "p50", "priority": 1}],
                     }
                 ],
@@ -320,7 +323,7 @@ def run_olive(
         shown += "--precision int8"
     elif mode in ("static-default", "static-search"):
         data = write_raw_data(
-            dataset, out / "calibration", _input_name(fp32_onnx), cfg.calibration_samples
+            dataset, out / "raw-calibration", _input_name(fp32_onnx), cfg.calibration_samples
         )
         conf = olive_config(mode, fp32_onnx, data, out, cfg)
         (out / "olive.json").write_text(json.dumps(conf, indent=1))

@@ -142,7 +142,15 @@ def kfedge_candidates(
                     cand = techniques.apply(name, source, data, params, dest)
                 seconds = round(sw.seconds, 2)
             made.append(
-                entry(name, "kfedge", cand.format, model_path(dest), seconds, technique=name)
+                entry(
+                    name,
+                    "kfedge",
+                    cand.format,
+                    model_path(dest),
+                    seconds,
+                    technique=name,
+                    settings=cand.stats.get("int8_settings"),
+                )
             )
         except Exception as exc:  # noqa: BLE001 - one failed technique must not end the run
             log(f"{keras_path.stem}: {name} failed: {exc}")

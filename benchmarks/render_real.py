@@ -39,6 +39,13 @@ def _vs(a: dict[str, Any], b: dict[str, Any], t: str) -> dict[str, Any] | None:
 
 
 # -- side by side ----------------------------------------------------------------------------
+def _settings(d: Any) -> str:
+    """``key=value, ...`` of a settings mapping ("" for none)."""
+    if not isinstance(d, dict) or not d:
+        return ""
+    return ", ".join(f"{k}={v}" for k, v in d.items() if not isinstance(v, (dict, list)))
+
+
 def _builders(models: list[dict[str, Any]]) -> str:
     """How each model was built, e.g. ``keras.applications.MobileNetV2(weights=None)``."""
     parts = []
@@ -109,9 +116,11 @@ def model_notes(m: dict[str, Any], threads: list[str]) -> list[str]:
             )
         k, ref = by.get(KFEDGE_ONNX_INT8), by.get(ORT_REFERENCE)
         if k and ref:
+            chose = _settings(k.get("settings"))
             notes.append(
                 f"kfedge's `{KFEDGE_ONNX_INT8}` at {threads_word(t)} is "
-                f"{relation(_vs(k, ref, t), 'the hand-written ORT static QDQ reference')}."
+                f"{relation(_vs(k, ref, t), 'the hand-written ORT static QDQ reference')}"
+                + (f"; kfedge chose {chose}." if chose else ".")
             )
         for r in rows:
             fr = r["latency"][t].get("vs_format_fp32")

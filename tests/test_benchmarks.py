@@ -372,6 +372,7 @@ def quick(sample_dataset: Path, baseline_model: Path, tmp_path_factory) -> dict[
     """``benchmarks.run.run`` in quick mode with tiny parameters on the sample and a tiny model."""
     cfgs = bench.configs(True)
     cfgs["seeds"].techniques = ("onnx-int8-static",)
+    cfgs["seeds"].rounds = 1
     cfgs["seeds"].latency_runs, cfgs["seeds"].warmup = 30, 3
     cfgs["seeds"].time_budget_s, cfgs["seeds"].calibration_samples = 0.2, 16
     cfgs["sidebyside"] = realsize.SideBySideConfig(
