@@ -424,3 +424,19 @@ def test_openvino_ir_weight_stats_match_the_onnx_model(fp32_onnx, tmp_path):
     # float16 storage: the values are read as stored (fewer distinct values than float32)
     assert max(ir["unique_weights"].values()) < max(onx["unique_weights"].values())
     assert gzip_size(xml) > gzip_size(xml.with_suffix(".bin")) > 0  # xml + its weights file
+
+
+def test_timing_options_travel_to_the_isolated_child_unchanged():
+    import argparse
+
+    from kfedge.timing import TimingOptions, add_timing_options
+
+    ap = argparse.ArgumentParser()
+    add_timing_options(ap)
+    for opts in (
+        TimingOptions(),
+        TimingOptions("calibration", 3, 8, 55, 0, ["CUDAExecutionProvider", "CPU"], 2.5),
+    ):
+        assert TimingOptions.from_args(ap.parse_args(opts.to_argv())) == opts.check()
+    with pytest.raises(ConfigError, match="time_budget_s must be a number > 0, got 0"):
+        TimingOptions(time_budget_s=0).check()

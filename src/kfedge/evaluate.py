@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from kfedge.accuracy import num_classes, score
@@ -37,10 +38,10 @@ from kfedge.runners import load_runner
 from kfedge.timing import (
     DEFAULT_TIME_BUDGET_S,
     MIN_RUNS,
+    TimingOptions,
     add_timing_options,
     check_int,
     check_runner_input,
-    check_timing_args,
     latency_only,
     machine,
     machine_info,
@@ -56,6 +57,7 @@ __all__ = [
     "MIN_RUNS",
     "REQUIRED_KEYS",
     "Evaluation",
+    "TimingOptions",
     "evaluate",
     "evaluate_from_files",
     "gzip_size",
@@ -130,7 +132,8 @@ def evaluate(
         DataError: The dataset does not fit the model (shape, classes, labels) or is empty.
         ModelFormatError: The model cannot be read.
     """
-    check_timing_args(split, threads, batch_size, latency_runs, warmup, time_budget_s)
+    opts = TimingOptions(split, threads, batch_size, latency_runs, warmup, providers, time_budget_s)
+    opts.check()
     if limit is not None:
         check_int("limit", limit, 1)
     src = Path(model)
@@ -146,23 +149,11 @@ def evaluate(
         n_classes = num_classes(runner, dataset, info)
         scores = score(runner, dataset, split, batch_size, limit, n_classes)
         if not isolate:
-            timing = time_in_process(
-                runner, dataset, split, batch_size, latency_runs, warmup, time_budget_s
-            )
+            timing = time_in_process(runner, dataset, opts)
     finally:
         runner.close()
     if isolate:
-        timing = time_isolated(
-            path,
-            dataset,
-            split,
-            threads,
-            batch_size,
-            latency_runs,
-            warmup,
-            providers,
-            time_budget_s,
-        )
+        timing = time_isolated(path, dataset, opts)
     assert timing.memory is not None and timing.runtime is not None
     runtime = timing.runtime
     runtime.version = runtime_version(fmt)
@@ -275,19 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit code (2 for a kfedge error)."""
     args = _parser().parse_args(argv)
     try:
+        opts = asdict(TimingOptions.from_args(args))
         ev = evaluate(
             args.model,
             args.dataset,
             name=args.name,
-            split=args.split,
-            threads=args.threads,
-            batch_size=args.batch_size,
-            latency_runs=args.runs,
-            warmup=args.warmup,
-            providers=args.provider,
             isolate=not args.no_isolate,
             limit=args.limit,
-            time_budget_s=args.time_budget,
+            **opts,
         )
     except KfedgeError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -55,32 +56,69 @@ def check_int(name: str, value: Any, low: int) -> None:
         raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
-def check_timing_args(
-    split: str,
-    threads: int | None,
-    batch_size: int,
-    latency_runs: int,
-    warmup: int,
-    time_budget_s: float,
-) -> None:
-    """Refuse bad timing arguments before any model is loaded.
+@dataclass(frozen=True)
+class TimingOptions:
+    """How a candidate is timed (the same in this process and in the isolated child).
 
-    Raises:
-        ConfigError: The first bad argument, with what was expected.
+    Attributes:
+        split: Split whose first samples are the input.
+        threads: Inference threads (None: the runner's default, ``KFEDGE_THREADS`` or all cores).
+        batch_size: Batch of the throughput runs.
+        latency_runs: Timed batch-1 runs wanted (at least :data:`MIN_RUNS` are made).
+        warmup: Untimed runs first.
+        providers: ONNX Runtime execution providers (None: CPU).
+        time_budget_s: Stop the batch-1 runs after this many seconds (past the minimum).
     """
-    if split not in SPLITS:
-        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if threads is not None:
-        check_int("threads", threads, 1)
-    check_int("batch_size", batch_size, 1)
-    check_int("latency_runs", latency_runs, 1)
-    check_int("warmup", warmup, 0)
-    if (
-        isinstance(time_budget_s, bool)
-        or not isinstance(time_budget_s, (int, float))
-        or time_budget_s <= 0
-    ):
-        raise ConfigError(f"time_budget_s must be a number > 0, got {time_budget_s!r}")
+
+    split: str = "eval"
+    threads: int | None = None
+    batch_size: int = 32
+    latency_runs: int = 200
+    warmup: int = 20
+    providers: list[str] | None = None
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S
+
+    def check(self) -> TimingOptions:
+        """Refuse bad options before any model is loaded; returns itself.
+
+        Raises:
+            ConfigError: The first bad option, with what was expected.
+        """
+        if self.split not in SPLITS:
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.threads is not None:
+            check_int("threads", self.threads, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("latency_runs", self.latency_runs, 1)
+        check_int("warmup", self.warmup, 0)
+        budget = self.time_budget_s
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0:
+            raise ConfigError(f"time_budget_s must be a number > 0, got {budget!r}")
+        return self
+
+    def to_argv(self) -> list[str]:
+        """The options as command line flags (:func:`add_timing_options` reads them back)."""
+        argv = ["--split", self.split, "--batch-size", str(self.batch_size)]
+        argv += ["--runs", str(self.latency_runs), "--warmup", str(self.warmup)]
+        argv += ["--time-budget", str(self.time_budget_s)]
+        if self.threads:
+            argv += ["--threads", str(self.threads)]
+        for p in self.providers or []:
+            argv += ["--provider", p]
+        return argv
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> TimingOptions:
+        """The options parsed by a parser :func:`add_timing_options` set up."""
+        return cls(
+            split=args.split,
+            threads=args.threads,
+            batch_size=args.batch_size,
+            latency_runs=args.runs,
+            warmup=args.warmup,
+            providers=args.provider,
+            time_budget_s=args.time_budget,
+        )
 
 
 def check_runner_input(runner: Runner, sample_shape: list[int], where: str) -> None:
@@ -250,13 +288,7 @@ def latency_batch(dataset: str | Path, split: str, batch_size: int) -> np.ndarra
 
 
 def time_in_process(
-    runner: Runner,
-    dataset: str | Path,
-    split: str = "eval",
-    batch_size: int = 32,
-    latency_runs: int = 200,
-    warmup: int = 20,
-    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+    runner: Runner, dataset: str | Path, opts: TimingOptions = TimingOptions()
 ) -> Timing:
     """Time an open runner in this process (faster, distorted where TensorFlow is loaded).
 
@@ -264,49 +296,35 @@ def time_in_process(
         The timing, with this process's peak memory (not isolated) and the runner's
         description.
     """
-    batch = latency_batch(dataset, split, batch_size)
-    timing = measure_latency(runner, batch, latency_runs, warmup, time_budget_s)
+    batch = latency_batch(dataset, opts.split, opts.batch_size)
+    timing = measure_latency(runner, batch, opts.latency_runs, opts.warmup, opts.time_budget_s)
     timing.memory = peak_memory(isolated=False)
     timing.runtime = Runtime.model_validate(runner.describe())
     return timing
 
 
 def latency_only(
-    model: str | Path,
-    dataset: str | Path,
-    split: str = "eval",
-    threads: int | None = None,
-    batch_size: int = 32,
-    latency_runs: int = 200,
-    warmup: int = 20,
-    providers: list[str] | None = None,
-    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+    model: str | Path, dataset: str | Path, opts: TimingOptions = TimingOptions()
 ) -> Timing:
     """Load a model and time it in THIS process, recording its memory (the isolated child's job).
 
     Args:
         model: Model file or candidate directory.
         dataset: Split dataset directory (or .npz) whose first samples are the input.
-        split: Split to take the samples from.
-        threads: Inference threads (default: runner default).
-        batch_size: Batch for the throughput runs.
-        latency_runs: Timed batch-1 runs.
-        warmup: Untimed runs first.
-        providers: ONNX Runtime providers.
-        time_budget_s: Time budget of the batch-1 runs.
+        opts: How to time it.
 
     Returns:
         Latency, throughput, threads, memory (isolated) and the runner's description.
     """
     path = model_path(model)
-    batch = latency_batch(dataset, split, batch_size)
+    batch = latency_batch(dataset, opts.split, opts.batch_size)
     rss_before = _rss_mb()
-    runner = load_runner(path, threads=threads, providers=providers, spinning=False)
+    runner = load_runner(path, threads=opts.threads, providers=opts.providers, spinning=False)
     try:
         rss_loaded = _rss_mb()
         check_runner_input(runner, list(batch.shape[1:]), str(dataset))
         time.sleep(0.2)  # a short pause so that no earlier work overlaps the block
-        timing = measure_latency(runner, batch, latency_runs, warmup, time_budget_s)
+        timing = measure_latency(runner, batch, opts.latency_runs, opts.warmup, opts.time_budget_s)
         timing.memory = peak_memory(True, rss_before, rss_loaded)
         timing.runtime = Runtime.model_validate(runner.describe())
     finally:
@@ -314,17 +332,7 @@ def latency_only(
     return timing
 
 
-def time_isolated(
-    path: Path,
-    dataset: str | Path,
-    split: str = "eval",
-    threads: int | None = None,
-    batch_size: int = 32,
-    latency_runs: int = 200,
-    warmup: int = 20,
-    providers: list[str] | None = None,
-    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
-) -> Timing:
+def time_isolated(path: Path, dataset: str | Path, opts: TimingOptions = TimingOptions()) -> Timing:
     """Time a model in a fresh ``python -m kfedge.timing`` subprocess (see :func:`latency_only`).
 
     Raises:
@@ -338,13 +346,8 @@ def time_isolated(
     with tempfile.TemporaryDirectory(prefix="kfedge-latency-") as tmp:
         out = Path(tmp) / "latency.json"
         cmd = [sys.executable, "-m", "kfedge.timing", str(path), str(dataset), "--json", str(out)]
-        cmd += ["--split", split, "--batch-size", str(batch_size), "--runs", str(latency_runs)]
-        cmd += ["--warmup", str(warmup), "--time-budget", str(time_budget_s)]
-        if threads:
-            cmd += ["--threads", str(threads)]
-        for p in providers or []:
-            cmd += ["--provider", p]
-        timeout = 120 + 4 * time_budget_s
+        cmd += opts.to_argv()
+        timeout = 120 + 4 * opts.time_budget_s
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
@@ -418,20 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     add_timing_options(ap)
     args = ap.parse_args(argv)
     try:
-        check_timing_args(
-            args.split, args.threads, args.batch_size, args.runs, args.warmup, args.time_budget
-        )
-        timing = latency_only(
-            args.model,
-            args.dataset,
-            args.split,
-            args.threads,
-            args.batch_size,
-            args.runs,
-            args.warmup,
-            args.provider,
-            args.time_budget,
-        )
+        timing = latency_only(args.model, args.dataset, TimingOptions.from_args(args).check())
     except KfedgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
