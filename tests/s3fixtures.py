@@ -6,6 +6,9 @@ Import from ``conftest.py`` with ``from s3fixtures import *  # noqa``. Fixtures:
   an identity with a random access key / secret; stopped (process group killed) at the end.
 * ``s3_env`` (function): points the S3 environment variables at it (and clears the others).
 * ``s3_bucket`` (function): a fresh, empty bucket; ``make_bucket(server)`` does the same.
+* :class:`FaultyProxy`: a loopback TCP proxy in front of the server that breaks its first
+  connections (a reset, or an S3 ``503 SlowDown`` answer) and counts connections and requests,
+  for the retry tests; it can also start listening only after a delay.
 
 Everything listens on 127.0.0.1 only; tests needing the server are skipped (not failed) when
 no ``weed`` binary is installed.
@@ -16,11 +19,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +36,16 @@ from typing import Any
 
 import pytest
 
-__all__ = ["S3Server", "find_weed", "free_ports", "make_bucket", "s3_bucket", "s3_env", "s3_server"]
+__all__ = [
+    "FaultyProxy",
+    "S3Server",
+    "find_weed",
+    "free_ports",
+    "make_bucket",
+    "s3_bucket",
+    "s3_env",
+    "s3_server",
+]
 
 #: Environment variables the storage layer reads; ``s3_env`` clears the ones it does not set.
 S3_ENV_VARS = (
@@ -258,3 +273,120 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
 def s3_bucket(s3_env: S3Server) -> str:
     """A fresh, empty bucket on the test server (environment already pointed at it)."""
     return make_bucket(s3_env)
+
+
+_REQUEST_LINE = re.compile(rb"^(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP/1\.[01]\r\n", re.M)
+_SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message><Resource>/</Resource>"
+    b"<RequestId>fault</RequestId></Error>"
+)
+
+
+class FaultyProxy:
+    """A TCP proxy on 127.0.0.1 in front of ``target``, breaking its first ``faults`` connections.
+
+    ``mode``: ``reset`` reads the request and resets the connection (RST: what a dying load
+    balancer or a restarting server does); ``slowdown`` answers ``503 SlowDown`` as S3 does
+    when throttling. Later connections are forwarded both ways. ``faults=-1`` breaks all.
+
+    Attributes:
+        port: The port it listens on (chosen now, even when it starts listening later).
+        url: ``http://127.0.0.1:PORT``.
+        connections: Connections accepted.
+        broken: Connections broken on purpose.
+        requests: ``(method, path)`` of every request line seen from clients.
+    """
+
+    def __init__(
+        self, target: tuple[str, int], faults: int = 1, mode: str = "reset", delay: float = 0.0
+    ) -> None:
+        self.target, self.faults, self.mode = target, faults, mode
+        (self.port,) = free_ports(1)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        self.broken = 0
+        self.requests: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        listener = None if delay > 0 else self._listen()
+        self._thread = threading.Thread(target=self._serve, args=(listener, delay), daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> socket.socket:
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(32)
+        srv.settimeout(0.1)
+        return srv
+
+    def _serve(self, srv: socket.socket | None, delay: float) -> None:
+        if srv is None:
+            if self._stop.wait(delay):
+                return
+            srv = self._listen()
+        while not self._stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with self._lock:
+                self.connections += 1
+                breaking = self.faults < 0 or self.broken < self.faults
+                if breaking:
+                    self.broken += 1
+            handler = self._break if breaking else self._forward
+            threading.Thread(target=handler, args=(conn,), daemon=True).start()
+        srv.close()
+
+    def _record(self, data: bytes) -> None:
+        with self._lock:
+            self.requests += [(m.decode(), p.decode()) for m, p in _REQUEST_LINE.findall(data)]
+
+    def _break(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        with contextlib.suppress(OSError):
+            self._record(conn.recv(65536))
+            if self.mode == "slowdown":
+                head = (
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n"
+                    f"Content-Length: {len(_SLOWDOWN)}\r\nConnection: close\r\n\r\n"
+                )
+                conn.sendall(head.encode() + _SLOWDOWN)
+            else:  # SO_LINGER 0: close() sends RST instead of FIN
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    def _forward(self, conn: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=10)
+        except OSError:
+            conn.close()
+            return
+
+        def pipe(src: socket.socket, dst: socket.socket, record: bool) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    if record:
+                        self._record(data)
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        back = threading.Thread(target=pipe, args=(upstream, conn, False), daemon=True)
+        back.start()
+        pipe(conn, upstream, True)
+        back.join(timeout=30)
+        conn.close()
+        upstream.close()
+
+    def count(self, method: str, path: str) -> int:
+        """How many ``method`` requests for ``path`` (query string ignored) clients sent."""
+        with self._lock:
+            return sum(1 for m, p in self.requests if m == method and p.split("?")[0] == path)
+
+    def close(self) -> None:
+        """Stop listening (connections being forwarded end on their own)."""
+        self._stop.set()
+        self._thread.join(timeout=5)

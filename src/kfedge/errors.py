@@ -10,7 +10,14 @@ from __future__ import annotations
 
 
 class KfedgeError(Exception):
-    """Base class of every error kfedge raises on purpose."""
+    """Base class of every error kfedge raises on purpose.
+
+    ``transient`` says whether trying again can succeed: False for what is wrong with the input
+    (model, data, target, goals, URI, credentials), which fails at once; True only for
+    :class:`TransientError`.
+    """
+
+    transient: bool = False
 
 
 class InvalidInputError(KfedgeError, ValueError):
@@ -35,6 +42,20 @@ class NotFoundError(KfedgeError, LookupError):
 
 class StorageError(KfedgeError):
     """Object storage failed: unreachable endpoint, bad credentials, broken transfer."""
+
+
+class TransientError(KfedgeError):
+    """A fault that can go away by itself: a timeout, a reset connection, a 5xx, a conflict.
+
+    kfedge retries it with backoff (:mod:`kfedge.retry`); it is raised only once the bounded
+    retries are spent, its message then ending with ``(transient: gave up after N attempts)``.
+    """
+
+    transient = True
+
+
+class TransientStorageError(StorageError, TransientError):
+    """Object storage failed in a way a retry can fix (timeout, reset, 5xx, SlowDown)."""
 
 
 class NotReadyError(KfedgeError):

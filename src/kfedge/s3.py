@@ -15,7 +15,21 @@ KServe do:
 ``AWS_SECRET_ACCESS_KEY``                ``AWS_SESSION_TOKEN``)
 ``AWS_REGION``, ``AWS_DEFAULT_REGION``   region (default ``us-east-1``)
 ``KFEDGE_S3_TIMEOUT``                    read timeout in seconds (default 60); connect is 5 s
+``KFEDGE_S3_ATTEMPTS``                   attempts per operation for transient faults
+                                         (default 4; 1 = no retry)
 =======================================  ===================================================
+
+With no endpoint variable set, inside a Kubernetes pod (``KUBERNETES_SERVICE_HOST``), the
+endpoint is Kubeflow Pipelines' own object store, the first of its known in-cluster addresses
+(``kfp_object_store`` in ``kfedge/data/kserve_defaults.yaml``: SeaweedFS on KFP 2.16+, MinIO's
+service name on 2.14 / 2.15) that accepts a connection; so ``s3://`` URIs work in a default
+install with KFP's artifact-store credentials and no endpoint parameter.
+
+Faults are sorted as :mod:`kfedge.retry` needs: a timeout, a refused or reset connection, a 5xx,
+``SlowDown`` / ``InternalError`` / ``ServiceUnavailable`` / ``RequestTimeout`` or a 429 raise
+:class:`~kfedge.errors.TransientStorageError` and are retried with backoff
+(:meth:`S3Session.retrying`); a missing bucket or key, denied access, an unknown host name or a
+TLS failure are the user's to fix and fail at once.
 
 Credentials never appear in messages, reprs or logs. Transfers (fetch / put) are in
 :mod:`kfedge.storage`.
@@ -24,17 +38,22 @@ Credentials never appear in messages, reprs or logs. Transfers (fetch / put) are
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from kfedge.compat import require
-from kfedge.errors import ConfigError, NotFoundError, StorageError
+from kfedge.errors import ConfigError, NotFoundError, StorageError, TransientStorageError
+from kfedge.retry import ATTEMPTS, retry
 from kfedge.uris import parse_endpoint, s3_uri
 
-__all__ = ["ENDPOINT_VARS", "S3Config", "S3Session", "s3_client"]
+__all__ = ["ENDPOINT_VARS", "S3Config", "S3Session", "kfp_object_store", "s3_client"]
+
+T = TypeVar("T")
 
 #: Environment variables read for the endpoint, in order of precedence.
 ENDPOINT_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "S3_ENDPOINT", "AWS_S3_ENDPOINT")
@@ -54,6 +73,21 @@ _AUTH_CODES = {
     "AllAccessDisabled",
 }
 _MISSING_CODES = {"NoSuchKey", "NotFound", "ResourceNotFound", "NoSuchObject"}
+#: S3 error codes a retry can fix (AWS / MinIO / SeaweedFS name them so).
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "OperationAborted",
+    "XMinioServerNotInitialized",
+}
+#: Seconds to wait for a TCP connection when probing KFP's object store.
+KFP_STORE_PROBE_S = 2.0
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -79,8 +113,9 @@ class S3Config:
         verify: Check TLS certificates.
         region: Signing region.
         read_timeout: Read timeout in seconds.
-        env_var: The environment variable the endpoint came from.
+        env_var: The environment variable the endpoint came from (or KFP's object store).
         ca_bundle: CA bundle path or None for the default.
+        attempts: Attempts per operation for transient faults (``KFEDGE_S3_ATTEMPTS``).
     """
 
     endpoint: str
@@ -90,6 +125,7 @@ class S3Config:
     read_timeout: float = DEFAULT_READ_TIMEOUT_S
     env_var: str = "AWS_ENDPOINT_URL"
     ca_bundle: str | None = None
+    attempts: int = ATTEMPTS
     access_key: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
@@ -113,17 +149,21 @@ class S3Config:
             The settings.
 
         Raises:
-            StorageError: No endpoint variable is set.
+            StorageError: No endpoint variable is set (and, in a pod, KFP's object store
+                answers at none of its addresses).
             ConfigError: A variable has an invalid value, or only one credential is set.
         """
         env_var, raw = next(
             ((v, os.environ[v].strip()) for v in ENDPOINT_VARS if os.environ.get(v, "").strip()),
             ("", ""),
         )
+        if not raw and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raw = kfp_object_store() or ""
+            env_var = "KFP's object store (no endpoint variable set)"
         if not raw:
             raise StorageError(
                 "no S3 endpoint configured: set AWS_ENDPOINT_URL (e.g. "
-                "http://minio-service.kubeflow:9000) or S3_ENDPOINT (host:port, with "
+                "http://seaweedfs.kubeflow:8333) or S3_ENDPOINT (host:port, with "
                 "S3_USE_HTTPS=0 for plain HTTP), and AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
             )
         scheme, endpoint = parse_endpoint(raw, env_var)
@@ -146,6 +186,13 @@ class S3Config:
             raise ConfigError(
                 f"KFEDGE_S3_TIMEOUT={raw_timeout!r} is not a positive number of seconds"
             )
+        raw_attempts = os.environ.get("KFEDGE_S3_ATTEMPTS", "").strip()
+        try:
+            attempts = int(raw_attempts) if raw_attempts else ATTEMPTS
+        except ValueError:
+            attempts = 0
+        if attempts < 1:
+            raise ConfigError(f"KFEDGE_S3_ATTEMPTS={raw_attempts!r} is not an integer >= 1")
         return cls(
             endpoint=endpoint,
             secure=secure,
@@ -156,6 +203,7 @@ class S3Config:
             read_timeout=timeout,
             env_var=env_var,
             ca_bundle=os.environ.get("AWS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or None,
+            attempts=attempts,
             access_key=access,
             secret_key=secret,
             session_token=os.environ.get("AWS_SESSION_TOKEN") or None,
@@ -169,12 +217,44 @@ class S3Config:
         return text
 
 
+def _kfp_store_candidates() -> list[str]:
+    """KFP's in-cluster object-store addresses, newest release first, each once."""
+    from kfedge.support import kserve_defaults
+
+    out: list[str] = []
+    for entry in reversed(kserve_defaults()["kfp_object_store"]):
+        for k in ("endpoint", "also"):
+            if entry.get(k) and entry[k] not in out:
+                out.append(entry[k])
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def kfp_object_store() -> str | None:
+    """The URL of Kubeflow Pipelines' own object store, when one of its addresses answers.
+
+    Tries each known in-cluster address (SeaweedFS for KFP 2.16+, then 2.15's, then MinIO's
+    ``minio-service.kubeflow:9000``) with a TCP connection of at most 2 s; the answer is kept
+    for the process.
+
+    Returns:
+        ``http://host:port`` of the first that accepts a connection, or None.
+    """
+    for hostport in _kfp_store_candidates():
+        host, _, port = hostport.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=KFP_STORE_PROBE_S):
+                return f"http://{hostport}"
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def s3_client(config: S3Config | None = None) -> Any:
     """Build a ``minio.Minio`` client that times out instead of hanging.
 
-    Connect timeout is 5 s, read timeout ``KFEDGE_S3_TIMEOUT`` (default 60 s), with one
-    retry for connection errors and two for 5xx answers, so an unreachable endpoint fails
-    within about 15 s.
+    Connect timeout is 5 s, read timeout ``KFEDGE_S3_TIMEOUT`` (default 60 s). The HTTP layer
+    does not retry: :meth:`S3Session.retrying` retries transient faults, counted and logged.
 
     Args:
         config: Settings; read from the environment when None.
@@ -198,14 +278,7 @@ def s3_client(config: S3Config | None = None) -> Any:
         maxsize=10,
         cert_reqs="CERT_REQUIRED" if cfg.verify else "CERT_NONE",
         ca_certs=ca_certs if cfg.verify else None,
-        retries=urllib3.Retry(
-            total=2,
-            connect=1,
-            read=1,
-            backoff_factor=0.2,
-            status_forcelist=[500, 502, 503, 504],
-            raise_on_status=False,
-        ),
+        retries=False,
     )
     if not cfg.verify:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -238,41 +311,80 @@ class S3Session:
     def __repr__(self) -> str:
         return f"S3Session({self.cfg!r})"
 
+    def retrying(self, what: str, fn: Callable[[], T]) -> T:
+        """Call ``fn``, retrying :class:`~kfedge.errors.TransientStorageError` with backoff.
+
+        Args:
+            what: What is done, for the log line (``download s3://b/k``).
+            fn: The operation; it must raise kfedge errors (wrap its calls in
+                :meth:`errors`) and be safe to repeat.
+
+        Returns:
+            What ``fn`` returned.
+        """
+        return retry(fn, attempts=self.cfg.attempts, what=what)
+
     @contextlib.contextmanager
     def errors(self, bucket: str, key: str | None = None) -> Iterator[None]:
-        """Translate minio / urllib3 errors raised inside the block into kfedge errors."""
+        """Translate minio / urllib3 errors raised inside the block into kfedge errors.
+
+        Transient faults become :class:`~kfedge.errors.TransientStorageError`, the rest
+        :class:`~kfedge.errors.StorageError` / :class:`~kfedge.errors.NotFoundError`.
+        """
         try:
             yield
         except self.error_types.S3Error as exc:
             raise self._from_s3_error(exc, bucket, key) from None
         except (self.error_types.ServerError, self.error_types.InvalidResponseError) as exc:
             msg = self.cfg.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            raise StorageError(
+            status = getattr(exc, "status_code", None) or getattr(exc, "_code", None) or 0
+            kind = TransientStorageError if int(status) >= 500 or status == 429 else StorageError
+            raise kind(
                 f"S3 endpoint {self.cfg.url} answered unexpectedly for "
                 f"{s3_uri(bucket, key or '')}: {msg[:300]}"
             ) from None
         except self.urllib3_errors.HTTPError as exc:
-            e = self.urllib3_errors
-            reason = self.cfg.redact(_reason(exc))
-            cause = getattr(exc, "reason", None) or exc
-            if isinstance(cause, e.ReadTimeoutError):
-                raise StorageError(
-                    f"S3 endpoint {self.cfg.url} (from {self.cfg.env_var}) did not answer within "
-                    f"{self.cfg.read_timeout:g} s (KFEDGE_S3_TIMEOUT sets the limit)"
-                ) from None
-            if isinstance(exc, e.MaxRetryError | e.NewConnectionError | e.ConnectTimeoutError):
-                raise StorageError(
-                    f"cannot reach S3 endpoint {self.cfg.url} (from {self.cfg.env_var}): "
-                    f"{reason}; check the endpoint and that the server is running"
-                ) from None
-            raise StorageError(
-                f"transfer of {s3_uri(bucket, key or '')} from S3 endpoint {self.cfg.url} "
-                f"failed: {reason}"
-            ) from None
+            raise self._from_transport_error(exc, bucket, key) from None
+
+    def _from_transport_error(self, exc: Any, bucket: str, key: str | None) -> Exception:
+        e = self.urllib3_errors
+        reason = self.cfg.redact(_reason(exc))
+        cause = getattr(exc, "reason", None) or exc
+        if isinstance(cause, e.ReadTimeoutError):
+            return TransientStorageError(
+                f"S3 endpoint {self.cfg.url} (from {self.cfg.env_var}) did not answer within "
+                f"{self.cfg.read_timeout:g} s (KFEDGE_S3_TIMEOUT sets the limit)"
+            )
+        if isinstance(cause, e.NameResolutionError):
+            return StorageError(
+                f"cannot reach S3 endpoint {self.cfg.url} (from {self.cfg.env_var}): unknown "
+                "host name; check the endpoint"
+            )
+        if isinstance(cause, e.SSLError):
+            return StorageError(
+                f"TLS with S3 endpoint {self.cfg.url} failed: {reason}; check AWS_CA_BUNDLE / "
+                "S3_VERIFY_SSL, or use http:// for a plain-HTTP endpoint"
+            )
+        if isinstance(exc, e.MaxRetryError | e.NewConnectionError | e.ConnectTimeoutError):
+            return TransientStorageError(
+                f"cannot reach S3 endpoint {self.cfg.url} (from {self.cfg.env_var}): "
+                f"{reason}; check the endpoint and that the server is running"
+            )
+        return TransientStorageError(
+            f"transfer of {s3_uri(bucket, key or '')} from S3 endpoint {self.cfg.url} "
+            f"failed: {reason}"
+        )
 
     def _from_s3_error(self, exc: Any, bucket: str, key: str | None) -> Exception:
         code = exc.code or ""
         where = s3_uri(bucket, key) if key is not None else f"bucket '{bucket}'"
+        status = int(getattr(getattr(exc, "response", None), "status", 0) or 0)
+        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+            message = self.cfg.redact(exc.message or "")
+            return TransientStorageError(
+                f"S3 endpoint {self.cfg.url} is busy or failing ({code or status}) for {where}: "
+                f"{message[:200]}"
+            )
         if code in _AUTH_CODES:
             return StorageError(
                 f"access denied ({code}) for {where} at endpoint {self.cfg.url}: "
@@ -299,37 +411,60 @@ class S3Session:
             for_write: Credentials that may write but not list the bucket are let through
                 (the write itself reports a real denial).
         """
-        with self.errors(bucket):
-            try:
-                found = self.client.bucket_exists(bucket)
-            except self.error_types.S3Error as exc:
-                if for_write and exc.code in _AUTH_CODES:
-                    return
-                raise
-            if not found:
-                raise NotFoundError(f"bucket '{bucket}' does not exist at endpoint {self.cfg.url}")
+
+        def check() -> bool | None:
+            with self.errors(bucket):
+                try:
+                    return bool(self.client.bucket_exists(bucket))
+                except self.error_types.S3Error as exc:
+                    if for_write and exc.code in _AUTH_CODES:
+                        return None
+                    raise
+
+        found = self.retrying(f"check bucket {bucket}", check)
+        if found is False:
+            raise NotFoundError(f"bucket '{bucket}' does not exist at endpoint {self.cfg.url}")
+
+    def bucket_exists(self, bucket: str) -> bool:
+        """Whether ``bucket`` exists (transient faults retried)."""
+
+        def check() -> bool:
+            with self.errors(bucket):
+                return bool(self.client.bucket_exists(bucket))
+
+        return self.retrying(f"check bucket {bucket}", check)
 
     def stat(self, bucket: str, key: str) -> Any | None:
         """Stat an object; None when there is no such key (the bucket exists)."""
-        with self.errors(bucket, key):
-            try:
-                obj = self.client.stat_object(bucket, key)
-            except self.error_types.S3Error as exc:
-                if exc.code in _MISSING_CODES and self._bucket_exists(bucket):
-                    return None
-                raise
+
+        def head() -> Any | None:
+            with self.errors(bucket, key):
+                try:
+                    return self.client.stat_object(bucket, key)
+                except self.error_types.S3Error as exc:
+                    if exc.code in _MISSING_CODES and self._bucket_exists(bucket):
+                        return None
+                    raise
+
+        obj = self.retrying(f"stat {s3_uri(bucket, key)}", head)
+        if obj is None:
+            return None
         if obj.is_dir or key.endswith("/") or obj.content_type == "application/x-directory":
             return None
         return obj
 
     def list_files(self, bucket: str, prefix: str) -> list[Any]:
         """All objects (no directory markers) under ``prefix``."""
-        with self.errors(bucket, prefix):
-            return [
-                o
-                for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)
-                if not o.is_dir and not o.object_name.endswith("/")
-            ]
+
+        def listing() -> list[Any]:
+            with self.errors(bucket, prefix):
+                return [
+                    o
+                    for o in self.client.list_objects(bucket, prefix=prefix, recursive=True)
+                    if not o.is_dir and not o.object_name.endswith("/")
+                ]
+
+        return self.retrying(f"list {s3_uri(bucket, prefix)}", listing)
 
 
 def _reason(exc: BaseException) -> str:

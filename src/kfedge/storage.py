@@ -8,13 +8,17 @@ Local paths are used in place (no copy on fetch). S3 goes through the ``minio`` 
 Writes are atomic: a download or a local copy goes to a hidden temporary sibling and is
 renamed into place only when complete and checked (size, and MD5 where the ETag is one);
 an S3 object only appears when its upload completes, and a directory upload that fails
-removes the objects it already wrote. Credentials never appear in messages, reprs or logs.
+removes the objects it already wrote. Each S3 request (a stat, a listing, one object's download
+or upload) is retried with backoff when the fault is transient (a timeout, a reset connection,
+a 5xx, ``SlowDown``: :mod:`kfedge.s3`, :mod:`kfedge.retry`); a missing bucket or key or denied
+access fails at once. Credentials never appear in messages, reprs or logs.
 ``minio://bucket/key`` (the URI KFP gives artifacts in its default store) is read as S3.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -24,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from kfedge.errors import InvalidInputError, NotFoundError, StorageError
+from kfedge.errors import InvalidInputError, NotFoundError, StorageError, TransientStorageError
 from kfedge.fsutil import atomic_path
 from kfedge.s3 import S3Config, S3Session, s3_client
 from kfedge.uris import is_remote, parse_uri, s3_uri
@@ -139,7 +143,10 @@ def fetch(uri: str | os.PathLike[str], dest_dir: str | Path) -> Path:
     final = dest / _basename(key, bucket)
     obj = s3.stat(bucket, key) if key and not key.endswith("/") else None
     if obj is not None:
-        _download_file(s3, bucket, key, final, obj.size)
+        s3.retrying(
+            f"download {s3_uri(bucket, key)}",
+            lambda: _download_file(s3, bucket, key, final, obj.size),
+        )
         log.info("fetched %s -> %s (%d bytes)", s3_uri(bucket, key), final, obj.size)
         return final
     prefix = key if not key or key.endswith("/") else key + "/"
@@ -157,7 +164,12 @@ def fetch(uri: str | os.PathLike[str], dest_dir: str | Path) -> Path:
                 raise StorageError(f"refusing unsafe object key {s3_uri(bucket, o.object_name)}")
             target = tmp.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)
-            _download_file(s3, bucket, o.object_name, target, o.size, etag=o.etag)
+            s3.retrying(
+                f"download {s3_uri(bucket, o.object_name)}",
+                functools.partial(
+                    _download_file, s3, bucket, o.object_name, target, o.size, etag=o.etag
+                ),
+            )
             total += o.size
     log.info(
         "fetched %s (%d objects, %d bytes) -> %s",
@@ -202,11 +214,11 @@ def _download_file(
                     fh.flush()
                     os.fsync(fh.fileno())
             if written != expected:
-                raise StorageError(
+                raise TransientStorageError(
                     f"download of {uri} is incomplete: got {written} of {expected} bytes"
                 )
             if _MD5_RE.match(etag) and not encrypted and hasher.hexdigest() != etag:
-                raise StorageError(
+                raise TransientStorageError(
                     f"download of {uri} is corrupt: MD5 {hasher.hexdigest()} does not match "
                     f"ETag {etag}"
                 )
@@ -263,7 +275,7 @@ def put(local: str | Path, uri: str | os.PathLike[str]) -> str:
     else:
         s3 = S3Session()
         s3.require_bucket(bucket, for_write=True)  # SeaweedFS would create it on PUT
-        _put_s3_file(s3, src, bucket, key)
+        s3.retrying(f"upload {s3_uri(bucket, key)}", lambda: _put_s3_file(s3, src, bucket, key))
     log.info("stored %s -> %s", src, s3_uri(bucket, key))
     return s3_uri(bucket, key)
 
@@ -320,7 +332,7 @@ def _put_s3_file(s3: S3Session, src: Path, bucket: str, key: str) -> None:
     if reader.count != size or (_MD5_RE.match(etag) and etag != reader.md5.hexdigest()):
         with contextlib.suppress(Exception), s3.errors(bucket, key):
             s3.client.remove_object(bucket, key)
-        raise StorageError(
+        raise TransientStorageError(
             f"upload of {src} to {uri} did not verify (sent {reader.count} of {size} bytes, "
             f"ETag {etag or 'none'}); the object was removed"
         )
@@ -336,7 +348,10 @@ def _put_s3_tree(src: Path, bucket: str, prefix: str) -> None:
     done: list[str] = []
     try:
         for path, rel in files:
-            _put_s3_file(s3, path, bucket, base + rel)
+            s3.retrying(
+                f"upload {s3_uri(bucket, base + rel)}",
+                functools.partial(_put_s3_file, s3, path, bucket, base + rel),
+            )
             done.append(base + rel)
     except BaseException as exc:
         removed = _rollback(s3, bucket, done)
@@ -380,15 +395,12 @@ def exists(uri: str | os.PathLike[str]) -> bool:
     if scheme == "file":
         return Path(key).exists()
     s3 = S3Session()
-    with s3.errors(bucket, key):
-        if not key:
-            return bool(s3.client.bucket_exists(bucket))
+    if not key:
+        return s3.bucket_exists(bucket)
     try:
         if not key.endswith("/") and s3.stat(bucket, key) is not None:
             return True
         prefix = key if key.endswith("/") else key + "/"
-        with s3.errors(bucket, prefix):
-            found = s3.client.list_objects(bucket, prefix=prefix, recursive=True)
-            return any(not o.is_dir and not o.object_name.endswith("/") for o in found)
+        return bool(s3.list_files(bucket, prefix))
     except NotFoundError:
         return False
