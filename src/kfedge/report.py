@@ -345,6 +345,7 @@ def report_from_files(
     html_path: str | Path,
     title: str = "kfedge report",
     target: str | None = None,
+    timings_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Build the report from evaluation / selection files and write it where KFP wants it.
 
@@ -360,6 +361,8 @@ def report_from_files(
         html_path: Destination of the HTML report.
         title: Report title.
         target: Target name shown in the report.
+        timings_path: The benchmark step's side-by-side timings JSON; accepted, not shown yet
+            (the side-by-side figures are to come).
 
     Returns:
         ``report`` (the report.json dict), ``metrics`` (scalars for a KFP Metrics artifact),

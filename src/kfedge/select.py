@@ -16,7 +16,6 @@ Units:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -314,6 +313,7 @@ def select_from_files(
     model_dirs: list[str | Path] | None = None,
     baseline_model_dir: str | Path | None = None,
     chosen_dir: str | Path | None = None,
+    timings_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Select from evaluation files, write the selection JSON and copy the chosen model.
 
@@ -330,6 +330,9 @@ def select_from_files(
         model_dirs: Candidate directories, one per evaluation file (optional).
         baseline_model_dir: The baseline's candidate directory (optional).
         chosen_dir: Where to copy the selected candidate directory (needs the model dirs).
+        timings_path: The benchmark step's side-by-side timings JSON
+            (:func:`kfedge.sidebyside.save`); accepted, not used yet (noise-aware selection
+            from it is to come).
 
     Returns:
         The selection as written (see :func:`select`; plus ``outputs_sample`` of the selected
@@ -337,7 +340,7 @@ def select_from_files(
         outputs: ``selection_metadata`` (selected, deploy, reason) and ``chosen_metadata``
         (the copied candidate's metadata and ``selected``; "" when none was).
     """
-    from kfedge.fsutil import write_json_atomic, write_text_atomic
+    from kfedge.fsutil import atomic_path, write_json_atomic, write_text_atomic
 
     g = parse_goals(goals)  # bad goals fail before anything is read
     if model_dirs is not None and len(model_dirs) != len(evaluation_files):
@@ -370,8 +373,6 @@ def select_from_files(
         result["outputs_sample"] = chosen_ev.outputs_sample.model_dump(mode="json")
     if chosen_dir is not None:
         out = Path(chosen_dir)
-        if out.exists():
-            shutil.rmtree(out)
         src = dirs.get(selected) if selected else None
         if selected and src is None:
             raise InvalidInputError(
@@ -382,10 +383,9 @@ def select_from_files(
             result["chosen_dir"] = str(out)
             result["chosen_metadata"] = _candidate_metadata(out)
         else:
-            write_text_atomic(
-                out / "NOT_SELECTED.txt",
-                "No candidate met the goals; nothing to deploy.\n" + result["reason"] + "\n",
-            )
+            text = "No candidate met the goals; nothing to deploy.\n" + result["reason"] + "\n"
+            with atomic_path(out) as tmp:
+                write_text_atomic(tmp / "NOT_SELECTED.txt", text)
     write_json_atomic(selection_path, result, sort_keys=False)
     return {
         **result,
@@ -401,17 +401,17 @@ def select_from_files(
 def _copy_dir_atomic(src: Path, out: Path) -> None:
     """Copy a candidate directory (or a lone model file into a new directory) to ``out``.
 
-    The copy is made next to ``out`` and renamed into place, so ``out`` is never half-written.
+    The copy replaces ``out`` as a whole (:func:`kfedge.fsutil.atomic_path`), so ``out`` is
+    never half-written.
     """
-    tmp = out.with_name(out.name + ".tmp-copy")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    if src.is_dir():
-        shutil.copytree(src, tmp)
-    else:
-        tmp.mkdir(parents=True)
-        shutil.copy2(src, tmp / src.name)
-    os.replace(tmp, out)
+    from kfedge.fsutil import atomic_path
+
+    with atomic_path(out) as tmp:
+        if src.is_dir():
+            shutil.copytree(src, tmp)
+        else:
+            tmp.mkdir()
+            shutil.copy2(src, tmp / src.name)
 
 
 def _candidate_metadata(directory: Path) -> dict[str, Any]:
