@@ -684,3 +684,44 @@ def test_s3_directory_download_failure_is_atomic(
     with pytest.raises(StorageError, match="No space left"):
         storage.fetch(uri, dl)
     assert _leftovers(dl) == []
+
+
+# --------------------------------------------------------------------------- KFP's store
+
+
+def test_kfp_store_addresses_newest_release_first() -> None:
+    from kfedge.s3 import _kfp_store_candidates
+
+    found = _kfp_store_candidates()
+    assert found[0] == "seaweedfs.kubeflow:9000"  # KFP 2.16+
+    assert "seaweedfs.kubeflow:8333" in found  # the port profile namespaces may reach
+    assert found[-1] == "minio-service.kubeflow:9000"  # KFP 2.14 / 2.15
+    assert len(found) == len(set(found))
+
+
+@pytest.mark.s3
+def test_in_a_pod_without_endpoint_the_kfp_store_is_used(
+    s3_bucket: str, s3_env: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No endpoint variable: inside a pod, the first of KFP's store addresses that answers."""
+    from kfedge import s3
+
+    (closed,) = free_ports(1)
+    monkeypatch.setattr(
+        s3, "_kfp_store_candidates", lambda: [f"127.0.0.1:{closed}", s3_env.endpoint]
+    )
+    s3.kfp_object_store.cache_clear()
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(StorageError, match="no S3 endpoint configured"):
+        s3.S3Config.from_env()  # outside a pod: never guessed
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    try:
+        cfg = s3.S3Config.from_env()
+        assert cfg.url == s3_env.endpoint_url and "KFP's object store" in cfg.env_var
+        src = tmp_path / "f.bin"
+        src.write_bytes(b"through KFP's store")
+        uri = storage.put(src, f"s3://{s3_bucket}/f.bin")
+        assert storage.fetch(uri, tmp_path / "dl").read_bytes() == b"through KFP's store"
+    finally:
+        s3.kfp_object_store.cache_clear()
