@@ -60,9 +60,10 @@ REGISTRY ?=
 images: $(STAMP)
 	$(BIN)/python -m kfedge.images build $(if $(REGISTRY),--registry $(REGISTRY)) --push --run
 
-## compile: regenerate the checked-in component and pipeline YAML
+## compile: regenerate the checked-in component and pipeline YAML; with REGISTRY=..., write
+## YAML whose images come from that registry into build/yaml/ (the checked-in YAML is kept)
 compile: $(STAMP)
-	$(BIN)/kfedge compile
+	$(BIN)/kfedge compile $(if $(REGISTRY),--registry $(REGISTRY))
 
 ## lock: refresh the pinned constraints from the current venv
 lock:

@@ -2,11 +2,12 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
-from kfedge.components import component
+from kfedge.components import edge_component
 
 
-@component
+@edge_component
 def benchmark(
+    baseline: Input[Model],
     models: Input[list[Model]],
     dataset: Input[Dataset],
     timings: Output[Artifact],
@@ -16,16 +17,18 @@ def benchmark(
 ):
     """Time every candidate side by side on this node: the latency that decides the deployment.
 
-    Runs once, after every candidate exists, so nothing else the pipeline controls runs on the
-    node meanwhile. Each model gets a fresh worker process holding only its runtime (no
+    Runs once, after every candidate exists and every evaluation is done, so nothing else the
+    pipeline controls runs on the node meanwhile; its pod asks for whole CPUs with limits equal
+    to requests. Each model gets a fresh worker process holding only its runtime (no
     TensorFlow); the workers time batch-1 bursts in interleaved rounds, in rotating order, with
     pauses; threads never exceed the CPUs this pod may use. Ratios between candidates come with
     confidence intervals from the paired rounds, so selection can tell real differences from
     noise.
 
     Args:
-        models: The candidate directories (dsl.Collected from the optimize loop, plus the FP32
-            references).
+        baseline: The FP32 reference every candidate is compared with (timed with them).
+        models: The candidate directories (dsl.Collected from the optimize loop; FP32
+            references among them are timed too).
         dataset: The split dataset (its first eval sample is the input).
         timings: JSON: per candidate p50 with interval, p90 / p99, each round's p50, the
             runtime used (providers / delegate / device, CPU fallback), threads and CPUs.
@@ -36,10 +39,10 @@ def benchmark(
     from kfedge.sidebyside import benchmark_from_files
 
     result = benchmark_from_files(
-        [m.path for m in models],
+        [baseline.path, *(m.path for m in models)],
         dataset.path,
         timings.path,
-        names=[m.metadata.get("name", "") for m in models],
+        names=[m.metadata.get("name", "") for m in (baseline, *models)],
         target=target,
         threads=threads,
         rounds=rounds,

@@ -2,10 +2,10 @@
 
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-from kfedge.components import component
+from kfedge.components import edge_component
 
 
-@component
+@edge_component
 def evaluate(
     model: Input[Model],
     dataset: Input[Dataset],
@@ -19,8 +19,11 @@ def evaluate(
 ):
     """Measure accuracy, latency, size and memory of one candidate on this node.
 
-    Latency is timed in a fresh subprocess holding only the candidate's runtime, with the
-    runner the model server uses.
+    Runs in the serving image (no TensorFlow): the candidate must be a .tflite, .onnx or
+    OpenVINO model (pipelines export Keras models first). Latency is timed in a fresh
+    subprocess holding only the candidate's runtime, with the runner the model server uses; in
+    the pipelines it is a rough figure (other evaluations may share the node), the side-by-side
+    ``benchmark`` step's timings decide.
 
     Args:
         model: The candidate directory (model file + candidate.json) or a model.
@@ -32,7 +35,7 @@ def evaluate(
         name: Name in the report (default: the candidate's name).
         threads: Inference threads (0 = the node's default).
         batch_size: Batch of the accuracy pass and the throughput measurement.
-        latency_runs: Timed batch-1 runs (adaptive, at least 30).
+        latency_runs: Timed batch-1 runs (adaptive, at least 30; the pipelines use 30).
         target: Target profile: its ONNX Runtime providers and thread count are used.
     """
     from kfedge.evaluate import evaluate_from_files

@@ -11,6 +11,8 @@ def export_fp32(
     candidate: Output[Model],
     model_format: str = "tflite",
     params_json: str = "{}",
+    keep_deployable: bool = False,
+    target: str = "",
 ) -> str:
     """Export the model without optimization: the FP32 reference of its runtime.
 
@@ -19,10 +21,16 @@ def export_fp32(
         candidate: The FP32 candidate directory (model.tflite or model.onnx + candidate.json).
         model_format: tflite or onnx.
         params_json: Extra parameters as a JSON object (onnx: opset).
+        keep_deployable: Keep a model the edge runtime already runs (.tflite, .onnx, OpenVINO)
+            as it is; export only Keras / SavedModel models (both keep their own name).
+        target: Target profile: when given, export to its preferred FP32 format instead of
+            ``model_format`` (a pipeline parameter, usable inside a ParallelFor).
 
     Returns:
         Output: The candidate's name.
     """
-    from kfedge.techniques import optimize_into
+    from kfedge.reference import export_fp32_into
 
-    return optimize_into(candidate, model_format, model, None, params_json, family="export_fp32")
+    return export_fp32_into(
+        candidate, model, model_format, params_json, keep_deployable=keep_deployable, target=target
+    )

@@ -10,6 +10,7 @@ def report(
     evaluations: Input[list[Artifact]],
     baseline_evaluation: Input[Artifact],
     selection: Input[Artifact],
+    timings: Input[Artifact],
     summary: Output[Metrics],
     confusion: Output[ClassificationMetrics],
     markdown: Output[Markdown],
@@ -24,6 +25,7 @@ def report(
         evaluations: Evaluations of the candidates (dsl.Collected from a ParallelFor).
         baseline_evaluation: Evaluation of the FP32 baseline.
         selection: The select step's JSON.
+        timings: The benchmark step's side-by-side timings of every candidate.
         summary: Scalars of the selected candidate (else the baseline) and its ratios to the
             baseline; candidates, passing and deploy counts.
         confusion: Confusion matrix of the selected candidate (else the baseline).
@@ -45,6 +47,7 @@ def report(
         html.path,
         title=title,
         target=target or None,
+        timings_path=timings.path,
     )
     for key, value in out["metrics"].items():
         summary.log_metric(key, value)

@@ -6,7 +6,9 @@ resolves only single outputs named ``Output`` inside ``dsl.If`` conditions (a Na
 is looked up as a parent input, "Could not resolve parent input", and the branch is skipped).
 The selected name is in the ``selection`` artifact and in the ``chosen`` model's metadata.
 Candidates evaluated in a ``dsl.ParallelFor`` come in as ``dsl.Collected`` lists; the
-evaluation and model lists are paired by position.
+evaluation and model lists are paired by position. ``timings`` is the ``benchmark`` step's
+side-by-side latency of every candidate (timed together on the target node, with intervals),
+which ``kfedge.select.select_from_files`` receives for judging latency.
 """
 
 from kfp.dsl import Artifact, Input, Model, Output
@@ -20,6 +22,7 @@ def select(
     models: Input[list[Model]],
     baseline_evaluation: Input[Artifact],
     baseline_model: Input[Model],
+    timings: Input[Artifact],
     selection: Output[Artifact],
     chosen: Output[Model],
     goals_json: str = "",
@@ -32,6 +35,8 @@ def select(
         baseline_evaluation: Evaluation of the FP32 baseline every candidate is compared with.
         baseline_model: The baseline candidate (deployed when it is the best that meets the
             goals).
+        timings: The benchmark step's side-by-side timings of every candidate (their
+            latency and its noise).
         selection: JSON: selected, reason, ranking, per-candidate passed / failed_goals.
         chosen: A copy of the selected candidate directory (empty with NOT_SELECTED.txt when
             no candidate meets the goals).
@@ -51,6 +56,7 @@ def select(
         model_dirs=[m.path for m in models],
         baseline_model_dir=baseline_model.path,
         chosen_dir=chosen.path,
+        timings_path=timings.path,
     )
     selection.metadata.update(result["selection_metadata"])
     chosen.metadata.update(result["chosen_metadata"])

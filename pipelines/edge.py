@@ -1,15 +1,27 @@
 """The kfedge pipelines: edge-optimize-deploy, edge-optimize and edge-evaluate.
 
 Placement is done with kfp-kubernetes from the provision step's outputs, so ONE compiled YAML
-serves every target: the target is a run-time parameter in the KFP UI. Evaluate and deploy run
-on the target node (node selector, tolerations, accelerator); the optimization steps run on
-ordinary nodes. S3 credentials come from KFP's own Secret (``mlpipeline-minio-artifact``).
+serves every target: the target is a run-time parameter in the KFP UI. Evaluate and the
+side-by-side benchmark run on the target node (node selector, tolerations, accelerator), in the
+slim multi-arch serving image (no TensorFlow); the optimization steps, select, report and
+deploy (which only talks to the API server) run on ordinary nodes. S3 credentials come from
+KFP's own Secret (``mlpipeline-minio-artifact``).
+
+Latency that decides: once every candidate exists and every evaluation is done, ONE benchmark
+task times all candidates and the FP32 reference side by side on the target node (interleaved
+rounds, fresh TF-free processes), so nothing else the pipeline controls runs there meanwhile;
+its pod asks for whole CPUs with limits equal to requests. Each evaluate task keeps accuracy,
+size and a rough latency of its own (30 runs); select and report get the benchmark's timings.
+
+No step retries at the pod level: KFP retries cannot tell a transient fault from a
+deterministic one, and the library already retries S3 and Kubernetes API calls with backoff.
 """
 
 from typing import Any
 
 from kfp import dsl, kubernetes
 
+from kfedge.components.benchmark import benchmark
 from kfedge.components.deploy import deploy
 from kfedge.components.evaluate import evaluate
 from kfedge.components.export_fp32 import export_fp32
@@ -24,6 +36,11 @@ from kfedge.provision import DEFAULT_TECHNIQUES
 #: Optimized techniques of the default plan (the FP32 reference is always exported too).
 DEFAULT_PLAN = [t for t in DEFAULT_TECHNIQUES if not t.startswith("fp32-")]
 DEFAULT_GOALS = '{"max_accuracy_drop": 0.015, "objective": "latency"}'
+#: Timed runs of each evaluate step's own latency: a rough figure, the benchmark decides.
+EVAL_LATENCY_RUNS = 30
+#: The benchmark pod's whole CPUs and memory, limits equal to requests.
+BENCHMARK_CPUS = "2"
+BENCHMARK_MEMORY = "2Gi"
 #: KFP's artifact-store Secret (SeaweedFS / MinIO): keys accesskey / secretkey.
 S3_SECRET = "mlpipeline-minio-artifact"
 S3_SECRET_KEYS = {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
@@ -54,27 +71,72 @@ def _evaluate(model: Any, prov: dsl.PipelineTask, target: Any, latency_runs: Any
     ev = evaluate(
         model=model, dataset=prov.outputs["dataset"], latency_runs=latency_runs, target=target
     )
-    ev.set_caching_options(False)  # latency belongs to this run's node
+    ev.set_cpu_request("1").set_memory_request("1Gi")
+    ev.set_caching_options(False)  # its figures belong to this run's node
     return _on_target(ev, prov)
 
 
-def _on_target(
-    task: dsl.PipelineTask, prov: dsl.PipelineTask, accelerator: bool = True
+def _benchmark(
+    baseline: Any,
+    models: Any,
+    prov: dsl.PipelineTask,
+    target: Any,
+    rounds: Any,
+    evaluations: list[dsl.PipelineTask],
 ) -> dsl.PipelineTask:
-    """Place a task on the target node chosen at run time by the provision step.
+    """The one side-by-side benchmark task on the target node, after every evaluation.
+
+    Args:
+        baseline: The FP32 reference (outside the loop).
+        models: The loop's candidate output (collected here).
+        prov: The provision task (dataset, placement).
+        target: The target parameter (runtime options, threads).
+        rounds: Interleaved rounds.
+        evaluations: The evaluate tasks it must follow (the loop's and the reference's), so
+            that no evaluation shares the node with it.
+    """
+    bench = benchmark(
+        baseline=baseline,
+        models=dsl.Collected(models),
+        dataset=prov.outputs["dataset"],
+        target=target,
+        rounds=rounds,
+    ).set_display_name("benchmark side by side on target")
+    for ev in evaluations:
+        bench.after(ev)
+    # whole CPUs, limits = requests: the CPU quota is exactly what the threads are sized to
+    _resources(bench, BENCHMARK_CPUS, BENCHMARK_MEMORY, BENCHMARK_CPUS, BENCHMARK_MEMORY)
+    bench.set_caching_options(False)  # latency belongs to this run's node
+    return _on_target(bench, prov)
+
+
+def _on_target(task: dsl.PipelineTask, prov: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Place a task on the target node chosen at run time, with the target's accelerator.
+
+    Only evaluate and benchmark are placed so (their figures are the node's and its
+    accelerator's); they run in the serving image, built for every architecture a target can
+    have. Deploy is not: its pod only talks to the API server.
 
     Args:
         task: The task to place.
         prov: The provision task whose outputs hold the target's placement.
-        accelerator: Also request the target's accelerator (evaluate: yes, so latency is the
-            accelerator's; deploy: no, its pod only talks to the API server and must not hold
-            the edge node's only GPU while the InferenceService waits for it).
     """
     kubernetes.add_node_selector_json(task, node_selector_json=prov.outputs["node_selector"])
     kubernetes.add_toleration_json(task, toleration_json=prov.outputs["tolerations"])
-    if accelerator:
-        task.set_accelerator_type(prov.outputs["accelerator_type"])
-        task.set_accelerator_limit(prov.outputs["accelerator_count"])
+    task.set_accelerator_type(prov.outputs["accelerator_type"])
+    task.set_accelerator_limit(prov.outputs["accelerator_count"])
+    return task
+
+
+def _edge_ready(model: Any, target: Any) -> dsl.PipelineTask:
+    """A model as the TF-free edge runtime runs it (an export step on an ordinary node).
+
+    A .tflite / .onnx / OpenVINO model is kept as it is; a Keras model or SavedModel is exported
+    to the target's FP32 format. The target is a pipeline parameter, so this works inside a
+    ParallelFor under kfp.local.
+    """
+    task = export_fp32(model=model, keep_deployable=True, target=target)
+    _resources(task, "1", "2Gi", "2", "4Gi")
     return task
 
 
@@ -88,23 +150,24 @@ def _resources(task: dsl.PipelineTask, cpu: str, memory: str, cpu_limit: str, me
 
 
 def _provision(s3_secret: Any, **inputs: Any) -> dsl.PipelineTask:
-    """The provision task: S3 credentials from the Secret, resources, retries, no caching."""
+    """The provision task: S3 credentials from the Secret, resources, no caching."""
     prov = provision(**inputs)
     _s3(prov, s3_secret)
-    _resources(prov, "1", "2Gi", "4", "8Gi").set_retry(2)
+    _resources(prov, "1", "2Gi", "4", "8Gi")
     prov.set_caching_options(False)  # the content behind a source URI may change
     return prov
 
 
-def _select_and_report(
+def _measure_select_report(
     ev: dsl.PipelineTask,
     model: Any,
     base_eval: dsl.PipelineTask,
     baseline_model: Any,
     prov: dsl.PipelineTask,
     target: Any,
+    rounds: Any,
 ) -> tuple[dsl.PipelineTask, dsl.PipelineTask]:
-    """Select by goals over the loop's evaluations and models, and report against the baseline.
+    """Benchmark side by side, select by goals, and report against the baseline.
 
     Args:
         ev: The evaluate task inside the ParallelFor.
@@ -113,18 +176,26 @@ def _select_and_report(
         baseline_model: The baseline model (deployed when it is the best that meets the goals).
         prov: The provision task (its goals fit the target).
         target: The target parameter.
+        rounds: Interleaved rounds of the benchmark.
+
+    Returns:
+        The select and report tasks.
     """
+    bench = _benchmark(baseline_model, model, prov, target, rounds, [ev, base_eval])
+    timings = bench.outputs["timings"]
     sel = select(
         evaluations=dsl.Collected(ev.outputs["evaluation"]),
         models=dsl.Collected(model),
         baseline_evaluation=base_eval.outputs["evaluation"],
         baseline_model=baseline_model,
+        timings=timings,
         goals_json=prov.outputs["goals"],
     ).set_display_name("select by goals")
     rep = report(
         evaluations=dsl.Collected(ev.outputs["evaluation"]),
         baseline_evaluation=base_eval.outputs["evaluation"],
         selection=sel.outputs["selection"],
+        timings=timings,
         target=target,
     ).set_display_name("report: original vs optimized")
     for t in (sel, rep):
@@ -143,6 +214,7 @@ def _optimize_and_evaluate(inputs: dict[str, Any]):
         The provision, select and report tasks.
     """
     target, runs = inputs["target"], inputs["latency_runs"]
+    rounds = inputs["benchmark_rounds"]
     prov = _provision(
         inputs["s3_secret"], **{k: inputs[k] for k in _PROVISION_PARAMS}
     ).set_display_name("provision: import, check, plan")
@@ -154,7 +226,7 @@ def _optimize_and_evaluate(inputs: dict[str, Any]):
     base_eval = _evaluate(base.outputs["candidate"], prov, target, runs)
     base_eval.set_display_name("evaluate FP32 reference on target")
 
-    with dsl.ParallelFor(inputs["techniques"], name="technique") as technique:
+    with dsl.ParallelFor(inputs["techniques"]) as technique:
         params = technique_params(
             runtime=prov.outputs["runtime"],
             technique=technique,
@@ -173,8 +245,8 @@ def _optimize_and_evaluate(inputs: dict[str, Any]):
         ev.set_display_name("evaluate on target")
 
     params.set_caching_options(False)
-    sel, rep = _select_and_report(
-        ev, opt.outputs["candidate"], base_eval, base.outputs["candidate"], prov, target
+    sel, rep = _measure_select_report(
+        ev, opt.outputs["candidate"], base_eval, base.outputs["candidate"], prov, target, rounds
     )
     return prov, sel, rep
 
@@ -193,7 +265,8 @@ def edge_optimize_deploy(
     goals_json: str = DEFAULT_GOALS,
     epochs: int = 0,
     calibration_samples: int = 0,
-    latency_runs: int = 200,
+    latency_runs: int = EVAL_LATENCY_RUNS,
+    benchmark_rounds: int = 5,
     serving_namespace: str = "kserve",
     service_account: str = "kfedge-s3",
     deploy_mode: str = "auto",
@@ -212,7 +285,10 @@ def edge_optimize_deploy(
             "objective": "latency"} (accuracy drops are fractions: 0.015 = 1.5 points).
         epochs: Fine-tune epochs for QAT / pruning / clustering (0 = technique defaults).
         calibration_samples: INT8 calibration samples (0 = default).
-        latency_runs: Timed inference runs per candidate on the target node.
+        latency_runs: Timed runs of each candidate's own evaluation (a rough figure: other
+            evaluations may share the node).
+        benchmark_rounds: Interleaved rounds of the side-by-side benchmark on the target node,
+            whose timings decide latency (>= 3 for an interval).
         serving_namespace: Namespace of the InferenceService.
         service_account: ServiceAccount whose Secret carries KServe's S3 settings.
         deploy_mode: auto (cluster when in a cluster, else local), cluster or local.
@@ -231,9 +307,9 @@ def edge_optimize_deploy(
             service_account=service_account,
             mode=deploy_mode,
         ).set_display_name("deploy to KServe + smoke test")
-        _on_target(dep, prov, accelerator=False)
+        # an ordinary node: it only talks to the API server (the InferenceService is placed)
         _s3(dep, s3_secret)
-        dep.set_retry(1).set_caching_options(False)
+        dep.set_caching_options(False)
 
 
 @dsl.pipeline(
@@ -248,7 +324,8 @@ def edge_optimize(
     goals_json: str = DEFAULT_GOALS,
     epochs: int = 0,
     calibration_samples: int = 0,
-    latency_runs: int = 200,
+    latency_runs: int = EVAL_LATENCY_RUNS,
+    benchmark_rounds: int = 5,
     s3_endpoint: str = "",
     s3_secret: str = S3_SECRET,
 ):
@@ -262,7 +339,10 @@ def edge_optimize(
         goals_json: Selection goals (accuracy drops are fractions: 0.015 = 1.5 points).
         epochs: Fine-tune epochs for QAT / pruning / clustering (0 = technique defaults).
         calibration_samples: INT8 calibration samples (0 = default).
-        latency_runs: Timed inference runs per candidate on the target node.
+        latency_runs: Timed runs of each candidate's own evaluation (a rough figure: other
+            evaluations may share the node).
+        benchmark_rounds: Interleaved rounds of the side-by-side benchmark on the target node,
+            whose timings decide latency (>= 3 for an interval).
         s3_endpoint: S3 endpoint for s3:// URIs; empty = from the environment.
         s3_secret: Secret with accesskey / secretkey for S3.
     """
@@ -279,7 +359,8 @@ def edge_evaluate(
     data_uri: str = "sample://digits",
     target: str = "cpu-amd64",
     goals_json: str = DEFAULT_GOALS,
-    latency_runs: int = 200,
+    latency_runs: int = EVAL_LATENCY_RUNS,
+    benchmark_rounds: int = 5,
     s3_endpoint: str = "",
     s3_secret: str = S3_SECRET,
 ):
@@ -287,11 +368,16 @@ def edge_evaluate(
 
     Args:
         baseline_uri: The reference model every other is compared with (s3:// or path).
-        model_uris: The models to evaluate (.tflite, .onnx, Keras, SavedModel; s3:// or paths).
+        model_uris: The models to evaluate (.tflite, .onnx, OpenVINO, Keras, SavedModel; s3://
+            or paths). Keras models are exported to the target's FP32 format first (the edge
+            node runs no TensorFlow) and keep their name.
         data_uri: sample://digits, or s3:// / path of an .npz (x, y) or an image-folder tree.
         target: Edge target profile name.
         goals_json: Selection goals (accuracy drops are fractions: 0.015 = 1.5 points).
-        latency_runs: Timed inference runs per model on the target node.
+        latency_runs: Timed runs of each candidate's own evaluation (a rough figure: other
+            evaluations may share the node).
+        benchmark_rounds: Interleaved rounds of the side-by-side benchmark on the target node,
+            whose timings decide latency (>= 3 for an interval).
         s3_endpoint: S3 endpoint for s3:// URIs; empty = from the environment.
         s3_secret: Secret with accesskey / secretkey for S3.
     """
@@ -304,9 +390,12 @@ def edge_evaluate(
         s3_endpoint=s3_endpoint,
         optimize=False,
     ).set_display_name("provision: import, check")
-    base_eval = _evaluate(prov.outputs["baseline"], prov, target, latency_runs)
+    base = _edge_ready(prov.outputs["baseline"], target).set_display_name(
+        "baseline as the edge runs it"
+    )
+    base_eval = _evaluate(base.outputs["candidate"], prov, target, latency_runs)
     base_eval.set_display_name("evaluate baseline on target")
-    with dsl.ParallelFor(model_uris, name="model") as uri:
+    with dsl.ParallelFor(model_uris) as uri:
         imp = import_model(
             uri=uri,
             s3_endpoint=s3_endpoint,
@@ -314,7 +403,18 @@ def edge_evaluate(
             accelerator_count=prov.outputs["accelerator_count"],
         ).set_display_name("import model")
         _s3(imp, s3_secret)
-        imp.set_retry(2).set_caching_options(False)
-        ev = _evaluate(imp.outputs["model"], prov, target, latency_runs)
+        imp.set_caching_options(False)
+        ready = _edge_ready(imp.outputs["model"], target).set_display_name(
+            "model as the edge runs it"
+        )
+        ev = _evaluate(ready.outputs["candidate"], prov, target, latency_runs)
         ev.set_display_name("evaluate on target")
-    _select_and_report(ev, imp.outputs["model"], base_eval, prov.outputs["baseline"], prov, target)
+    _measure_select_report(
+        ev,
+        ready.outputs["candidate"],
+        base_eval,
+        base.outputs["candidate"],
+        prov,
+        target,
+        benchmark_rounds,
+    )

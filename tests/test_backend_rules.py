@@ -30,12 +30,6 @@ from kfedge.support import (
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))
 RULES = {r.id: r for r in BACKEND_RULES}
-LOOP_NAME_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="pipelines/edge.py passes name= to dsl.ParallelFor (technique / model): the loop's "
-    "taskInfo.name differs from its key, which backends before 2.16 cannot resolve (PR #12808, "
-    "issue #13239); remove name= in edge.py, recompile, then remove this xfail",
-)
 
 
 def _docs(path: Path) -> list[dict[str, Any]]:
@@ -69,9 +63,7 @@ def test_features_used_work_on_the_supported_floor(path: Path, rule: str) -> Non
         )
 
 
-@pytest.mark.parametrize(
-    "path", [pytest.param(p, marks=LOOP_NAME_XFAIL) for p in PIPELINES], ids=lambda p: p.stem
-)
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
 def test_no_parallelfor_name_so_loops_resolve_before_2_16(path: Path) -> None:
     """ParallelFor's taskInfo.name must equal its task key (backends < 2.16: #12808, #13239)."""
     assert backend_features(_docs(path)).get("loop-name", []) == []

@@ -39,6 +39,7 @@ def test_every_component_and_pipeline_is_compiled():
         "prune",
         "cluster",
         "import_model",
+        "benchmark",
     ):
         assert f"{comp}.yaml" in names, comp
 
@@ -91,24 +92,90 @@ def _from_provision(ref: dict, key: str) -> bool:
     )
 
 
-def test_placement_reaches_evaluate_and_deploy():
+def test_placement_reaches_evaluate_and_benchmark_not_deploy():
     spec, platform = _docs("edge-optimize-deploy")
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     evaluates = _executor_for(spec, "evaluate")
     assert len(evaluates) == 2  # the FP32 reference and the candidates in the loop
-    for ex in [*evaluates, *_executor_for(spec, "deploy")]:
+    on_node = [*evaluates, *_executor_for(spec, "benchmark")]
+    assert len(on_node) == 3
+    for ex in on_node:
         cfg = executors[ex]
         assert _from_provision(cfg["nodeSelector"]["nodeSelectorJson"], "node_selector")
         (tol,) = cfg["tolerations"]
         assert _from_provision(tol["tolerationJson"], "tolerations")
-    for ex in evaluates:
         acc = spec["deploymentSpec"]["executors"][ex]["container"]["resources"]["accelerator"]
         assert "provision-accelerator_type" in acc["resourceType"]
         assert "provision-accelerator_count" in acc["resourceCount"]
     (dep,) = _executor_for(spec, "deploy")
+    # deploy only talks to the API server: an ordinary node, no accelerator
+    assert "nodeSelector" not in executors[dep] and "tolerations" not in executors[dep]
     assert "accelerator" not in spec["deploymentSpec"]["executors"][dep]["container"].get(
         "resources", {}
-    )  # the deploy pod must not hold the edge node's accelerator
+    )
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_node_pinned_steps_run_the_tensorflow_free_serving_image(name: str):
+    """Evaluate and benchmark run on the edge node in the serving image (multi-arch, no TF);
+    every other step in the component image."""
+    from kfedge._version import COMPONENT_IMAGE, SERVING_IMAGE
+
+    spec, platform = _docs(name)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    pinned = {ex for ex, cfg in executors.items() if "nodeSelector" in cfg}
+    assert pinned == set(_executor_for(spec, "evaluate") + _executor_for(spec, "benchmark"))
+    for ex, cfg in spec["deploymentSpec"]["executors"].items():
+        want = SERVING_IMAGE if ex in pinned else COMPONENT_IMAGE
+        assert cfg["container"]["image"] == want, ex
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_one_benchmark_after_every_evaluation_feeds_select_and_report(name: str):
+    """The side-by-side benchmark runs once, after the loop (every evaluate in it) and the
+    reference's evaluation, takes every candidate plus the reference, and select and report
+    read its timings."""
+    spec, _ = _docs(name)
+    root = spec["root"]["dag"]["tasks"]
+    (bench,) = [k for k in root if k.startswith("benchmark")]
+    loops = [k for k, t in root.items() if "parameterIterator" in t]
+    assert len(loops) == 1
+    loop_tasks = spec["components"][root[loops[0]]["componentRef"]["name"]]["dag"]["tasks"]
+    assert any(k.startswith("evaluate") for k in loop_tasks)  # the loop holds evaluations
+    assert set(root[bench]["dependentTasks"]) >= {loops[0], "evaluate"}
+    arts = root[bench]["inputs"]["artifacts"]
+    assert arts["models"]["taskOutputArtifact"]["producerTask"] == loops[0]  # dsl.Collected
+    assert "producerTask" in arts["baseline"]["taskOutputArtifact"]
+    for consumer in ("select", "report"):
+        t = root[consumer]["inputs"]["artifacts"]["timings"]["taskOutputArtifact"]
+        assert t == {"outputArtifactKey": "timings", "producerTask": bench}
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_benchmark_pod_asks_for_whole_cpus_with_limits_equal_to_requests(name: str):
+    spec, _ = _docs(name)
+    res = spec["deploymentSpec"]["executors"]["exec-benchmark"]["container"]["resources"]
+    assert res["resourceCpuRequest"] == res["resourceCpuLimit"]
+    assert float(res["resourceCpuRequest"]).is_integer() and float(res["resourceCpuLimit"]) >= 1
+    assert res["resourceMemoryRequest"] == res["resourceMemoryLimit"]
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_no_pod_level_retries(name: str):
+    """KFP retries cannot tell a transient fault from a deterministic one; the library retries
+    S3 and Kubernetes API calls itself, so no task retries at the pod level."""
+    spec, _ = _docs(name)
+    comps = [spec["root"], *spec["components"].values()]
+    for comp in comps:
+        for key, task in comp.get("dag", {}).get("tasks", {}).items():
+            assert "retryPolicy" not in task, key
+
+
+def test_evaluation_latency_is_a_rough_figure_and_rounds_are_a_parameter():
+    spec, _ = _docs("edge-optimize")
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["latency_runs"]["defaultValue"] == 30
+    assert params["benchmark_rounds"]["defaultValue"] >= 3
 
 
 def test_s3_secret_reaches_the_steps_that_touch_s3():
@@ -164,3 +231,59 @@ def test_pipeline_parameters_have_defaults_and_descriptions():
         assert "defaultValue" in params[name], name
         assert params[name].get("description"), name
     assert params["target"]["defaultValue"] == "cpu-amd64"
+
+
+def test_compile_with_a_registry_rewrites_every_kfedge_image(tmp_path: Path):
+    from kfedge.images import image_ref
+    from kfedge.pipelines.compile import with_registry
+
+    before = {p: p.read_text() for p in (ROOT / "pipelines").glob("*.yaml")}
+    written = compile_all(output_dir=tmp_path, registry="registry.local:5000/team")
+    assert {Path(w).name for w in written} == {p.name for p in [*components(), *pipelines()]}
+    images = set()
+    for w in written:
+        text = Path(w).read_text()
+        images |= {ln.split("image:", 1)[1].strip() for ln in text.splitlines() if "image:" in ln}
+    assert images == {
+        image_ref("component", "registry.local:5000/team"),
+        image_ref("serving", "registry.local:5000/team"),
+    }
+    assert {p: p.read_text() for p in (ROOT / "pipelines").glob("*.yaml")} == before
+    # foreign images are left alone; quoted references are rewritten too
+    text = "    image: docker.io/library/python:3.11\n  - image: 'ghcr.io/kfedge/kfedge:0.1.0'\n"
+    assert with_registry(text, "r.example") == (
+        "    image: docker.io/library/python:3.11\n  - image: 'r.example/kfedge:0.1.0'\n"
+    )
+
+
+def test_compile_with_a_registry_never_overwrites_the_checked_in_yaml():
+    from kfedge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="output directory"):
+        compile_all(registry="r.example")
+    with pytest.raises(ConfigError, match="--check"):
+        compile_all(check=True, registry="r.example")
+
+
+def test_cli_compile_registry_defaults_to_build_yaml(tmp_path: Path, monkeypatch, capsys):
+    from kfedge.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["compile", "--registry", "r.example/me"]) == 0
+    assert "in build/yaml" in capsys.readouterr().out
+    text = (tmp_path / "build" / "yaml" / "edge-optimize.yaml").read_text()
+    assert "image: r.example/me/kfedge-serving:" in text
+
+
+def test_compile_fails_on_a_reference_the_backend_cannot_resolve(monkeypatch, tmp_path: Path):
+    """The backend rules run at compile time: one line per problem, nothing written."""
+    import kfedge.support as support
+    from kfedge.errors import ConfigError
+
+    monkeypatch.setattr(support, "pipeline_problems", lambda docs: ["producerTask 'x' unknown"])
+    with pytest.raises(ConfigError) as err:
+        compile_all(output_dir=tmp_path)
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith("the compiled pipelines would fail")
+    assert sorted(lines[1:]) == sorted(f"{p}.yaml: producerTask 'x' unknown" for p in PIPELINES)
+    assert not list(tmp_path.iterdir())

@@ -1,7 +1,11 @@
-"""The evaluate / select / report components under kfp.local, chained in a ParallelFor pipeline."""
+"""The evaluate / benchmark / select / report components under kfp.local, chained in a
+ParallelFor pipeline; the edge-node components without TensorFlow."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +13,7 @@ from kfp import dsl, local
 from kfp.dsl import Dataset, Input, Model, Output
 
 from kfedge.candidate import Candidate, save_candidate
+from kfedge.components.benchmark import benchmark
 from kfedge.components.evaluate import evaluate
 from kfedge.components.report import report
 from kfedge.components.select import select
@@ -50,17 +55,25 @@ def _pipeline(candidates: list, baseline: str, data: str, goals_json: str, marke
     with dsl.ParallelFor(candidates) as path:
         cand = _import_model(path=path)
         ev = evaluate(model=cand.outputs["model"], dataset=ds.outputs["dataset"], latency_runs=30)
+    bench = benchmark(
+        baseline=base.outputs["model"],
+        models=dsl.Collected(cand.outputs["model"]),
+        dataset=ds.outputs["dataset"],
+        rounds=3,
+    ).after(ev, base_ev)
     sel = select(
         evaluations=dsl.Collected(ev.outputs["evaluation"]),
         models=dsl.Collected(cand.outputs["model"]),
         baseline_evaluation=base_ev.outputs["evaluation"],
         baseline_model=base.outputs["model"],
+        timings=bench.outputs["timings"],
         goals_json=goals_json,
     )
     report(
         evaluations=dsl.Collected(ev.outputs["evaluation"]),
         baseline_evaluation=base_ev.outputs["evaluation"],
         selection=sel.outputs["selection"],
+        timings=bench.outputs["timings"],
         target="cpu-amd64",
     )
     # the bool return is the output named "Output" (the task also has artifact outputs)
@@ -101,7 +114,7 @@ def _run(tmp_path: Path, candidate_dirs, sample_dataset, goals: dict) -> tuple[P
     marker = tmp_path / "marker.json"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     _pipeline(
-        candidates=[str(candidate_dirs["ptq-dynamic"]), str(candidate_dirs["fp32-tflite"])],
+        candidates=[str(candidate_dirs["ptq-dynamic"])],
         baseline=str(candidate_dirs["fp32-tflite"]),
         data=str(sample_dataset),
         goals_json=json.dumps(goals),
@@ -117,8 +130,9 @@ def test_pipeline_selects_and_gates_deploy(tmp_path, candidate_dirs, sample_data
     sel = json.loads((_outputs(root, "select") / "selection").read_text())
     assert sel["selected"] == "ptq-dynamic"  # smallest within one point
     assert sel["deploy"] is True
-    # the baseline was also in the loop: it is compared once, not twice
     assert sorted(c["name"] for c in sel["candidates"]) == ["fp32-tflite", "ptq-dynamic"]
+    timings = json.loads((_outputs(root, "benchmark") / "timings").read_text())
+    assert sorted(timings["models"]) == ["fp32-tflite", "ptq-dynamic"]  # side by side, once
     used = json.loads(marker.read_text())
     assert used["files"] == ["candidate.json", "model.tflite"]
     assert used["meta"]["name"] == "ptq-dynamic" and used["meta"]["selected"] == "ptq-dynamic"
@@ -151,10 +165,44 @@ def test_compiled_yaml_is_current(tmp_path):
     from kfp import compiler
 
     here = Path(__file__).resolve().parents[1] / "components"
-    for comp in (evaluate, select, report):
+    for comp in (evaluate, benchmark, select, report):
         name = comp.python_func.__name__
         out = tmp_path / f"{name}.yaml"
         compiler.Compiler().compile(comp, str(out))
         assert out.read_text() == (here / f"{name}.yaml").read_text(), (
             f"components/{name}.yaml is stale; regenerate it with `kfedge compile`"
         )
+
+
+_NO_TF = "raise ImportError('no TensorFlow in the serving image')\n"
+
+
+def test_edge_components_run_without_tensorflow(tmp_path, candidate_dirs, sample_dataset):
+    """evaluate and benchmark run in the serving image (no TensorFlow): their library entries,
+    and the benchmark's worker processes, must not import it for .tflite candidates."""
+    blocker = tmp_path / "blocker"
+    for mod in ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization"):
+        (blocker / mod).mkdir(parents=True)
+        (blocker / mod / "__init__.py").write_text(_NO_TF)
+    code = f"""
+import json, sys
+from kfedge.evaluate import evaluate_from_files
+from kfedge.sidebyside import benchmark_from_files
+ev = evaluate_from_files({str(candidate_dirs["ptq-dynamic"])!r}, {str(sample_dataset)!r},
+                         {str(tmp_path / "ev.json")!r}, latency_runs=30, target="cpu-amd64")
+sbs = benchmark_from_files([{str(candidate_dirs["fp32-tflite"])!r},
+                            {str(candidate_dirs["ptq-dynamic"])!r}], {str(sample_dataset)!r},
+                           {str(tmp_path / "t.json")!r}, rounds=3, target="cpu-amd64")
+assert "tensorflow" not in sys.modules
+print(json.dumps({{"acc": ev.accuracy, "timed": sorted(sbs.models)}}))
+"""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(blocker), os.environ.get("PYTHONPATH", "")]),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["acc"] > 0.8 and got["timed"] == ["fp32-tflite", "ptq-dynamic"]

@@ -489,11 +489,6 @@ def test_tasks_pinned_to_the_target_node_get_an_image_built_for_its_arch(target:
         assert serving.builds_for(tgt.arch)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="evaluate still runs in the component image (TensorFlow); pipelines/edge.py should "
-    "run it in the slim serving image (base_image of the evaluate component), then remove this",
-)
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
 def test_evaluation_on_the_edge_node_runs_the_serving_runtime_image(path: Path) -> None:
     spec = [d for d in yaml.safe_load_all(path.read_text()) if d][0]

@@ -211,14 +211,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         help="only check that the checked-in YAML is current (exit 1 when stale)",
     ),
     arg("--output-dir", help="write there instead of next to the sources"),
+    arg(
+        "--registry",
+        help="rewrite every kfedge image to this registry (e.g. registry.local:5000/team); "
+        "written to --output-dir (default build/yaml), never over the checked-in YAML",
+    ),
 )
 def _cmd_compile(args: argparse.Namespace) -> int:
-    from kfedge.pipelines.compile import compile_all
+    from kfedge.pipelines.compile import REGISTRY_OUTPUT_DIR, compile_all
 
-    stale = compile_all(check=args.check, output_dir=args.output_dir)
-    if args.check and stale:
-        print("stale compiled YAML (run `make compile`): " + ", ".join(stale), file=sys.stderr)
+    output_dir = args.output_dir or (REGISTRY_OUTPUT_DIR if args.registry else None)
+    done = compile_all(check=args.check, output_dir=output_dir, registry=args.registry)
+    if args.check and done:
+        print("stale compiled YAML (run `make compile`): " + ", ".join(done), file=sys.stderr)
         return 1
+    if args.registry:
+        print(f"{len(done)} files with images from {args.registry} in {output_dir}")
     return 0
 
 
