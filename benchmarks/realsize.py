@@ -173,38 +173,54 @@ def reference_candidate(fp32_onnx: Path, data: Path, work: Path, samples: int) -
     return entry(ORT_REFERENCE, "reference", "onnx", out, res["seconds"], settings=res["settings"])
 
 
+class TensorFlowLoaded(RuntimeError):
+    """A timing process had TensorFlow loaded: its measurement would be wrong."""
+
+
 def time_side_by_side(
-    entries: list[dict[str, Any]], cfg: SideBySideConfig
+    entries: list[dict[str, Any]],
+    cfg: SideBySideConfig,
+    failed: list[dict[str, Any]] | None = None,
 ) -> dict[str, dict[int, list[dict[str, float]]]]:
     """Time every entry in ``cfg.rounds`` interleaved rounds at each thread count.
 
-    Each block runs in a fresh ``python -m benchmarks.child`` process (no TensorFlow).
+    Each block runs in a fresh ``python -m benchmarks.child`` process (no TensorFlow). A file
+    whose timing process fails is dropped from every round and recorded in ``failed``.
 
     Returns:
-        ``{name: {threads: [per-round {"p50", "p90", "p99", "n"}]}}``.
+        ``{name: {threads: [per-round {"p50", "p90", "p99", "n"}]}}`` (timed files only).
 
     Raises:
-        RuntimeError: A timing process had TensorFlow loaded (the measurement would be wrong).
+        TensorFlowLoaded: A timing process had TensorFlow loaded.
     """
     names = [e["name"] for e in entries]
     by = {e["name"]: e for e in entries}
     out: dict[str, dict[int, list[dict[str, float]]]] = {
         n: {t: [] for t in cfg.threads} for n in names
     }
+    dropped: set[str] = set()
     for r in range(cfg.rounds):
         for t in cfg.threads:
             for name in interleaved(names, r):
+                if name in dropped:
+                    continue
                 log(f"round {r + 1}/{cfg.rounds}, {t} thread(s): {name}")
                 time.sleep(cfg.pause_s)
                 path = by[name]["path"]
                 args = ["block", path, "--threads", str(t), "--runs", str(cfg.runs)]
                 args += ["--warmup", str(cfg.warmup), "--budget", str(cfg.budget_s)]
-                res = run_json_child("benchmarks.child", args)
+                try:
+                    res = run_json_child("benchmarks.child", args)
+                except RuntimeError as exc:
+                    dropped.add(name)
+                    if failed is not None:
+                        failed.append(failure(name, by[name]["kind"], f"timing failed: {exc}"))
+                    continue
                 if res["tensorflow_loaded"]:
-                    raise RuntimeError("the timing process imported TensorFlow")
+                    raise TensorFlowLoaded("the timing process imported TensorFlow")
                 p = res["models"][path]
                 out[name][t].append({k: p[k] for k in ("p50", "p90", "p99", "n")})
-    return out
+    return {n: v for n, v in out.items() if n not in dropped}
 
 
 def summarize(
@@ -280,7 +296,8 @@ def run_model(
             peer_entries, peer_info = peers(s.label, fp32, prep["dataset"], work / "peers")
             for pe in peer_entries:
                 (failed if pe.get("status") == "failed" else made).append(pe)
-    timing = time_side_by_side(made, cfg)
+    timing = time_side_by_side(made, cfg, failed)
+    made = [e for e in made if e["name"] in timing]
     return {
         "model": key,
         "label": s.label,

@@ -175,8 +175,9 @@ def run(
                     epochs=1,
                     reference=False,
                 )
+            hook = olive if "seeds" in sections else None
             sample = timed(
-                "seeds", lambda: seeds.run(work_dir / "seeds", scfg, dataset, baseline, olive)
+                "seeds", lambda: seeds.run(work_dir / "seeds", scfg, dataset, baseline, hook)
             )
             if "seeds" in sections:
                 results["seeds"] = sample

@@ -34,8 +34,6 @@ DEFAULT_TECHNIQUES = (
 )
 #: The FP32 reference every file of a format is compared with.
 REFERENCE = {"tflite": "fp32-tflite", "onnx": "fp32-onnx"}
-#: Techniques that fine-tune (take ``epochs``).
-FINE_TUNING = {"qat-int8", "prune", "cluster", "prune-cluster-int8", "pqat-int8", "cqat-int8"}
 
 
 @dataclass
@@ -122,7 +120,7 @@ def apply_all(
     failed: list[dict[str, Any]] = []
     for name in names:
         params: dict[str, Any] = {}
-        if epochs is not None and name in FINE_TUNING:
+        if epochs is not None and techniques.get_technique(name).fine_tunes:
             params["epochs"] = int(epochs)
         log(f"applying {name}")
         try:
@@ -199,8 +197,12 @@ def measure(
     dataset: Path,
     cfg: SeedsConfig,
     eval_kwargs: dict[str, Any] | None = None,
+    failed: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate every candidate in ``cfg.rounds`` interleaved rounds at each thread count.
+
+    A file that ``evaluate`` cannot score is dropped from every round and recorded in
+    ``failed`` (the run goes on with the others).
 
     Returns:
         ``{name: {"accuracy", "num_samples", "size_bytes", "size_gzip_bytes", "sparsity",
@@ -210,23 +212,39 @@ def measure(
 
     names = list(cands)
     res: dict[str, Any] = {n: {"latency": {str(t): [] for t in cfg.threads}} for n in names}
+    dropped: set[str] = set()
     for r in range(cfg.rounds):
         for t in cfg.threads:
             for name in interleaved(names, r):
+                if name in dropped:
+                    continue
                 log(f"round {r + 1}/{cfg.rounds}, {t} thread(s): evaluating {name}")
-                ev = _as_dict(
-                    evaluate(
-                        cands[name]["dir"],
-                        dataset,
-                        name=name,
-                        threads=t,
-                        isolate=True,
-                        latency_runs=cfg.latency_runs,
-                        warmup=cfg.warmup,
-                        time_budget_s=cfg.time_budget_s,
-                        **(eval_kwargs or {}),
+                try:
+                    ev = _as_dict(
+                        evaluate(
+                            cands[name]["dir"],
+                            dataset,
+                            name=name,
+                            threads=t,
+                            isolate=True,
+                            latency_runs=cfg.latency_runs,
+                            warmup=cfg.warmup,
+                            time_budget_s=cfg.time_budget_s,
+                            **(eval_kwargs or {}),
+                        )
                     )
-                )
+                except Exception as exc:  # noqa: BLE001 - one file must not end the run
+                    traceback.print_exc()
+                    dropped.add(name)
+                    if failed is not None:
+                        failed.append(
+                            {
+                                "name": name,
+                                "kind": cands[name]["kind"],
+                                "error": f"evaluate failed: {type(exc).__name__}: {exc}"[:300],
+                            }
+                        )
+                    continue
                 lat = ev["latency_ms"]
                 res[name]["latency"][str(t)].append(
                     {"p50": lat["p50"], "p90": lat["p90"], "p99": lat["p99"], "runs": lat["runs"]}
@@ -240,7 +258,7 @@ def measure(
                     peak_rss_mb=ev.get("peak_rss_mb"),
                     format=ev["format"],
                 )
-    return res
+    return {n: v for n, v in res.items() if n not in dropped}
 
 
 def summarize(
@@ -323,7 +341,7 @@ def run(
         names, prep["baseline"], prep["dataset"], work / "candidates", cfg.epochs
     )
     peer_info = add_outside(cands, failed, prep["dataset"], work, cfg, peers)
-    meas = measure(cands, prep["dataset"], cfg)
+    meas = measure(cands, prep["dataset"], cfg, failed=failed)
     rows = summarize(cands, meas, cfg.threads)
     return {
         "config": {
