@@ -29,12 +29,12 @@ def test_help_lists_every_command():
 
 
 def test_techniques_list_and_show(capsys: pytest.CaptureFixture[str]):
-    from kfedge.provision import TECHNIQUE_OUTPUT
+    from kfedge.techniques import TECHNIQUES
 
     assert main(["techniques"]) == 0
     out = capsys.readouterr().out
-    for name in TECHNIQUE_OUTPUT:
-        assert name in out
+    for name, decl in TECHNIQUES.items():
+        assert any(line.split()[:3] == [name, *decl.output] for line in out.splitlines()), name
     assert main(["techniques", "prune"]) == 0
     assert "target_sparsity" in capsys.readouterr().out
     assert main(["techniques", "sparsify"]) == 2

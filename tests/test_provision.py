@@ -10,8 +10,9 @@ import pytest
 from kfedge.candidate import load_candidate, model_path
 from kfedge.data import read_info, save_npz
 from kfedge.errors import ConfigError, DataError, ModelFormatError, NotFoundError
-from kfedge.provision import TECHNIQUE_OUTPUT, plan_techniques, provision
-from kfedge.targets import load_target
+from kfedge.provision import plan_techniques, provision
+from kfedge.targets import FORMATS, QUANTIZATION_MODES, load_target
+from kfedge.techniques import TECHNIQUES, get_technique
 
 
 def test_plan_for_cpu_starts_with_the_fp32_baseline():
@@ -24,7 +25,7 @@ def test_plan_for_coral_keeps_int8_tflite_only_plus_the_baseline():
     coral = load_target("coral-edgetpu")
     plan = plan_techniques("auto", coral)
     assert plan[0] == "fp32-tflite"
-    assert all(TECHNIQUE_OUTPUT[t] == ("tflite", "int8") for t in plan[1:])
+    assert all(get_technique(t).output == ("tflite", "int8") for t in plan[1:])
     with pytest.raises(ConfigError, match="onnx-int8-static \\(onnx/int8\\)"):
         plan_techniques("ptq-int8,onnx-int8-static", coral)
 
@@ -34,10 +35,24 @@ def test_unknown_technique_is_refused():
         plan_techniques(["sparsify"], load_target("cpu-amd64"))
 
 
-def test_every_registered_technique_has_an_output_mapping():
-    from kfedge.techniques import list_techniques
+def test_every_technique_declares_an_output_a_target_can_list():
+    for name, decl in TECHNIQUES.items():
+        assert decl.output_format in FORMATS and decl.quant_mode in QUANTIZATION_MODES, name
 
-    assert set(list_techniques()) == set(TECHNIQUE_OUTPUT)
+
+def test_technique_params_come_from_the_declarations():
+    from kfedge.provision import technique_params
+
+    coral = load_target("coral-edgetpu")
+    for name, decl in TECHNIQUES.items():
+        params = technique_params(name, coral, epochs=2, calibration_samples=64)
+        assert ("epochs" in params) == decl.fine_tunes, name
+        int8_tflite = decl.output == ("tflite", "int8")
+        assert params.get("io_dtype") == ("uint8" if int8_tflite else None), name
+    calibrated = {
+        n for n in TECHNIQUES if "calibration_samples" in technique_params(n, coral, None, 64)
+    }
+    assert calibrated == {"ptq-int8", "onnx-int8-static", "prune-cluster-int8"}
 
 
 def test_provision_existing_model_and_npz(
@@ -131,3 +146,49 @@ def test_imported_models_get_readable_names_apart_from_the_baseline(uri: str, na
     from kfedge.provision import imported_name
 
     assert imported_name(uri) == name != "baseline"
+
+
+def test_provision_from_files_writes_the_runtime_spec_and_metadata(
+    baseline_model: Path, tmp_path: Path
+):
+    """The provision component's body, run on plain paths and on artifact-like objects."""
+    from types import SimpleNamespace
+
+    from kfedge.provision import import_model_to, provision_from_files, technique_params_from_file
+
+    out = provision_from_files(
+        str(baseline_model),
+        "sample://digits",
+        "cpu-amd64",
+        tmp_path / "m",
+        tmp_path / "d",
+        tmp_path / "rt" / "runtime.json",
+        techniques=["ptq-int8", "onnx-int8-static"],
+        calibration_samples=64,
+    )
+    spec = json.loads((tmp_path / "rt" / "runtime.json").read_text())
+    assert spec["techniques"] == ["fp32-tflite", "ptq-int8", "onnx-int8-static"]
+    assert json.loads(out.plan) == spec["params"]
+    assert spec["params"]["onnx-int8-static"] == {"calibration_samples": 64, "isa": "x86-64"}
+    assert out.node_selector == {"kubernetes.io/arch": "amd64"}
+    assert (out.accelerator_type, out.accelerator_count, out.baseline_format) == ("", "0", "tflite")
+    assert json.loads(out.goals)["formats"] == ["tflite", "onnx"]
+    assert load_candidate(tmp_path / "m").name == "baseline"
+    params = technique_params_from_file(tmp_path / "rt" / "runtime.json", "onnx-int8-static")
+    assert json.loads(params) == {"calibration_samples": 64, "isa": "x86-64"}
+    assert technique_params_from_file(tmp_path / "rt" / "runtime.json", "prune") == "{}"
+
+    arts = {k: SimpleNamespace(path=str(tmp_path / "b" / k), metadata={}) for k in "mdr"}
+    provision_from_files(
+        str(baseline_model), "sample://digits", "cpu-arm64", arts["m"], arts["d"], arts["r"]
+    )
+    assert arts["m"].metadata == {
+        "name": "baseline",
+        "format": "keras",
+        "source": str(baseline_model),
+    }
+    assert arts["d"].metadata["source"] == "sample://digits" and arts["d"].metadata["n_eval"] > 0
+    assert arts["r"].metadata["target"] == "cpu-arm64"
+    imported = SimpleNamespace(path=str(tmp_path / "imp"), metadata={})
+    name = import_model_to(str(baseline_model), imported)
+    assert name == imported.metadata["name"] == "baseline.keras"

@@ -23,8 +23,8 @@ import yaml
 from fake_apis import FakeJsonApi, Request
 
 from kfedge.errors import ConfigError, KfedgeError, NotFoundError
-from kfedge.provision import TECHNIQUE_OUTPUT
 from kfedge.submit import load_pipeline_spec, parse_params, pipeline_path, prepare_params, submit
+from kfedge.techniques import get_technique
 
 # --------------------------------------------------------------------------- fake KFP API
 
@@ -273,11 +273,11 @@ def test_auto_techniques_follow_the_target(target: str):
         # the FP32 reference is exported separately, never a ParallelFor branch
         assert baseline_technique(list(tgt.formats)) not in sent["techniques"]
         for t in sent["techniques"]:
-            fmt, mode = TECHNIQUE_OUTPUT[t]
+            fmt, mode = get_technique(t).output
             assert fmt in tgt.formats and mode in tgt.quantization, (target, t)
     if target == "coral-edgetpu":
         assert sent["techniques"]
-        assert {TECHNIQUE_OUTPUT[t] for t in sent["techniques"]} == {("tflite", "int8")}
+        assert {get_technique(t).output for t in sent["techniques"]} == {("tflite", "int8")}
 
 
 def test_params_typed_and_completed():

@@ -11,14 +11,13 @@ On disk a candidate is a directory (the KFP ``Model`` artifact path, or KServe's
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kfedge.errors import ModelFormatError, NotFoundError
 from kfedge.formats import detect_format
+from kfedge.fsutil import write_json_atomic
 
 META_FILE = "candidate.json"
 _MODEL_NAMES = ("model.tflite", "model.onnx", "model.keras", "model.h5", "saved_model")
@@ -73,11 +72,20 @@ def save_candidate(cand: Candidate, directory: str | Path) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     if not (d / cand.model_file).exists():
         raise ModelFormatError(f"candidate {cand.name}: {d / cand.model_file} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(cand.to_dict(), fh, indent=2, sort_keys=True)
-    os.replace(tmp, d / META_FILE)
-    return d / META_FILE
+    return write_json_atomic(d / META_FILE, cand.to_dict())
+
+
+def artifact_parts(artifact: Any) -> tuple[Path, dict[str, Any] | None]:
+    """The path and metadata dict of a KFP artifact (``.path``, ``.metadata``), or a plain path.
+
+    Library entries that component bodies call take either, so they run without KFP too.
+
+    Returns:
+        The path, and the artifact's metadata dict (None for a plain path).
+    """
+    if hasattr(artifact, "path"):
+        return Path(artifact.path), getattr(artifact, "metadata", None)
+    return Path(artifact), None
 
 
 def load_candidate(path: str | Path) -> Candidate:

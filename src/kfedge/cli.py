@@ -314,7 +314,6 @@ def _cmd_targets(args: argparse.Namespace) -> int:
     arg("name", nargs="?", help="show one technique's parameters (JSON schema)"),
 )
 def _cmd_techniques(args: argparse.Namespace) -> int:
-    from kfedge.provision import TECHNIQUE_OUTPUT
     from kfedge.techniques import describe, get_technique
 
     if args.name:
@@ -323,7 +322,7 @@ def _cmd_techniques(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     for d in describe():
-        fmt, mode = TECHNIQUE_OUTPUT.get(d["name"], ("?", "?"))
+        fmt, mode = d["output_format"], d["quant_mode"]
         print(f"{d['name']:20s} {fmt:6s} {mode:8s} {d['description']}")
     return 0
 

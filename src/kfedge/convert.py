@@ -6,33 +6,18 @@ converters accept. Files are written atomically.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kfedge import compat
+from kfedge import compat, fsutil
 from kfedge.errors import ModelFormatError
 from kfedge.formats import KERAS_FORMATS, detect_format
+from kfedge.fsutil import write_atomic  # noqa: F401  (re-export for older imports)
 from kfedge.models import export_savedmodel, is_keras3_file, load_keras
 
 DEFAULT_OPSET = 17
-
-
-def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write bytes to ``path`` through a temp file in the same directory."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def tflite_converter(model_path: str | Path, work_dir: str | Path) -> Any:
@@ -57,6 +42,18 @@ def tflite_converter(model_path: str | Path, work_dir: str | Path) -> Any:
     return tf.lite.TFLiteConverter.from_keras_model(load_keras(model_path))
 
 
+def _run_converter(
+    conv: Any, out_path: str | Path, configure: Callable[[Any], None] | None, what: str
+) -> Path:
+    if configure is not None:
+        configure(conv)
+    try:
+        data = conv.convert()
+    except Exception as exc:  # the converter raises ConverterError and friends
+        raise ModelFormatError(f"TFLite conversion of {what} failed: {exc}") from exc
+    return write_atomic(out_path, data)
+
+
 def convert_tflite(
     model_path: str | Path,
     out_path: str | Path,
@@ -76,14 +73,24 @@ def convert_tflite(
     with tempfile.TemporaryDirectory(
         dir=out_path.parent if out_path.parent.exists() else None
     ) as w:
-        conv = tflite_converter(model_path, w)
-        if configure is not None:
-            configure(conv)
-        try:
-            data = conv.convert()
-        except Exception as exc:  # the converter raises ConverterError and friends
-            raise ModelFormatError(f"TFLite conversion of {model_path} failed: {exc}") from exc
-    return write_atomic(out_path, data)
+        return _run_converter(tflite_converter(model_path, w), out_path, configure, str(model_path))
+
+
+def convert_keras_tflite(
+    model: Any, out_path: str | Path, configure: Callable[[Any], None] | None = None
+) -> Path:
+    """Convert a live tf_keras model (stripped, or trained with QAT wrappers) to a .tflite file.
+
+    Args:
+        model: The tf_keras model.
+        out_path: Destination .tflite.
+        configure: Called with the converter before ``convert()``.
+
+    Returns:
+        The written path.
+    """
+    conv = compat.tf().lite.TFLiteConverter.from_keras_model(model)
+    return _run_converter(conv, out_path, configure, f"model {model.name}")
 
 
 def convert_onnx(model_path: str | Path, out_path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
@@ -111,9 +118,8 @@ def convert_onnx(model_path: str | Path, out_path: str | Path, opset: int = DEFA
     compat.require("tf2onnx.tf_loader")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_path.parent) as w:
+    with tempfile.TemporaryDirectory(dir=out_path.parent) as w, fsutil.atomic_path(out_path) as tmp:
         sm = export_savedmodel(model_path, w)
-        tmp = Path(w) / "model.onnx"
         try:
             graph_def, inputs, outputs, renames = tf2onnx.tf_loader.from_saved_model(
                 str(sm),
@@ -132,5 +138,4 @@ def convert_onnx(model_path: str | Path, out_path: str | Path, opset: int = DEFA
             )
         except Exception as exc:  # tf2onnx raises many types
             raise ModelFormatError(f"ONNX conversion of {model_path} failed: {exc}") from exc
-        os.replace(tmp, out_path)
     return out_path

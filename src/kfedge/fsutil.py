@@ -116,7 +116,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     Nothing exists at the yielded path yet: the block creates a file or a directory tree
     there (``open(tmp, "xb")``, ``shutil.copytree(src, tmp)``, ``tmp.mkdir()``). On success
     it is renamed onto ``path``, replacing whatever was there, file or directory, as a
-    whole; on any error it is removed and ``path`` is left as it was.
+    whole; on any error it is removed and ``path`` is left as it was. Its name ends with
+    ``path``'s, so savers that choose a format by the suffix (Keras) write the right one.
 
     Args:
         path: The final destination; its parent directories are created.
@@ -126,7 +127,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{path.name}-{secrets.token_hex(4)}"
+    tmp = path.parent / f".tmp-{secrets.token_hex(4)}-{path.name}"  # keeps the suffix
     try:
         yield tmp
         _replace_path(tmp, path)

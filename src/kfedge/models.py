@@ -8,9 +8,6 @@ tfmot techniques refuse it with a message that says what to do.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ from typing import Any
 from kfedge import compat
 from kfedge.errors import ModelFormatError
 from kfedge.formats import detect_format
+from kfedge.fsutil import atomic_path
 
 
 def keras_file_version(path: str | Path) -> str:
@@ -79,20 +77,13 @@ def load_keras(path: str | Path, custom_objects: dict[str, Any] | None = None) -
 
 
 def save_keras(model: Any, path: str | Path) -> Path:
-    """Save a tf_keras model atomically (temp file, then rename); format from the suffix."""
+    """Save a tf_keras model atomically; format by suffix (.keras, .h5; none: SavedModel)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix or ".keras", dir=path.parent, prefix=".tmp-")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix in (".h5", ".hdf5"):
             model.save(tmp, include_optimizer=False)
         else:
             model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -110,9 +101,7 @@ def export_savedmodel(path: str | Path, out_dir: str | Path) -> Path:
     if fmt == "savedmodel":
         return Path(path)
     dest = Path(out_dir) / "saved_model"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-sm-", dir=out_dir))
-    shutil.rmtree(tmp)
-    try:
+    with atomic_path(dest) as tmp:
         if fmt == "keras" and keras_file_version(path).startswith("3"):
             compat.tf()
             keras3 = compat.require("keras")
@@ -137,12 +126,6 @@ def export_savedmodel(path: str | Path, out_dir: str | Path) -> Path:
 
             fn = tf.function(serve).get_concrete_function(*specs)
             tf.saved_model.save(model, str(tmp), signatures=fn)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

@@ -8,36 +8,18 @@ techniques the target can run (format and quantization mode) — before any heav
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from kfedge.candidate import artifact_parts
 from kfedge.errors import ConfigError, DataError, ModelFormatError
 from kfedge.formats import detect_format
 
 #: Model URI that means "train the built-in sample baseline".
 SAMPLE_MODEL_URI = "sample://baseline"
-
-#: What each technique produces: (format, quantization mode). Provision keeps the techniques
-#: whose format and mode the target profile lists.
-TECHNIQUE_OUTPUT: dict[str, tuple[str, str]] = {
-    "fp32-tflite": ("tflite", "fp32"),
-    "fp32-onnx": ("onnx", "fp32"),
-    "ptq-dynamic": ("tflite", "dynamic"),
-    "ptq-fp16": ("tflite", "fp16"),
-    "ptq-int8": ("tflite", "int8"),
-    "onnx-int8-static": ("onnx", "int8"),
-    "onnx-int8-dynamic": ("onnx", "dynamic"),
-    "onnx-fp16": ("onnx", "fp16"),
-    "qat-int8": ("tflite", "int8"),
-    "prune": ("tflite", "fp32"),
-    "cluster": ("tflite", "fp32"),
-    "prune-cluster-int8": ("tflite", "int8"),
-    "pqat-int8": ("tflite", "int8"),
-    "cqat-int8": ("tflite", "int8"),
-    "pcqat-int8": ("tflite", "int8"),
-}
 
 #: The default plan on a CPU target (what `make run` optimizes).
 DEFAULT_TECHNIQUES = [
@@ -52,25 +34,20 @@ DEFAULT_TECHNIQUES = [
     "prune-cluster-int8",
 ]
 
-#: Techniques that fine-tune (take the ``epochs`` parameter).
-TRAINING_TECHNIQUES = {
-    "qat-int8",
-    "prune",
-    "cluster",
-    "prune-cluster-int8",
-    "pqat-int8",
-    "cqat-int8",
-    "pcqat-int8",
-}
-
 
 def baseline_technique(target_formats: list[str]) -> str:
     """The FP32 export every candidate is compared with: the target's preferred format."""
     return "fp32-onnx" if target_formats and target_formats[0] == "onnx" else "fp32-tflite"
 
 
+def _declaration(technique: str) -> Any:
+    from kfedge.techniques import get_technique
+
+    return get_technique(technique)
+
+
 def plan_techniques(requested: list[str] | str | None, target: Any) -> list[str]:
-    """Decide which techniques run for a target.
+    """Decide which techniques run for a target, from the techniques' declared outputs.
 
     Args:
         requested: Technique names, a comma-separated string, or ``None`` / ``"auto"`` for the
@@ -84,25 +61,20 @@ def plan_techniques(requested: list[str] | str | None, target: Any) -> list[str]
         ConfigError: An unknown technique, or one whose format / quantization mode the target
             does not run.
     """
+    from kfedge.techniques import TECHNIQUES
+
     if isinstance(requested, str):
         requested = [t.strip() for t in requested.split(",") if t.strip()]
     auto = not requested or requested == ["auto"]
-    names = list(TECHNIQUE_OUTPUT) if auto else list(dict.fromkeys(requested or []))
-    unknown = [t for t in names if t not in TECHNIQUE_OUTPUT]
+    names = list(TECHNIQUES) if auto else list(dict.fromkeys(requested or []))
+    unknown = [t for t in names if t not in TECHNIQUES]
     if unknown:
-        raise ConfigError(
-            f"unknown technique(s) {unknown}; expected some of {sorted(TECHNIQUE_OUTPUT)}"
-        )
-    modes = set(target.quantization)
-    fits = [
-        t
-        for t in names
-        if TECHNIQUE_OUTPUT[t][0] in target.formats and TECHNIQUE_OUTPUT[t][1] in modes
-    ]
+        raise ConfigError(f"unknown technique(s) {unknown}; expected some of {sorted(TECHNIQUES)}")
+    fits = [t for t in names if deployable(t, target)]
     if not auto:
         refused = [t for t in names if t not in fits]
         if refused:
-            why = ", ".join(f"{t} ({'/'.join(TECHNIQUE_OUTPUT[t])})" for t in refused)
+            why = ", ".join(f"{t} ({'/'.join(TECHNIQUES[t].output)})" for t in refused)
             raise ConfigError(
                 f"target {target.name} runs formats {target.formats} with quantization "
                 f"{target.quantization}; these techniques produce something else: {why}"
@@ -119,25 +91,36 @@ def plan_techniques(requested: list[str] | str | None, target: Any) -> list[str]
 
 def deployable(technique: str, target: Any) -> bool:
     """Whether the target runs what ``technique`` produces (format and quantization mode)."""
-    fmt, mode = TECHNIQUE_OUTPUT[technique]
+    fmt, mode = _declaration(technique).output
     return fmt in target.formats and mode in target.quantization
 
 
 def technique_params(
     technique: str, target: Any, epochs: int | None = None, calibration_samples: int | None = None
 ) -> dict[str, Any]:
-    """Parameters a technique gets for a target (integer IO for Edge TPU, epochs, ...)."""
+    """Parameters a technique gets for a target, from its declaration.
+
+    Fine-tuning techniques get ``epochs``; INT8 TFLite techniques integer IO when the target
+    wants it (Edge TPU); calibrated INT8 techniques ``calibration_samples``; ONNX Runtime INT8
+    techniques the target's instruction set (``isa``), which decides their weight range.
+    """
+    from kfedge.cpu import target_isa
+
+    decl = _declaration(technique)
+    fields = decl.Config.model_fields
     params: dict[str, Any] = {}
-    if epochs is not None and epochs > 0 and technique in TRAINING_TECHNIQUES:
+    if epochs is not None and epochs > 0 and decl.fine_tunes:
         params["epochs"] = int(epochs)
-    int8 = TECHNIQUE_OUTPUT.get(technique, ("", ""))[1] == "int8"
-    if int8 and TECHNIQUE_OUTPUT[technique][0] == "tflite":
+    int8 = decl.quant_mode == "int8"
+    if int8 and decl.output_format == "tflite" and "io_dtype" in fields:
         if "uint8-io" in target.quantization:
             params["io_dtype"] = "uint8"
         elif "int8-full-integer-io" in target.quantization:
             params["io_dtype"] = "int8"
-    if calibration_samples and technique in ("ptq-int8", "onnx-int8-static", "prune-cluster-int8"):
+    if calibration_samples and int8 and decl.needs_data and "calibration_samples" in fields:
         params["calibration_samples"] = int(calibration_samples)
+    if "isa" in fields:
+        params["isa"] = target_isa(target).name
     return params
 
 
@@ -287,7 +270,7 @@ def provision(
         "techniques": plan,
         "params": {t: technique_params(t, tgt, epochs, calibration_samples) for t in plan},
         "baseline": baseline_technique(list(tgt.formats)),
-        "baseline_format": TECHNIQUE_OUTPUT[baseline_technique(list(tgt.formats))][0],
+        "baseline_format": _declaration(baseline_technique(list(tgt.formats))).output_format,
         "deployable": [t for t in plan if deployable(t, tgt)],
         "node_selector": tgt.k8s_node_selector(),
         "tolerations": tolerations,
@@ -390,3 +373,132 @@ def import_candidate(uri: str, out_dir: str | Path) -> Any:
         )
         save_candidate(cand, out)
         return cand
+
+
+# -- component entries -----------------------------------------------------------------------
+class ProvisionOutputs(NamedTuple):
+    """The provision component's outputs (field names as in its NamedTuple)."""
+
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, Any]]
+    accelerator_type: str
+    accelerator_count: str
+    plan: str
+    baseline_format: str
+    goals: str
+
+
+def use_s3_endpoint(endpoint: str) -> None:
+    """Point S3 access at ``endpoint`` for this process (``AWS_ENDPOINT_URL``); "" = leave it."""
+    if endpoint:
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+
+
+def provision_from_files(
+    model_uri: str,
+    data_uri: str,
+    target: str,
+    baseline: Any,
+    dataset: Any,
+    runtime: Any,
+    techniques: list[str] | tuple[str, ...] = (),
+    epochs: int = 0,
+    calibration_samples: int = 0,
+    goals_json: str = "{}",
+    s3_endpoint: str = "",
+    optimize: bool = True,
+) -> ProvisionOutputs:
+    """The provision component's body: check the goals, provision, write the runtime spec.
+
+    Args:
+        model_uri: As :func:`provision`.
+        data_uri: As :func:`provision`.
+        target: Target profile name or YAML path.
+        baseline: Output artifact (``.path``, ``.metadata``) or directory for the baseline.
+        dataset: Output artifact or directory for the split dataset.
+        runtime: Output artifact or file path for the runtime spec (JSON).
+        techniques: Techniques to run; empty = the target's plan.
+        epochs: Fine-tune epochs (0 = each technique's default).
+        calibration_samples: INT8 calibration samples (0 = default).
+        goals_json: Selection goals (JSON), checked before any heavy work.
+        s3_endpoint: S3 endpoint URL for s3:// URIs; "" = from the environment.
+        optimize: Plan and check the techniques (False: evaluation only).
+
+    Returns:
+        The component's outputs; the artifacts' metadata is set when they carry one.
+    """
+    from kfedge.fsutil import write_json_atomic
+
+    use_s3_endpoint(s3_endpoint)
+    goals = check_goals(goals_json, target)
+    (baseline_dir, baseline_meta), (dataset_dir, dataset_meta) = map(
+        artifact_parts, (baseline, dataset)
+    )
+    runtime_file, runtime_meta = artifact_parts(runtime)
+    spec = provision(
+        model_uri,
+        data_uri,
+        target,
+        baseline_dir,
+        dataset_dir,
+        techniques=list(techniques) or None,
+        optimize=optimize,
+        epochs=epochs or None,
+        calibration_samples=calibration_samples or None,
+    )
+    write_json_atomic(runtime_file, spec, sort_keys=False)
+    if baseline_meta is not None:
+        baseline_meta.update(
+            {"name": "baseline", "format": spec["model_format"], "source": model_uri}
+        )
+    if dataset_meta is not None:
+        dataset_meta.update(
+            {"source": data_uri, **{f"n_{k}": v for k, v in spec["counts"].items()}}
+        )
+    if runtime_meta is not None:
+        runtime_meta.update({"target": spec["target"], "techniques": ",".join(spec["techniques"])})
+    acc = spec["accelerator"] or {}
+    return ProvisionOutputs(
+        spec["node_selector"],
+        spec["tolerations"],
+        acc.get("type", ""),
+        str(acc.get("count", 0)),
+        json.dumps(spec["params"]),
+        spec["baseline_format"],
+        json.dumps(goals),
+    )
+
+
+def technique_params_from_file(runtime: Any, technique: str) -> str:
+    """One technique's parameters (JSON) from provision's runtime spec; prints them.
+
+    Args:
+        runtime: The runtime spec artifact (``.path``) or its file path.
+        technique: The technique of this branch.
+
+    Returns:
+        The parameters as JSON ("{}" = the technique's defaults).
+    """
+    path, _ = artifact_parts(runtime)
+    params = json.loads(path.read_text())["params"].get(technique, {})
+    print(f"[kfedge] {technique}: {params or 'defaults'}")
+    return json.dumps(params)
+
+
+def import_model_to(uri: str, model: Any, s3_endpoint: str = "") -> str:
+    """The import_model component's body: fetch ``uri`` as a candidate into ``model``.
+
+    Args:
+        uri: Path, file:// or s3:// URI of a model or a kfedge candidate directory.
+        model: Output artifact (``.path``, ``.metadata``) or directory.
+        s3_endpoint: S3 endpoint URL; "" = from the environment.
+
+    Returns:
+        The candidate's name.
+    """
+    use_s3_endpoint(s3_endpoint)
+    path, meta = artifact_parts(model)
+    cand = import_candidate(uri, path)
+    if meta is not None:
+        meta.update(cand.kfp_metadata())
+    return cand.name

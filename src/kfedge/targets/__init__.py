@@ -223,6 +223,9 @@ class Target(_Strict):
         serving_resources: Requests and limits of the serving container.
         threads: Inference threads to use on the device (None: the runtime's default).
         notes: Free text: prerequisites, caveats.
+        isa: The nodes' CPU instruction set when known (``x86-64-avx512-vnni``, ``arm64-dotprod``;
+            see :mod:`kfedge.cpu`); ONNX Runtime INT8 weights follow it. None: ``arch`` alone,
+            the settings accurate on every CPU of that architecture.
         devices: What pods need to reach the device: RuntimeClass, device-plugin resources,
             host device paths (see :mod:`kfedge.targets.devices`).
     """
@@ -242,6 +245,21 @@ class Target(_Strict):
     serving_resources: Resources = Field(default_factory=Resources)
     threads: int | None = Field(default=None, ge=1)
     notes: str = ""
+    isa: str | None = None
+
+    @field_validator("isa")
+    @classmethod
+    def _isa_name(cls, v: str | None, info: Any) -> str | None:
+        if v is None:
+            return None
+        from kfedge.cpu import parse_isa
+
+        if v.strip().lower() == "host":
+            raise ValueError("isa names the nodes' instruction set (e.g. x86-64-avx2), not 'host'")
+        isa = parse_isa(v)
+        if isa.arch != {"amd64": "x86-64", "arm64": "arm64"}.get(info.data.get("arch", "")):
+            raise ValueError(f"isa {v!r} contradicts arch {info.data.get('arch')}")
+        return isa.name
     devices: DeviceNeeds = Field(default_factory=DeviceNeeds)
 
     @field_validator("name")

@@ -1,8 +1,10 @@
-"""Optimization techniques: a registry of one module per technique behind one contract.
+"""Optimization techniques: one declaration per technique, found by walking this package.
 
-Each technique module has ``NAME``, ``DESCRIPTION``, ``NEEDS_DATA``, a pydantic ``Config``
-(``extra="forbid"``), ``check(source, data, config)`` (cheap: refuses bad input before any
-heavy work) and ``apply(model_path, data, config, out_dir) -> Candidate``.
+Each technique is a :class:`~kfedge.techniques._declare.Technique` subclass that states its
+name, parameters (a pydantic ``Config``, ``extra="forbid"``), the format and quantization mode
+it produces, whether it fine-tunes, its KFP family and report group, and its transform. Every
+public module of this package is imported on first use, and defining the class registers it:
+adding a technique is adding one file (and its test).
 
 Usage::
 
@@ -18,74 +20,52 @@ chains to the technique ``prune>cluster>ptq-int8``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel
 
-from kfedge.candidate import Candidate
+from kfedge.candidate import Candidate, artifact_parts
 from kfedge.errors import ConfigError
-from kfedge.techniques import (
-    cluster,
-    cqat_int8,
-    fp32_onnx,
-    fp32_tflite,
-    onnx_fp16,
-    onnx_int8_dynamic,
-    onnx_int8_static,
-    pcqat_int8,
-    pqat_int8,
-    prune,
-    prune_cluster_int8,
-    ptq_dynamic,
-    ptq_fp16,
-    ptq_int8,
-    qat_int8,
-)
-from kfedge.techniques._base import resolve_source, validate
+from kfedge.techniques._base import resolve_source
+from kfedge.techniques._declare import REGISTRY, Technique, discover, register
 
-_MODULES: tuple[ModuleType, ...] = (
-    fp32_tflite,
-    fp32_onnx,
-    ptq_dynamic,
-    ptq_fp16,
-    ptq_int8,
-    onnx_int8_static,
-    onnx_int8_dynamic,
-    onnx_fp16,
-    qat_int8,
-    prune,
-    cluster,
-    prune_cluster_int8,
-    pqat_int8,
-    cqat_int8,
-    pcqat_int8,
-)
+discover(__path__, __name__)
 
-#: Technique name -> technique module.
-TECHNIQUES: dict[str, ModuleType] = {m.NAME: m for m in _MODULES}
+#: A path argument, and technique parameters (a dict, a JSON object string, or None).
+Src = str | Path
+Params = dict[str, Any] | str | None
+
+#: Technique name -> declaration, in listing order.
+TECHNIQUES: dict[str, Technique] = REGISTRY
 
 __all__ = [
     "TECHNIQUES",
     "FAMILIES",
+    "Technique",
     "apply",
     "apply_family",
+    "check",
     "describe",
+    "discover",
     "get_technique",
     "list_techniques",
+    "optimize_into",
     "parse_params",
+    "register",
+    "report_group",
     "validate_config",
 ]
 
 
 def list_techniques() -> list[str]:
-    """Names of every registered technique, in registry order."""
+    """Names of every registered technique, in listing order."""
     return list(TECHNIQUES)
 
 
-def get_technique(name: str) -> ModuleType:
-    """The technique module called ``name``.
+def get_technique(name: str) -> Technique:
+    """The declaration of the technique called ``name``.
 
     Raises:
         ConfigError: Unknown name (the message lists the known ones).
@@ -111,20 +91,12 @@ def validate_config(name: str, params: dict[str, Any] | None) -> BaseModel:
     Raises:
         ConfigError: Unknown technique, unknown parameter, or a value out of range.
     """
-    return validate(get_technique(name).Config, params, name)
+    return get_technique(name).validate(params)
 
 
 def describe() -> list[dict[str, Any]]:
-    """Every technique with its description, data needs and parameter JSON schema."""
-    return [
-        {
-            "name": m.NAME,
-            "description": m.DESCRIPTION,
-            "needs_data": m.NEEDS_DATA,
-            "params": m.Config.model_json_schema(),
-        }
-        for m in _MODULES
-    ]
+    """Every technique's declaration: description, data needs, output, family, group, schema."""
+    return [t.describe() for t in TECHNIQUES.values()]
 
 
 def parse_params(params: dict[str, Any] | str | None) -> dict[str, Any]:
@@ -145,13 +117,7 @@ def parse_params(params: dict[str, Any] | str | None) -> dict[str, Any]:
     return params
 
 
-def apply(
-    name: str,
-    model: str | Path,
-    data: str | Path | None,
-    params: dict[str, Any] | str | None,
-    out_dir: str | Path,
-) -> Candidate:
+def apply(name: str, model: Src, data: Src | None, params: Params, out_dir: Src) -> Candidate:
     """Validate, check the inputs, then run technique ``name`` and write its candidate.
 
     Args:
@@ -170,14 +136,10 @@ def apply(
         ConfigError: Unknown technique, bad parameters, or missing data (before any work).
         ModelFormatError: A model the technique cannot take (before any work).
     """
-    technique = get_technique(name)
-    cfg = validate(technique.Config, parse_params(params), name)
-    return technique.apply(model, data, cfg, out_dir)
+    return get_technique(name).apply(model, data, parse_params(params), out_dir)
 
 
-def check(
-    name: str, model: str | Path, data: str | Path | None, params: dict[str, Any] | str | None
-) -> None:
+def check(name: str, model: Src, data: Src | None, params: Params) -> None:
     """Everything :func:`apply` checks before any work, without doing the work.
 
     Provision calls this for every planned technique, so a plan the model or data cannot
@@ -195,28 +157,38 @@ def check(
         ModelFormatError: A model the technique cannot take.
     """
     technique = get_technique(name)
-    cfg = validate(technique.Config, parse_params(params), name)
-    technique.check(resolve_source(model), data, cfg)
+    technique.check(resolve_source(model), data, technique.validate(parse_params(params)))
+
+
+class _Families(Mapping[str, dict[str, str]]):
+    """family -> mode -> technique, read from the declarations each time (a live view)."""
+
+    def _table(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for t in TECHNIQUES.values():
+            if t.family:
+                out.setdefault(t.family, {})[t.family_mode or t.name] = t.name
+        return out
+
+    def __getitem__(self, family: str) -> dict[str, str]:
+        return self._table()[family]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return repr(self._table())
 
 
 #: The technique families the KFP family components expose: family -> mode -> technique.
-FAMILIES: dict[str, dict[str, str]] = {
-    "export_fp32": {"tflite": fp32_tflite.NAME, "onnx": fp32_onnx.NAME},
-    "quantize": {m.NAME: m.NAME for m in (ptq_dynamic, ptq_fp16, ptq_int8, qat_int8)},
-    "quantize_onnx": {m.NAME: m.NAME for m in (onnx_int8_static, onnx_int8_dynamic, onnx_fp16)},
-    "prune": {prune.NAME: prune.NAME},
-    "cluster": {cluster.NAME: cluster.NAME},
-}
+FAMILIES: Mapping[str, dict[str, str]] = _Families()
 
 
 def apply_family(
-    family: str,
-    mode: str,
-    model: str | Path,
-    data: str | Path | None,
-    params: dict[str, Any] | str | None,
-    out_dir: str | Path,
-    **typed: Any,
+    family: str, mode: str, model: Src, data: Src | None, params: Params, out_dir: Src, **typed: Any
 ) -> Candidate:
     """Run the technique ``mode`` of ``family`` with typed parameters merged into ``params``.
 
@@ -247,3 +219,73 @@ def apply_family(
             f"{family}: {both} given both as a component input and in params_json; give each once"
         )
     return apply(modes[mode], model, data, {**merged, **typed}, out_dir)
+
+
+def optimize_into(
+    candidate: Any,
+    technique: str,
+    model: Any,
+    data: Any,
+    params: dict[str, Any] | str | None = None,
+    *,
+    family: str | None = None,
+    **typed: Any,
+) -> str:
+    """The optimize components' body: run a technique into an output artifact.
+
+    Args:
+        candidate: The output artifact (``.path``, ``.metadata``) or candidate directory.
+        technique: The technique name, or the family's mode when ``family`` is given.
+        model: The input model artifact or path.
+        data: The dataset artifact or path, or None.
+        params: Parameters (dict or JSON object string).
+        family: A family of :data:`FAMILIES` (``quantize``...): ``technique`` is its mode.
+        **typed: The family component's typed parameters.
+
+    Returns:
+        The candidate's name; the artifact's metadata gets the candidate's.
+    """
+    out, meta = artifact_parts(candidate)
+    src = artifact_parts(model)[0]
+    ds = None if data is None else artifact_parts(data)[0]
+    if family is None:
+        cand = apply(technique, src, ds, params, out)
+    else:
+        cand = apply_family(family, technique, src, ds, params, out, **typed)
+    if meta is not None:
+        meta.update(cand.kfp_metadata())
+    return cand.name
+
+
+#: Name fragments that put a step no declaration knows into a report group (the rule the
+#: report used before technique declarations existed; kept for imported / foreign chains).
+_QAT_HINTS = ("qat",)
+_PTQ_HINTS = ("ptq", "int8", "fp16", "float16", "dynamic", "quant")
+
+
+def _step_group(step: str) -> str | None:
+    declared = TECHNIQUES.get(step)
+    if declared is not None:
+        return declared.group
+    s = step.lower()
+    if any(h in s for h in _QAT_HINTS):
+        return "QAT"
+    return "PTQ" if any(h in s for h in _PTQ_HINTS) else None
+
+
+def report_group(technique: str) -> str | None:
+    """The report group of a technique chain as recorded in a candidate / evaluation.
+
+    Args:
+        technique: A technique name or chain (``prune>cluster>ptq-int8``), or ``baseline`` /
+            ``imported`` / ``unknown``.
+
+    Returns:
+        ``QAT`` when a step is quantization-aware, else ``PTQ`` when a step quantizes after
+        training, else None. Steps are read from their declarations; a step no declaration
+        knows is judged by its name.
+    """
+    groups = {_step_group(s) for s in str(technique).split(">") if s}
+    if "QAT" in groups:
+        return "QAT"
+    return "PTQ" if "PTQ" in groups else None

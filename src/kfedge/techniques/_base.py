@@ -377,9 +377,6 @@ def save_stripped(model: Any, work: Path) -> str:
 
 
 # -- TFLite ----------------------------------------------------------------------------------
-_TF_DTYPES = {"float32": "float32", "int8": "int8", "uint8": "uint8"}
-
-
 def configure_int8(
     conv: Any,
     data: Path | None,
@@ -403,57 +400,41 @@ def configure_int8(
     return stats
 
 
-def convert_keras_tflite(model: Any, out: Path, configure: Callable[[Any], None] | None) -> Path:
-    """Convert a live (stripped or QAT) tf_keras model to ``out``."""
-    from kfedge.convert import write_atomic
+def export_tflite(
+    model: Any,
+    out: Path,
+    quantize: Literal["none", "int8", "qat"],
+    *,
+    data: Path | None = None,
+    io_dtype: str = "float32",
+    calibration_samples: int = 256,
+) -> dict[str, Any]:
+    """Write the deployable TFLite of a live tf_keras model.
 
-    tf = compat.tf()
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if configure is not None:
-        configure(conv)
-    try:
-        data = conv.convert()
-    except Exception as exc:  # the converter raises ConverterError and friends
-        raise ModelFormatError(f"TFLite conversion failed: {exc}") from exc
-    return write_atomic(out, data)
-
-
-_WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1, "CONV_3D": 1}
-
-
-def tflite_weight_dtypes(path: str | Path) -> dict[str, Any]:
-    """Storage dtype of every conv / dense weight tensor and the model's IO dtypes.
-
-    A weight that reaches its op through a DEQUANTIZE (float16 storage) is reported with the
-    stored dtype.
+    Args:
+        model: A stripped model (``none`` / ``int8``) or a trained QAT model (``qat``).
+        out: Destination .tflite.
+        quantize: ``none`` (FP32), ``int8`` (full integer, calibrated on ``data``) or ``qat``
+            (full integer from the ranges QAT learned; float fallback allowed).
+        data: Split dataset with a calibration split (``int8``).
+        io_dtype: Model input/output type of an INT8 model.
+        calibration_samples: Calibration samples (``int8``).
 
     Returns:
-        ``{"weight_dtypes": {op#index: dtype}, "weight_dtype_counts": {...}, "input_dtype",
-        "output_dtype"}``.
+        Export stats (``calibration_samples`` for ``int8``).
     """
-    interp = compat.litert_interpreter_class()(model_path=str(path))
-    tensors = {t["index"]: t for t in interp.get_tensor_details()}
-    ops = interp._get_ops_details()  # noqa: SLF001 - the documented way to walk the graph
-    producer = {o: op for op in ops for o in op["outputs"]}
-    out: dict[str, str] = {}
-    for op in ops:
-        pos = _WEIGHT_OPS.get(op["op_name"])
-        if pos is None or len(op["inputs"]) <= pos:
-            continue
-        idx = int(op["inputs"][pos])
-        src = producer.get(idx)
-        if src is not None and src["op_name"] == "DEQUANTIZE":
-            idx = int(src["inputs"][0])
-        out[f"{op['op_name'].lower()}#{op['index']}"] = np.dtype(tensors[idx]["dtype"]).name
-    counts: dict[str, int] = {}
-    for d in out.values():
-        counts[d] = counts.get(d, 0) + 1
-    return {
-        "weight_dtypes": out,
-        "weight_dtype_counts": counts,
-        "input_dtype": np.dtype(interp.get_input_details()[0]["dtype"]).name,
-        "output_dtype": np.dtype(interp.get_output_details()[0]["dtype"]).name,
-    }
+    from kfedge.convert import convert_keras_tflite
+
+    stats: dict[str, Any] = {}
+
+    def configure(conv: Any) -> None:
+        if quantize == "int8":
+            stats.update(configure_int8(conv, data, io_dtype, False, calibration_samples))
+        elif quantize == "qat":
+            stats.update(configure_int8(conv, None, io_dtype, True, 0))
+
+    convert_keras_tflite(model, out, configure)
+    return stats
 
 
 def load_tf_keras(path: Path) -> Any:
@@ -499,34 +480,25 @@ def validate(cls: type[TechniqueConfig], params: Any, technique: str) -> Any:
         ) from None
 
 
-def tflite_weight_values(path: str | Path) -> dict[str, np.ndarray]:
-    """The stored conv / dense weight arrays of a TFLite model, by ``op#index``."""
-    interp = compat.litert_interpreter_class()(model_path=str(path))
-    interp.allocate_tensors()
-    ops = interp._get_ops_details()  # noqa: SLF001
-    producer = {o: op for op in ops for o in op["outputs"]}
-    out: dict[str, np.ndarray] = {}
-    for op in ops:
-        pos = _WEIGHT_OPS.get(op["op_name"])
-        if pos is None or len(op["inputs"]) <= pos:
-            continue
-        idx = int(op["inputs"][pos])
-        src = producer.get(idx)
-        if src is not None and src["op_name"] == "DEQUANTIZE":
-            idx = int(src["inputs"][0])
-        try:
-            out[f"{op['op_name'].lower()}#{op['index']}"] = np.array(interp.get_tensor(idx))
-        except ValueError:
-            continue
-    return out
-
-
 def tflite_stats(path: str | Path) -> dict[str, Any]:
-    """Weight dtypes, IO dtypes and stored-weight sparsity of a TFLite model."""
-    stats = tflite_weight_dtypes(path)
-    values = tflite_weight_values(path)
-    if values:
-        zeros = sum(int(np.sum(v == 0)) for v in values.values())
-        total = sum(int(v.size) for v in values.values()) or 1
-        stats["stored_weight_sparsity"] = round(zeros / total, 4)
+    """Kernel storage dtypes (by ``op#index``), IO dtypes and stored-kernel sparsity of a TFLite.
+
+    Read with :func:`kfedge.weights.read_tflite`, the reader the evaluation uses, so the two
+    count the same kernels; a float16 kernel (behind a DEQUANTIZE) reports its stored dtype.
+    """
+    from kfedge.weights import kernel_stats, read_tflite
+
+    read = read_tflite(path)
+    dtypes = {k.key: k.dtype for k in read.kernels}
+    counts: dict[str, int] = {}
+    for d in dtypes.values():
+        counts[d] = counts.get(d, 0) + 1
+    stats: dict[str, Any] = {
+        "weight_dtypes": dtypes,
+        "weight_dtype_counts": counts,
+        "input_dtype": read.input_dtype,
+        "output_dtype": read.output_dtype,
+    }
+    if read.kernels:
+        stats["stored_weight_sparsity"] = round(kernel_stats(read.kernels)["sparsity"], 4)
     return stats

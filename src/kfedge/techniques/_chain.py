@@ -1,14 +1,18 @@
-"""Shared parts of the chained techniques (prune / cluster / quantize in one step)."""
+"""Chains: several tfmot stages in one technique (prune -> cluster -> QAT or PTQ INT8).
+
+A chain declares its ``stages``, in order, from :data:`STAGES`; its parameter model is made of
+the stages' fields (:data:`STAGE_CONFIGS`). Only stripped models pass between stages. The last
+stage is the export: ``ptq-int8`` (calibrated full-integer) or ``qat`` (quantization-aware
+fine-tune with the collaborative scheme that keeps the earlier stages' zeros / clusters).
+"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from kfedge.candidate import Candidate
 from kfedge.techniques import cluster as _cluster
 from kfedge.techniques import prune as _prune
 from kfedge.techniques import qat_int8 as _qat
@@ -16,16 +20,13 @@ from kfedge.techniques._base import (
     IoDtype,
     Source,
     TechniqueConfig,
-    check_data,
-    check_tf_keras,
-    finish,
+    export_tflite,
     load_tf_keras,
-    resolve_source,
+    save_stripped,
     sparsity_stats,
-    staging,
     unique_stats,
-    validate,
 )
+from kfedge.techniques._tfmot import KerasTechnique
 
 
 class ChainConfig(TechniqueConfig):
@@ -38,9 +39,22 @@ class ChainConfig(TechniqueConfig):
         default=None, ge=1, le=200, description="Epochs of every stage (overrides *_epochs)."
     )
 
-    def stage_epochs(self, own: int) -> int:
-        """The epochs of one stage: ``epochs`` when given, else the stage's own setting."""
-        return self.epochs or own
+    def stage_config(self, stage: str, cls: type[Any], *fields: str) -> Any:
+        """The config of one stage's technique (``cls``), from this chain's fields.
+
+        Args:
+            stage: ``prune``, ``cluster`` or ``qat``: reads ``<stage>_epochs`` (unless
+                ``epochs`` overrides every stage) and ``<stage>_learning_rate``.
+            cls: The stage technique's config class.
+            *fields: Fields passed on as they are.
+        """
+        return cls(
+            epochs=self.epochs or getattr(self, f"{stage}_epochs"),
+            learning_rate=getattr(self, f"{stage}_learning_rate"),
+            batch_size=self.batch_size,
+            seed=self.seed,
+            **{f: getattr(self, f) for f in fields},
+        )
 
 
 class PruneStage(ChainConfig):
@@ -53,14 +67,7 @@ class PruneStage(ChainConfig):
 
     def prune_config(self) -> _prune.Config:
         """The ``prune`` config of this stage."""
-        return _prune.Config(
-            target_sparsity=self.target_sparsity,
-            sparsity_m_by_n=self.sparsity_m_by_n,
-            epochs=self.stage_epochs(self.prune_epochs),
-            learning_rate=self.prune_learning_rate,
-            batch_size=self.batch_size,
-            seed=self.seed,
-        )
+        return self.stage_config("prune", _prune.Config, "target_sparsity", "sparsity_m_by_n")
 
     def prune_tag(self) -> str:
         """``50`` or ``2by4``."""
@@ -79,14 +86,7 @@ class ClusterStage(ChainConfig):
 
     def cluster_config(self) -> _cluster.Config:
         """The ``cluster`` config of this stage."""
-        return _cluster.Config(
-            number_of_clusters=self.number_of_clusters,
-            centroid_init=self.centroid_init,
-            epochs=self.stage_epochs(self.cluster_epochs),
-            learning_rate=self.cluster_learning_rate,
-            batch_size=self.batch_size,
-            seed=self.seed,
-        )
+        return self.stage_config("cluster", _cluster.Config, "number_of_clusters", "centroid_init")
 
 
 class QatStage(ChainConfig):
@@ -97,105 +97,108 @@ class QatStage(ChainConfig):
 
     def qat_config(self) -> _qat.Config:
         """The ``qat-int8`` config of this stage."""
-        return _qat.Config(
-            epochs=self.stage_epochs(self.qat_epochs),
-            learning_rate=self.qat_learning_rate,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            io_dtype=self.io_dtype,
-        )
+        return self.stage_config("qat", _qat.Config, "io_dtype")
 
 
-def check(src: Source, data: str | Path | None, purpose: str) -> None:
-    """A chain needs a tf_keras model and the train + calibration splits."""
-    check_tf_keras(src, purpose)
-    check_data(data, ("train", "calibration"), f"{purpose} (fine-tuning)")
+class Int8Stage(ChainConfig):
+    """Fields of a chain's calibrated full-integer export."""
+
+    calibration_samples: int = Field(default=256, ge=1, le=100_000)
 
 
-def run(
-    name: str,
-    model_path: str | Path,
-    data: str | Path | None,
-    config: Any,
-    config_cls: type[ChainConfig],
-    out_dir: str | Path,
-    *,
-    own_name: str,
-    steps: str,
-    prune: bool,
-    cluster: bool,
-    qat: bool,
-    calibration_samples: int = 256,
-) -> Candidate:
-    """Run the stages of a chain from a file and write one candidate.
+Stage = Literal["prune", "cluster", "qat", "ptq-int8"]
+#: Stage -> the fields it adds to a chain's parameters.
+STAGE_CONFIGS: dict[str, type[ChainConfig]] = {
+    "prune": PruneStage,
+    "cluster": ClusterStage,
+    "qat": QatStage,
+    "ptq-int8": Int8Stage,
+}
 
-    Stages run in order prune -> cluster (sparsity-preserving after pruning) -> QAT with the
-    matching collaborative scheme, or PTQ INT8 when ``qat`` is False. Only stripped models pass
-    between stages.
+
+def _prune_stage(model: Any, data: Path, cfg: Any, src: Source, done: list[str]) -> Any:
+    return _prune.prune_model(model, data, cfg.prune_config())
+
+
+def _cluster_stage(model: Any, data: Path, cfg: Any, src: Source, done: list[str]) -> Any:
+    preserve = "prune" in done or _cluster.is_pruned(src.parent_chain, model)
+    return _cluster.cluster_model(model, data, cfg.cluster_config(), preserve)
+
+
+#: The fine-tuning stages before the export: stage -> runner (model, data, config, source,
+#: stages done) returning the stripped model and its stats (``.model``, ``.stats``).
+STAGES = {"prune": _prune_stage, "cluster": _cluster_stage}
+
+
+class Chain(KerasTechnique):
+    """A technique made of stages; a subclass declares ``name``, ``stages`` and ``name_format``.
+
+    Attributes:
+        stages: The stages in order; the last one is ``qat`` or ``ptq-int8``.
+        name_format: The candidate name, formatted with ``prune`` (``50`` / ``2by4``) and
+            ``clusters`` (k).
     """
-    cfg = validate(config_cls, config, name)
-    src = resolve_source(model_path)
-    check(src, data, name)
-    t0 = time.perf_counter()
-    data = Path(data)  # type: ignore[arg-type]
-    model = load_tf_keras(src.path)
-    stats: dict[str, Any] = {}
-    tuned = 0.0
-    pruned_layers: list[str] | None = None
-    clustered_layers: list[str] | None = None
-    if prune:
-        res = _prune.prune_model(model, data, cfg.prune_config())
-        model, pruned_layers = res.model, res.stats["pruned_layers"]
-        stats["prune"] = res.stats
-        tuned += res.stats["fine_tune_seconds"]
-    if cluster:
-        ccfg = cfg.cluster_config()
-        preserve = prune or _cluster.is_pruned(src.parent_chain, model)
-        cres = _cluster.cluster_model(model, data, ccfg, preserve)
-        model, clustered_layers = cres.model, cres.stats["clustered_layers"]
-        stats["cluster"] = cres.stats
-        tuned += cres.stats["fine_tune_seconds"]
-    stripped = model
-    stats.update(sparsity_stats(stripped, pruned_layers))
-    if clustered_layers is not None:
-        stats.update(unique_stats(stripped, clustered_layers))
-    with staging(out_dir) as work:
-        if qat:
-            preserve_q = _qat.resolve_preserve(
-                "auto",
-                ">".join(s for s, on in (("prune", prune), ("cluster", cluster)) if on),
-                model,
-            )
-            qres = _qat.qat_model(model, data, cfg.qat_config(), preserve_q)
+
+    quant_mode = "int8"
+    stages: ClassVar[tuple[Stage, ...]] = ()
+    name_format: ClassVar[str] = ""
+
+    @classmethod
+    def derive(cls) -> None:
+        """Parameters from the stages' fields; QAT group when the export is QAT."""
+        if "Config" not in cls.__dict__:
+            doc = f"Parameters of ``{cls.name}``: its stages' fields."
+            bases = tuple(STAGE_CONFIGS[s] for s in cls.stages)
+            ns = {"__module__": cls.__module__, "__doc__": doc}
+            cls.Config = type(f"{cls.__name__}Config", bases, ns)
+        cls.purpose = cls.name
+        cls.group = "QAT" if cls.stages[-1] == "qat" else "PTQ"
+
+    def splits(self, cfg: Any) -> tuple[str, ...]:
+        """A chain reads the train and calibration splits."""
+        return ("train", "calibration")
+
+    def own_name(self, cfg: Any) -> str:
+        """:attr:`name_format` filled in (e.g. ``pcqat50-16-int8``)."""
+        prune = cfg.prune_tag() if "prune" in self.stages else ""
+        return self.name_format.format(prune=prune, clusters=getattr(cfg, "number_of_clusters", 0))
+
+    def steps(self, cfg: Any) -> str:
+        """The stages, the export named by the technique for QAT (``prune>cluster>pcqat-int8``)."""
+        *tuned, last = self.stages
+        return ">".join([*tuned, self.name if last == "qat" else last])
+
+    def transform(self, src: Source, data: Path | None, cfg: Any, work: Path) -> dict[str, Any]:
+        """Run the stages in order, then the export stage."""
+        data = Path(data)  # type: ignore[arg-type]
+        model = load_tf_keras(src.path)
+        stats: dict[str, Any] = {}
+        *tuned, last = self.stages
+        for i, stage in enumerate(tuned):
+            res = STAGES[stage](model, data, cfg, src, tuned[:i])
+            model, stats[stage] = res.model, res.stats
+        seconds = sum(stats[s]["fine_tune_seconds"] for s in tuned)
+        stats.update(sparsity_stats(model, stats.get("prune", {}).get("pruned_layers")))
+        if "cluster" in stats:
+            stats.update(unique_stats(model, stats["cluster"]["clustered_layers"]))
+        out = work / self.model_file
+        if last == "qat":
+            preserve = _qat.resolve_preserve("auto", ">".join(tuned), model)
+            qres = _qat.qat_model(model, data, cfg.qat_config(), preserve)
             stats["qat"] = qres.stats
-            tuned += qres.stats["fine_tune_seconds"]
-            stats.update(_qat.export(qres.model, work / "model.tflite", cfg.io_dtype))
-            keras_file = None
+            seconds += qres.stats["fine_tune_seconds"]
+            stats.update(export_tflite(qres.model, out, "qat", io_dtype=cfg.io_dtype))
         else:
-            from kfedge.techniques._base import save_stripped
-
-            keras_file = save_stripped(stripped, work)
-            exp = _ExportCfg(cfg.io_dtype, calibration_samples)
-            stats.update(_prune.export(stripped, work / "model.tflite", data, exp))
-        stats["fine_tune_seconds"] = round(tuned, 2)
-        return finish(
-            work,
-            src=src,
-            own_name=own_name,
-            steps=steps,
-            config=cfg,
-            model_file="model.tflite",
-            stats=stats,
-            keras_file=keras_file,
-            started=t0,
-        )
-
-
-class _ExportCfg:
-    """The export settings :func:`kfedge.techniques.prune.export` reads."""
-
-    quantize = "int8"
-
-    def __init__(self, io_dtype: str, calibration_samples: int) -> None:
-        self.io_dtype = io_dtype
-        self.calibration_samples = calibration_samples
+            save_stripped(model, work)
+            stats.update(
+                export_tflite(
+                    model,
+                    out,
+                    "int8",
+                    data=data,
+                    io_dtype=cfg.io_dtype,
+                    calibration_samples=cfg.calibration_samples,
+                )
+            )
+        stats["fine_tune_seconds"] = round(seconds, 2)
+        return stats

@@ -1,4 +1,4 @@
-"""Helpers shared by the ONNX Runtime techniques: the FP32 ONNX source, op counts, calibration."""
+"""The ONNX Runtime family: the FP32 ONNX source, the shared transform, op counts, calibration."""
 
 from __future__ import annotations
 
@@ -7,11 +7,94 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from kfedge import compat
+from kfedge.cpu import OrtInt8Settings, ort_int8_settings, parse_isa
 from kfedge.errors import ModelFormatError
 from kfedge.formats import KERAS_FORMATS, detect_format
-from kfedge.techniques._base import Source, load_xy
+from kfedge.fsutil import remove_path
+from kfedge.techniques._base import Source, TechniqueConfig, load_xy
+from kfedge.techniques._declare import Technique
+
+
+class OnnxConfig(TechniqueConfig):
+    """Fields of every ONNX Runtime technique."""
+
+    opset: int = Field(default=17, ge=13, le=21, description="Opset of the ONNX export.")
+
+
+#: Config value -> ``onnxruntime.quantization.QuantType`` member.
+QUANT_TYPES = {"int8": "QInt8", "uint8": "QUInt8"}
+
+
+class IsaConfig(OnnxConfig):
+    """Fields of the ONNX Runtime INT8 techniques: the CPU the model will run on."""
+
+    isa: str | None = Field(
+        default=None,
+        description="Instruction set of the CPU the model will run on (x86-64-avx2, "
+        "x86-64-avx512-vnni, arm64, host...); provision sets the target's. None: any x86-64.",
+    )
+    reduce_range: bool | None = Field(
+        default=None,
+        description="7-bit weights; None: chosen for isa (on wherever VNNI is not known).",
+    )
+
+    @field_validator("isa")
+    @classmethod
+    def _known_isa(cls, v: str | None) -> str | None:
+        if v:
+            parse_isa(v)
+        return v
+
+
+def int8_settings(cfg: Any) -> OrtInt8Settings:
+    """The ``reduce_range`` setting for a config's ``isa`` (or its explicit ``reduce_range``)."""
+    auto = ort_int8_settings(parse_isa(cfg.isa) if cfg.isa else None, cfg.weight_type)
+    if cfg.reduce_range is None:
+        return auto
+    return OrtInt8Settings(cfg.reduce_range, auto.isa, "set by the reduce_range parameter")
+
+
+class OnnxTechnique(Technique):
+    """A technique that rewrites an FP32 ONNX model (the given one, or a tf2onnx export).
+
+    A subclass declares itself and overrides :meth:`rewrite`.
+    """
+
+    output_format = "onnx"
+    family = "quantize_onnx"
+    group = "PTQ"
+    Config = OnnxConfig
+
+    def check(self, src: Source, data: str | Path | None, cfg: Any) -> None:
+        """Refuse TFLite input."""
+        check_onnx_source(src, self.name)
+
+    def rewrite(self, fp32: Path, out: Path, data: Path | None, cfg: Any) -> dict[str, Any]:
+        """Write the optimized model of ``fp32`` to ``out``; return stats of the run."""
+        raise NotImplementedError
+
+    def transform(self, src: Source, data: Path | None, cfg: Any, work: Path) -> dict[str, Any]:
+        """Export to FP32 ONNX when needed (into a scratch folder), then :meth:`rewrite`."""
+        scratch = work / ".work"
+        scratch.mkdir()
+        try:
+            fp32 = fp32_onnx(src, scratch, cfg.opset)
+            try:
+                return self.rewrite(fp32, work / self.model_file, data, cfg)
+            except ModelFormatError:
+                raise
+            except Exception as exc:  # ORT / onnx raise many types
+                raise ModelFormatError(f"{self.name} failed on {fp32}: {exc}") from exc
+        finally:
+            remove_path(scratch)
+
+
+def onnx_stats(path: str | Path) -> dict[str, Any]:
+    """Op counts and initializer dtypes of an ONNX model."""
+    return {"op_counts": op_counts(path), "initializer_dtypes": initializer_dtypes(path)}
 
 
 def check_onnx_source(src: Source, purpose: str) -> str:

@@ -8,43 +8,25 @@ preserves the zeros with tfmot's sparsity-preserving clustering.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from kfedge import compat
-from kfedge.candidate import Candidate
 from kfedge.errors import ConfigError, ModelFormatError
-from kfedge.techniques import prune as _prune
 from kfedge.techniques._base import (
     FineTuneConfig,
-    IoDtype,
     Source,
-    check_data,
-    check_tf_keras,
     fine_tune,
-    finish,
     kernel_attr,
-    load_tf_keras,
     max_output_diff,
     measured_sparsity,
-    resolve_source,
-    save_stripped,
     sparsity_stats,
-    staging,
     unique_stats,
-    validate,
 )
-
-NAME = "cluster"
-DESCRIPTION = (
-    "Weight clustering to k centroids per kernel (k-means++), sparsity-preserving on pruned "
-    "models, fine-tuned, stripped; deployable as FP32 or INT8 TFLite."
-)
-NEEDS_DATA = True
+from kfedge.techniques._tfmot import ExportConfig, StrippedTechnique
 
 #: Layers whose kernels tfmot clusters (its registry lists DepthwiseConv2D with no clusterable
 #: weights, so depthwise kernels keep their values).
@@ -58,7 +40,7 @@ _INIT = {
 PRUNED_THRESHOLD = 0.3
 
 
-class Config(FineTuneConfig):
+class Config(FineTuneConfig, ExportConfig):
     """Parameters of ``cluster``."""
 
     epochs: int = Field(default=5, ge=1, le=200)
@@ -71,28 +53,6 @@ class Config(FineTuneConfig):
     skip_layers: list[str] | None = Field(
         default=None, description="Layers left unclustered; default: first conv and last dense."
     )
-    quantize: Literal["none", "int8"] = "none"
-    io_dtype: IoDtype = "float32"
-    calibration_samples: int = Field(default=256, ge=1, le=100_000)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Config:
-        if self.io_dtype != "float32" and self.quantize != "int8":
-            raise ValueError("io_dtype int8/uint8 needs quantize: int8")
-        return self
-
-
-def own_name(cfg: Config) -> str:
-    """``cluster-16`` (``-int8`` for an INT8 deployable)."""
-    base = f"cluster-{cfg.number_of_clusters}"
-    return f"{base}-int8" if cfg.quantize == "int8" else base
-
-
-def check(src: Source, data: str | Path | None, cfg: Config) -> None:
-    """Refuse non tf_keras models and a dataset without the splits the run needs."""
-    check_tf_keras(src, "clustering")
-    splits = ("train", "calibration") if cfg.quantize == "int8" else ("train",)
-    check_data(data, splits, "clustering (fine-tuning)")
 
 
 class Clustered(NamedTuple):
@@ -187,45 +147,23 @@ def cluster_model(model: Any, data: Path, cfg: Config, preserve_sparsity: bool) 
     return Clustered(stripped, wrapped, stats)
 
 
-def apply(
-    model_path: str | Path,
-    data: str | Path | None,
-    config: Config | dict[str, Any] | None,
-    out_dir: str | Path,
-) -> Candidate:
-    """Cluster, fine-tune, strip, and export a tf_keras model.
+class Cluster(StrippedTechnique, name="cluster", family="cluster", purpose="clustering", rank=110):
+    """Weight clustering to k centroids per kernel (k-means++).
 
-    Args:
-        model_path: Candidate directory (its stripped Keras model) or tf_keras model file.
-        data: Split dataset directory (train; calibration for ``quantize: int8``).
-        config: :class:`Config` or its dict.
-        out_dir: Candidate directory to write (``model.tflite`` + ``keras/model.keras``).
-
-    Returns:
-        The candidate.
+    Sparsity-preserving on pruned models; fine-tuned, stripped; deployable as FP32 or INT8
+    TFLite.
     """
-    cfg = validate(Config, config, NAME)
-    src = resolve_source(model_path)
-    check(src, data, cfg)
-    t0 = time.perf_counter()
-    data = Path(data)  # type: ignore[arg-type]
-    model = load_tf_keras(src.path)
-    preserve = cfg.preserve_sparsity
-    if preserve is None:
-        preserve = is_pruned(src.parent_chain, model)
-    res = cluster_model(model, data, cfg, preserve)
-    with staging(out_dir) as work:
-        keras_file = save_stripped(res.model, work)
-        stats = {**res.stats, **_prune.export(res.model, work / "model.tflite", data, cfg)}
-        steps = "cluster>ptq-int8" if cfg.quantize == "int8" else "cluster"
-        return finish(
-            work,
-            src=src,
-            own_name=own_name(cfg),
-            steps=steps,
-            config=cfg,
-            model_file="model.tflite",
-            stats=stats,
-            keras_file=keras_file,
-            started=t0,
-        )
+
+    Config = Config
+
+    def tag(self, cfg: Config) -> str:
+        """``cluster-16``."""
+        return f"cluster-{cfg.number_of_clusters}"
+
+    def tune(self, model: Any, data: Path, cfg: Config, src: Source) -> tuple[Any, dict[str, Any]]:
+        """Cluster (keeping zeros when the input is pruned), fine-tune, strip."""
+        preserve = cfg.preserve_sparsity
+        if preserve is None:
+            preserve = is_pruned(src.parent_chain, model)
+        res = cluster_model(model, data, cfg, preserve)
+        return res.model, res.stats

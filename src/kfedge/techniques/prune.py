@@ -10,50 +10,30 @@ consecutive weights along the input channels (Conv2D / Dense whose input channel
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import Field, model_validator
 
 from kfedge import compat
-from kfedge.candidate import Candidate
 from kfedge.errors import ConfigError, ModelFormatError
 from kfedge.techniques._base import (
     FineTuneConfig,
-    IoDtype,
     Source,
-    check_data,
-    check_tf_keras,
-    configure_int8,
-    convert_keras_tflite,
     fine_tune,
-    finish,
-    load_tf_keras,
     max_output_diff,
-    resolve_source,
-    save_stripped,
     sparsity_stats,
-    staging,
     steps_per_epoch,
-    tflite_stats,
     train_count,
-    validate,
 )
-
-NAME = "prune"
-DESCRIPTION = (
-    "Magnitude pruning to a target sparsity (polynomial schedule) or 2:4 structured "
-    "sparsity, fine-tuned, stripped; deployable as FP32 or INT8 TFLite."
-)
-NEEDS_DATA = True
+from kfedge.techniques._tfmot import ExportConfig, StrippedTechnique
 
 #: Layers whose kernels tfmot prunes (its registry lists DepthwiseConv2D with no prunable
 #: weights, so depthwise kernels stay dense).
 _UNSTRUCTURED = ("Conv2D", "Dense")
 
 
-class Config(FineTuneConfig):
+class Config(FineTuneConfig, ExportConfig):
     """Parameters of ``prune``."""
 
     target_sparsity: float = Field(
@@ -68,11 +48,6 @@ class Config(FineTuneConfig):
     )
     frequency: int = Field(default=10, ge=1, le=100_000, description="Steps between mask updates.")
     skip_layers: list[str] = Field(default_factory=list, description="Layers left unpruned.")
-    quantize: Literal["none", "int8"] = Field(
-        default="none", description="Deployable file: FP32 TFLite, or full-integer INT8."
-    )
-    io_dtype: IoDtype = "float32"
-    calibration_samples: int = Field(default=256, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -87,25 +62,7 @@ class Config(FineTuneConfig):
                 raise ValueError(
                     f"sparsity_m_by_n must be (m, n) with 1 <= m < n <= 64, got {m, n}"
                 )
-        if self.io_dtype != "float32" and self.quantize != "int8":
-            raise ValueError("io_dtype int8/uint8 needs quantize: int8")
         return self
-
-
-def own_name(cfg: Config) -> str:
-    """``prune-50``, ``prune-2by4``, with ``-int8`` for an INT8 deployable."""
-    if cfg.sparsity_m_by_n:
-        base = f"prune-{cfg.sparsity_m_by_n[0]}by{cfg.sparsity_m_by_n[1]}"
-    else:
-        base = f"prune-{round(cfg.target_sparsity * 100)}"
-    return f"{base}-int8" if cfg.quantize == "int8" else base
-
-
-def check(src: Source, data: str | Path | None, cfg: Config) -> None:
-    """Refuse non tf_keras models and a dataset without the splits the run needs."""
-    check_tf_keras(src, "pruning")
-    splits = ("train", "calibration") if cfg.quantize == "int8" else ("train",)
-    check_data(data, splits, "pruning (fine-tuning)")
 
 
 class Pruned(NamedTuple):
@@ -210,54 +167,21 @@ def prune_model(model: Any, data: Path, cfg: Config) -> Pruned:
     return Pruned(stripped, wrapped, stats)
 
 
-def export(model: Any, out: Path, data: Path, cfg: Any) -> dict[str, Any]:
-    """Write the deployable TFLite of a stripped model: FP32, or INT8 when ``cfg.quantize``."""
-    extra: dict[str, Any] = {}
+class Prune(StrippedTechnique, name="prune", family="prune", purpose="pruning", rank=100):
+    """Magnitude pruning to a target sparsity (polynomial schedule) or 2:4 structured sparsity.
 
-    def configure(conv: Any) -> None:
-        if cfg.quantize == "int8":
-            extra.update(configure_int8(conv, data, cfg.io_dtype, False, cfg.calibration_samples))
-
-    convert_keras_tflite(model, out, configure)
-    extra.update(tflite_stats(out))
-    return extra
-
-
-def apply(
-    model_path: str | Path,
-    data: str | Path | None,
-    config: Config | dict[str, Any] | None,
-    out_dir: str | Path,
-) -> Candidate:
-    """Prune, fine-tune, strip, and export a tf_keras model.
-
-    Args:
-        model_path: Candidate directory (its stripped Keras model) or tf_keras model file.
-        data: Split dataset directory (train; calibration for ``quantize: int8``).
-        config: :class:`Config` or its dict.
-        out_dir: Candidate directory to write (``model.tflite`` + ``keras/model.keras``).
-
-    Returns:
-        The candidate.
+    Fine-tuned, stripped; deployable as FP32 or INT8 TFLite.
     """
-    cfg = validate(Config, config, NAME)
-    src = resolve_source(model_path)
-    check(src, data, cfg)
-    t0 = time.perf_counter()
-    data = Path(data)  # type: ignore[arg-type]
-    res = prune_model(load_tf_keras(src.path), data, cfg)
-    with staging(out_dir) as work:
-        keras_file = save_stripped(res.model, work)
-        stats = {**res.stats, **export(res.model, work / "model.tflite", data, cfg)}
-        steps = "prune>ptq-int8" if cfg.quantize == "int8" else "prune"
-        return finish(
-            work,
-            src=src,
-            own_name=own_name(cfg),
-            steps=steps,
-            config=cfg,
-            model_file="model.tflite",
-            stats=stats,
-            keras_file=keras_file,
-            started=t0,
-        )
+
+    Config = Config
+
+    def tag(self, cfg: Config) -> str:
+        """``prune-50`` or ``prune-2by4``."""
+        if cfg.sparsity_m_by_n:
+            return f"prune-{cfg.sparsity_m_by_n[0]}by{cfg.sparsity_m_by_n[1]}"
+        return f"prune-{round(cfg.target_sparsity * 100)}"
+
+    def tune(self, model: Any, data: Path, cfg: Config, src: Source) -> tuple[Any, dict[str, Any]]:
+        """Prune with the schedule, fine-tune, strip."""
+        res = prune_model(model, data, cfg)
+        return res.model, res.stats

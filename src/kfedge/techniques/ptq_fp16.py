@@ -2,74 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from kfedge import compat
-from kfedge.candidate import Candidate
-from kfedge.convert import convert_tflite
-from kfedge.techniques._base import (
-    Source,
-    TechniqueConfig,
-    check_convertible,
-    finish,
-    resolve_source,
-    staging,
-    tflite_stats,
-    validate,
-)
-
-NAME = "ptq-fp16"
-DESCRIPTION = "TFLite float16 weights (half the size, GPU delegates run them natively)."
-NEEDS_DATA = False
+from kfedge.techniques._tflite import TfliteConversion
 
 
-class Config(TechniqueConfig):
-    """``ptq-fp16`` takes no parameters besides ``name``."""
+class PtqFp16(TfliteConversion, name="ptq-fp16", quant_mode="fp16", rank=40):
+    """TFLite float16 weights (half the size, GPU delegates run them natively)."""
 
-
-def check(src: Source, data: str | Path | None, cfg: Config) -> None:
-    """Refuse inputs the TFLite converter cannot take (TFLite, ONNX)."""
-    check_convertible(src, NAME)
-
-
-def apply(
-    model_path: str | Path,
-    data: str | Path | None,
-    config: Config | dict[str, Any] | None,
-    out_dir: str | Path,
-) -> Candidate:
-    """Store the weights as float16 with the TFLite converter.
-
-    Args:
-        model_path: Candidate directory or Keras / SavedModel (Keras 3 accepted).
-        data: Unused.
-        config: :class:`Config` or its dict.
-        out_dir: Candidate directory to write.
-
-    Returns:
-        The candidate (``model.tflite``).
-    """
-    cfg = validate(Config, config, NAME)
-    src = resolve_source(model_path)
-    check(src, data, cfg)
-    t0 = time.perf_counter()
-
-    def configure(conv: Any) -> None:
+    def configure(self, conv: Any, cfg: Any, data: Path | None) -> dict[str, Any]:
+        """Store the weights as float16."""
         tf = compat.tf()
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
-
-    with staging(out_dir) as work:
-        convert_tflite(src.path, work / "model.tflite", configure)
-        return finish(
-            work,
-            src=src,
-            own_name=NAME,
-            steps=NAME,
-            config=cfg,
-            model_file="model.tflite",
-            stats=tflite_stats(work / "model.tflite"),
-            started=t0,
-        )
+        return {}

@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
-from kfedge.candidate import Candidate
-from kfedge.convert import convert_tflite
-from kfedge.techniques._base import (
-    IoDtype,
-    Source,
-    TechniqueConfig,
-    check_convertible,
-    check_data,
-    configure_int8,
-    finish,
-    resolve_source,
-    staging,
-    tflite_stats,
-    validate,
-)
-
-NAME = "ptq-int8"
-DESCRIPTION = (
-    "Full-integer INT8 TFLite (weights and activations), calibrated with a representative "
-    "dataset; integer IO for Edge TPU / NPUs."
-)
-NEEDS_DATA = True
+from kfedge.techniques._base import IoDtype, Source, TechniqueConfig, check_data, configure_int8
+from kfedge.techniques._tflite import TfliteConversion
 
 
 class Config(TechniqueConfig):
@@ -48,57 +27,25 @@ class Config(TechniqueConfig):
     )
 
 
-def own_name(cfg: Config) -> str:
-    """``ptq-int8`` or ``ptq-int8-uint8io`` for integer IO."""
-    return NAME if cfg.io_dtype == "float32" else f"{NAME}-{cfg.io_dtype}io"
+class PtqInt8(TfliteConversion, name="ptq-int8", quant_mode="int8", needs_data=True, rank=50):
+    """Full-integer INT8 TFLite (weights and activations), calibrated on representative data.
 
-
-def check(src: Source, data: str | Path | None, cfg: Config) -> None:
-    """Refuse TFLite / ONNX input and a missing calibration split."""
-    check_convertible(src, NAME)
-    check_data(data, ("calibration",), f"{NAME} (full-integer calibration)")
-
-
-def apply(
-    model_path: str | Path,
-    data: str | Path | None,
-    config: Config | dict[str, Any] | None,
-    out_dir: str | Path,
-) -> Candidate:
-    """Quantize weights and activations to INT8, calibrating on the calibration split.
-
-    Args:
-        model_path: Candidate directory or Keras / SavedModel (Keras 3 accepted).
-        data: Split dataset directory with a calibration split.
-        config: :class:`Config` or its dict.
-        out_dir: Candidate directory to write.
-
-    Returns:
-        The candidate (``model.tflite``).
+    Integer IO for Edge TPU / NPUs.
     """
-    cfg = validate(Config, config, NAME)
-    src = resolve_source(model_path)
-    check(src, data, cfg)
-    t0 = time.perf_counter()
-    stats: dict[str, Any] = {}
 
-    def configure(conv: Any) -> None:
-        stats.update(
-            configure_int8(
-                conv, Path(data), cfg.io_dtype, cfg.allow_float_fallback, cfg.calibration_samples
-            )
-        )
+    Config = Config
 
-    with staging(out_dir) as work:
-        convert_tflite(src.path, work / "model.tflite", configure)
-        stats.update(tflite_stats(work / "model.tflite"))
-        return finish(
-            work,
-            src=src,
-            own_name=own_name(cfg),
-            steps=NAME,
-            config=cfg,
-            model_file="model.tflite",
-            stats=stats,
-            started=t0,
+    def own_name(self, cfg: Config) -> str:
+        """``ptq-int8`` or ``ptq-int8-uint8io`` for integer IO."""
+        return self.name if cfg.io_dtype == "float32" else f"{self.name}-{cfg.io_dtype}io"
+
+    def check(self, src: Source, data: str | Path | None, cfg: Config) -> None:
+        """Refuse TFLite / ONNX input and a missing calibration split."""
+        super().check(src, data, cfg)
+        check_data(data, ("calibration",), f"{self.name} (full-integer calibration)")
+
+    def configure(self, conv: Any, cfg: Config, data: Path | None) -> dict[str, Any]:
+        """Full-integer INT8, calibrated on the calibration split."""
+        return configure_int8(
+            conv, data, cfg.io_dtype, cfg.allow_float_fallback, cfg.calibration_samples
         )

@@ -9,39 +9,23 @@ input (``preserve: auto``) the collaborative-optimization schemes keep its zeros
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from pydantic import Field
 
 from kfedge import compat
-from kfedge.candidate import Candidate
 from kfedge.errors import ModelFormatError
 from kfedge.techniques._base import (
     FineTuneConfig,
     IoDtype,
     Source,
-    check_data,
-    check_tf_keras,
-    configure_int8,
-    convert_keras_tflite,
+    export_tflite,
     fine_tune,
-    finish,
     load_tf_keras,
     measured_sparsity,
-    resolve_source,
-    staging,
-    tflite_stats,
-    validate,
 )
-
-NAME = "qat-int8"
-DESCRIPTION = (
-    "Quantization-aware training (fake-quant fine-tune) exported as full-integer INT8 TFLite; "
-    "keeps sparsity / clusters of pruned or clustered inputs (PQAT / CQAT / PCQAT)."
-)
-NEEDS_DATA = True
+from kfedge.techniques._tfmot import KerasTechnique
 
 Preserve = Literal["none", "sparsity", "clusters", "sparsity+clusters"]
 
@@ -56,12 +40,6 @@ class Config(FineTuneConfig):
         default="auto",
         description="What the QAT scheme keeps; auto: from the input's chain and sparsity.",
     )
-
-
-def check(src: Source, data: str | Path | None, cfg: Any) -> None:
-    """Refuse non tf_keras models and a dataset without a train split."""
-    check_tf_keras(src, "quantization-aware training")
-    check_data(data, ("train",), "quantization-aware training (fine-tuning)")
 
 
 def resolve_preserve(preserve: str, chain: str, model: Any) -> Preserve:
@@ -117,52 +95,32 @@ def qat_model(model: Any, data: Path, cfg: Any, preserve: Preserve) -> Quantized
     return Quantized(qat, stats)
 
 
-def export(model: Any, out: Path, io_dtype: str) -> dict[str, Any]:
-    """Convert a trained QAT model to full-integer TFLite (ranges learned, no calibration)."""
-    stats: dict[str, Any] = {}
+class QatInt8(
+    KerasTechnique,
+    name="qat-int8",
+    quant_mode="int8",
+    family="quantize",
+    group="QAT",
+    purpose="quantization-aware training",
+    rank=90,
+):
+    """Quantization-aware training (fake-quant fine-tune) exported as full-integer INT8 TFLite.
 
-    def configure(conv: Any) -> None:
-        stats.update(configure_int8(conv, None, io_dtype, True, 0))
-
-    convert_keras_tflite(model, out, configure)
-    stats.update(tflite_stats(out))
-    return stats
-
-
-def apply(
-    model_path: str | Path,
-    data: str | Path | None,
-    config: Config | dict[str, Any] | None,
-    out_dir: str | Path,
-) -> Candidate:
-    """Quantization-aware fine-tune, then INT8 TFLite export.
-
-    Args:
-        model_path: Candidate directory (its stripped Keras model) or tf_keras model file.
-        data: Split dataset directory (train split).
-        config: :class:`Config` or its dict.
-        out_dir: Candidate directory to write (``model.tflite``).
-
-    Returns:
-        The candidate.
+    Keeps sparsity / clusters of pruned or clustered inputs (PQAT / CQAT / PCQAT).
     """
-    cfg = validate(Config, config, NAME)
-    src = resolve_source(model_path)
-    check(src, data, cfg)
-    t0 = time.perf_counter()
-    data = Path(data)  # type: ignore[arg-type]
-    model = load_tf_keras(src.path)
-    res = qat_model(model, data, cfg, resolve_preserve(cfg.preserve, src.parent_chain, model))
-    own = NAME if cfg.io_dtype == "float32" else f"{NAME}-{cfg.io_dtype}io"
-    with staging(out_dir) as work:
-        stats = {**res.stats, **export(res.model, work / "model.tflite", cfg.io_dtype)}
-        return finish(
-            work,
-            src=src,
-            own_name=own,
-            steps=NAME,
-            config=cfg,
-            model_file="model.tflite",
-            stats=stats,
-            started=t0,
-        )
+
+    Config = Config
+
+    def own_name(self, cfg: Config) -> str:
+        """``qat-int8`` or ``qat-int8-uint8io`` for integer IO."""
+        return self.name if cfg.io_dtype == "float32" else f"{self.name}-{cfg.io_dtype}io"
+
+    def transform(self, src: Source, data: Path | None, cfg: Config, work: Path) -> dict[str, Any]:
+        """Quantization-aware fine-tune, then INT8 export from the learned ranges."""
+        model = load_tf_keras(src.path)
+        preserve = resolve_preserve(cfg.preserve, src.parent_chain, model)
+        res = qat_model(model, data, cfg, preserve)  # type: ignore[arg-type]
+        return {
+            **res.stats,
+            **export_tflite(res.model, work / self.model_file, "qat", io_dtype=cfg.io_dtype),
+        }
