@@ -4,12 +4,16 @@
   lets a subclass answer it: the base of the FAKE Kubernetes API (``test_deploy.py``, reached
   through :meth:`FakeJsonApi.kubeconfig`) and the FAKE Kubeflow Pipelines API
   (``test_submit.py``). Nothing here is a real cluster.
+* :class:`FakeKServe`: the FAKE Kubernetes API for InferenceServices whose status follows what
+  KServe's controller writes (stale Ready after an update, the workload's observedGeneration),
+  with injectable faults.
 * :func:`crd_validator`: a JSON-schema validator for a KServe CRD version (from the reference
   specs, where the workspace has them).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import threading
@@ -125,3 +129,195 @@ def crd_validator(reference_dir: Path, file: str, version: str) -> Any:
     crd = yaml.load((reference_dir / "kserve" / file).read_text(), Loader=loader)  # noqa: S506
     ver = next(v for v in crd["spec"]["versions"] if v["name"] == version)
     return jsonschema.Draft7Validator(_strip_x(ver["schema"]["openAPIV3Schema"]))
+
+
+# ------------------------------------------------------------------ a KServe-like fake API
+ISVC_PREFIX = "/apis/serving.kserve.io/v1beta1/namespaces/"
+
+
+def k8s_status(code: int, reason: str, message: str) -> dict[str, Any]:
+    """A Kubernetes ``Status`` failure body."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": reason,
+        "message": message,
+        "code": code,
+    }
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """Apply an RFC 7386 merge patch as the API server does."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+class FakeKServe(FakeJsonApi):
+    """A FAKE Kubernetes API for InferenceServices (get / create / merge-patch), recorded, whose
+    status follows what KServe's controller writes (kserve/kserve
+    ``pkg/apis/serving/v1beta1/inference_service_status.go``):
+
+    * ``status.observedGeneration`` is the WORKLOAD's (the predictor Deployment's in
+      RawDeployment mode, ``PropagateRawStatus``; the Knative Service's in Serverless mode,
+      ``PropagateStatus``), a counter of its own: it starts at ``workload_generation`` (7),
+      unrelated to the InferenceService's ``metadata.generation``.
+    * After a create, the first ``ready_after - 1`` reads have no Ready condition yet.
+    * After an update that changes the spec (the generation moves), the first ``stale_reads``
+      reads still show the previous status (Ready=True: the controller has not seen the new
+      spec), the next ``rolling_reads`` show the rollout (workload generation moved on,
+      Ready=Unknown; in Serverless a new revision created but not ready), then Ready=True with a
+      new ``lastTransitionTime``.
+    * An update that changes no spec leaves generation and status alone.
+
+    ``faults`` maps a method to HTTP status codes answered (in turn) instead of the real answer;
+    ``deny`` answers every write with that status. ``phases`` records what each read of an
+    existing object showed (``creating``, ``stale``, ``rolling``, ``ready``).
+    """
+
+    def __init__(
+        self,
+        ready_after: int = 2,
+        url: str = "http://digits.kserve.svc.cluster.local",
+        deny: int | None = None,
+        never_ready: bool = False,
+        stale_reads: int = 2,
+        rolling_reads: int = 2,
+        faults: dict[str, list[int]] | None = None,
+        workload_generation: int = 7,
+    ) -> None:
+        super().__init__()
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.state: dict[tuple[str, str], dict[str, Any]] = {}
+        self.ready_after, self.isvc_url = ready_after, url
+        self.deny, self.never_ready = deny, never_ready
+        self.stale_reads, self.rolling_reads = stale_reads, rolling_reads
+        self.faults = {k: list(v) for k, v in (faults or {}).items()}
+        self.workload_generation = workload_generation
+        self.phases: list[str] = []
+        self._clock = 0
+
+    def _time(self) -> str:
+        self._clock += 1
+        return f"2026-01-01T00:00:{self._clock:02d}Z"
+
+    def _status(self, obj: dict[str, Any], st: dict[str, Any], ready: str) -> dict[str, Any]:
+        name = obj["metadata"]["name"]
+        knative = obj["metadata"].get("annotations", {}).get(
+            "serving.kserve.io/deploymentMode"
+        ) in ("Serverless", "Knative")
+        if ready != st.get("ready"):
+            st["ready"], st["since"] = ready, self._time()
+        status: dict[str, Any] = {
+            "observedGeneration": st["workload"],
+            "url": f"http://{name}.example.com",
+            "conditions": [
+                {"type": "PredictorReady", "status": ready, "lastTransitionTime": st["since"]},
+                {"type": "Ready", "status": ready, "lastTransitionTime": st["since"]},
+            ],
+        }
+        if ready == "True":
+            status["address"] = {"url": self.isvc_url}
+        if knative:
+            status["components"] = {
+                "predictor": {
+                    "latestCreatedRevision": f"{name}-predictor-{st['revision']:05d}",
+                    "latestReadyRevision": f"{name}-predictor-{st['ready_revision']:05d}",
+                }
+            }
+        return status
+
+    def _read(self, obj: dict[str, Any], st: dict[str, Any]) -> None:
+        st["reads"] += 1
+        if self.never_ready:
+            obj["status"] = {
+                "conditions": [
+                    {
+                        "type": "PredictorReady",
+                        "status": "False",
+                        "reason": "ImagePullBackOff",
+                        "message": "Back-off pulling image",
+                    },
+                    {"type": "Ready", "status": "False"},
+                ]
+            }
+            return
+        if st["phase"] == "creating":
+            if st["reads"] >= self.ready_after:
+                st["phase"] = "ready"
+                obj["status"] = self._status(obj, st, "True")
+            self.phases.append("creating" if st["phase"] == "creating" else "ready")
+            return
+        if st["phase"] == "updating":
+            if st["reads"] <= self.stale_reads:
+                self.phases.append("stale")  # status untouched: the previous spec's
+                return
+            if st["reads"] <= self.stale_reads + self.rolling_reads:
+                if not st["rolled"]:
+                    st["rolled"] = True
+                    st["workload"] += 1
+                    st["revision"] += 1
+                obj["status"] = self._status(obj, st, "Unknown")
+                self.phases.append("rolling")
+                return
+            st["ready_revision"] = st["revision"]
+            st["phase"] = "ready"
+            obj["status"] = self._status(obj, st, "True")
+        self.phases.append("ready")
+
+    def answer(self, req: Request) -> tuple[int, Any]:
+        method, path, body = req.method, req.path, req.json
+        if not path.startswith(ISVC_PREFIX) or "/inferenceservices" not in path:
+            return 404, k8s_status(404, "NotFound", f"no route {path}")
+        ns, _, rest = path[len(ISVC_PREFIX) :].partition("/inferenceservices")
+        name = rest.strip("/")
+        if self.faults.get(method):
+            code = self.faults[method].pop(0)
+            reason = {409: "Conflict", 429: "TooManyRequests"}.get(code, "InternalError")
+            return code, k8s_status(code, reason, f"injected {code}")
+        if self.deny and method != "GET":
+            return self.deny, k8s_status(
+                self.deny,
+                "Forbidden",
+                f'inferenceservices is forbidden: User "x" cannot '
+                f'{method.lower()} resource in namespace "{ns}"',
+            )
+        obj = self.objects.get((ns, name))
+        if method == "GET":
+            if obj is None:
+                return 404, k8s_status(404, "NotFound", f'inferenceservices "{name}" not found')
+            self._read(obj, self.state[(ns, name)])
+            return 200, obj
+        if method == "POST":
+            name = body["metadata"]["name"]
+            if (ns, name) in self.objects:
+                return 409, k8s_status(409, "AlreadyExists", f'"{name}" already exists')
+            obj = copy.deepcopy(body)
+            obj["metadata"].update(generation=1, resourceVersion="1", uid="fake-uid")
+            self.objects[(ns, name)] = obj
+            self.state[(ns, name)] = {
+                "phase": "creating",
+                "reads": 0,
+                "workload": self.workload_generation,
+                "revision": 1,
+                "ready_revision": 1,
+                "rolled": True,
+            }
+            return 201, obj
+        if method == "PATCH":
+            if obj is None:
+                return 404, k8s_status(404, "NotFound", "not found")
+            merged = merge_patch(obj, body)
+            if merged.get("spec") != obj.get("spec"):
+                merged["metadata"]["generation"] = obj["metadata"]["generation"] + 1
+                self.state[(ns, name)].update(phase="updating", reads=0, rolled=False)
+            self.objects[(ns, name)] = merged
+            return 200, merged
+        return 405, k8s_status(405, "MethodNotAllowed", method)

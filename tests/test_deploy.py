@@ -6,9 +6,10 @@ inferenceservices, reached through a kubeconfig), which records what it was sent
 it say "fake" in their names. None of them claims a real cluster deployment happened.
 """
 
-import copy
 import functools
 import json
+import logging
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from fake_apis import FakeJsonApi, Request, crd_validator
+from fake_apis import FakeKServe, crd_validator
 
 pytest.importorskip("kserve")
 
@@ -51,7 +52,12 @@ def test_isvc_from_target_fits_crd_and_carries_placement(target: str, reference_
     )
     assert not errors, [e.message for e in errors]
     pred = isvc["spec"]["predictor"]
-    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    assert isvc["metadata"]["annotations"] == {
+        "serving.kserve.io/deploymentMode": "RawDeployment",
+        # the S3 Secret by name, under the annotation of KServe's kustomize and Helm configs
+        "serving.kserve.io/storageSecretName": "kfedge-s3",
+        "serving.kserve.io/secretName": "kfedge-s3",
+    }
     assert isvc["metadata"]["labels"]["kfedge.io/target"] == target
     assert pred["nodeSelector"] == tgt.k8s_node_selector()
     assert pred["nodeSelector"]["kubernetes.io/arch"] == "arm64"
@@ -114,11 +120,59 @@ def test_build_refuses_bad_input(kwargs: dict, message: str) -> None:
         build_inference_service(**args)
 
 
-def test_isvc_name() -> None:
+def test_isvc_name_fits_every_name_kserve_derives() -> None:
     assert isvc_name("ptq_int8") == "ptq-int8"
     assert isvc_name("Prune50+INT8") == "prune50-int8"
     assert isvc_name("8bit") == "kfedge-8bit"
-    assert len(isvc_name("x" * 100)) == 45
+    # Serverless: Knative's "<name>-predictor-00001-private" is a DNS-1035 label (<= 63)
+    long = isvc_name("x" * 100)
+    assert len(long) + len("-predictor-00001-private") == 63
+    assert long.startswith("x" * 32) and long[-7] == "-" and int(long[-6:], 16) >= 0
+    assert isvc_name("x" * 99 + "y") != long  # cut names stay apart
+    # RawDeployment: the Ingress host "<name>-predictor-<namespace>.<domain>" (KServe's
+    # default domainTemplate) is one DNS label (reconcilers/ingress/domain.go checks it)
+    ns = "kubeflow-user-example-com"
+    name = isvc_name("nvidia-jetson-onnx_int8_static", ns)
+    assert len(f"{name}-predictor-{ns}") <= 63 and name.startswith("nvidia-jetson-onnx")
+    assert isvc_name("cpu-arm64-ptq-int8", ns) == "cpu-arm64-ptq-int8"  # short: kept
+    for text in ("a" * 80, "Prune50+INT8" * 9):
+        got = isvc_name(text, ns)
+        assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", got) and len(got) <= 39
+
+
+def test_runtime_is_named_and_storage_secret_annotation_can_be_off() -> None:
+    isvc = build_inference_service(
+        "d", "s3://b/k", "cpu-amd64", model_format="onnx", storage_secret=""
+    )
+    assert isvc["spec"]["predictor"]["model"]["runtime"] == "kfedge-edge"
+    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    with pytest.raises(ConfigError, match="runtime is empty"):
+        build_inference_service("d", "s3://b/k", "cpu-amd64", runtime="")
+
+
+def test_default_namespace_is_the_runs_own(monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    """In a pod: the pod's namespace (a Kubeflow profile's); else the kubeconfig context's;
+    else kubectl's "default"."""
+    from kfedge import kube
+
+    monkeypatch.setattr(kube, "SA_NAMESPACE", tmp_path / "absent")
+    kc = tmp_path / "kubeconfig"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "me",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "me", "context": {"cluster": "c", "user": "u"}}],
+    }
+    kc.write_text(yaml.safe_dump(config))
+    assert kube.default_namespace(kc) == "default"
+    config["contexts"][0]["context"]["namespace"] = "team-edge"
+    kc.write_text(yaml.safe_dump(config))
+    assert kube.default_namespace(kc) == "team-edge"
+    (tmp_path / "ns").write_text("kubeflow-user-example-com\n")
+    monkeypatch.setattr(kube, "SA_NAMESPACE", tmp_path / "ns")
+    assert kube.default_namespace(kc) == "kubeflow-user-example-com"
 
 
 def test_cluster_detection(monkeypatch, tmp_path) -> None:  # noqa: ANN001
@@ -133,99 +187,7 @@ def test_cluster_detection(monkeypatch, tmp_path) -> None:  # noqa: ANN001
 
 
 # --------------------------------------------------------------------- fake Kubernetes API
-class FakeKube(FakeJsonApi):
-    """A FAKE Kubernetes API for inferenceservices: get / create / patch, recorded."""
-
-    def __init__(
-        self,
-        ready_after: int = 2,
-        url: str = "http://digits.kserve.svc.cluster.local",
-        deny: int | None = None,
-        never_ready: bool = False,
-    ) -> None:
-        super().__init__()
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
-        self.gets_since_change = 0
-        self.ready_after, self.isvc_url = ready_after, url
-        self.deny, self.never_ready = deny, never_ready
-
-    @staticmethod
-    def _status(code: int, reason: str, message: str) -> dict[str, Any]:
-        return {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "status": "Failure",
-            "reason": reason,
-            "message": message,
-            "code": code,
-        }
-
-    def answer(self, req: Request) -> tuple[int, Any]:
-        method, path, body = req.method, req.path, req.json
-        if not path.startswith(PREFIX) or "/inferenceservices" not in path:
-            return 404, self._status(404, "NotFound", f"no route {path}")
-        ns, _, rest = path[len(PREFIX) :].partition("/inferenceservices")
-        name = rest.strip("/")
-        if self.deny and method != "GET":
-            return self.deny, self._status(
-                self.deny,
-                "Forbidden",
-                f'inferenceservices is forbidden: User "x" cannot '
-                f'{method.lower()} resource in namespace "{ns}"',
-            )
-        obj = self.objects.get((ns, name))
-        if method == "GET":
-            if obj is None:
-                return 404, self._status(404, "NotFound", f'inferenceservices "{name}" not found')
-            self.gets_since_change += 1
-            if self.gets_since_change >= self.ready_after and not self.never_ready:
-                obj["status"] = {
-                    "observedGeneration": obj["metadata"]["generation"],
-                    "url": f"http://{name}.example.com",
-                    "address": {"url": self.isvc_url},
-                    "conditions": [{"type": "Ready", "status": "True"}],
-                }
-            elif self.never_ready:
-                obj["status"] = {
-                    "conditions": [
-                        {
-                            "type": "PredictorReady",
-                            "status": "False",
-                            "reason": "ImagePullBackOff",
-                            "message": "Back-off pulling image",
-                        },
-                        {"type": "Ready", "status": "False"},
-                    ]
-                }
-            return 200, obj
-        if method == "POST":
-            obj = copy.deepcopy(body)
-            obj["metadata"].update(generation=1, resourceVersion="1", uid="fake-uid")
-            self.objects[(ns, obj["metadata"]["name"])] = obj
-            self.gets_since_change = 0
-            return 201, obj
-        if method == "PATCH":
-            if obj is None:
-                return 404, self._status(404, "NotFound", "not found")
-            merged = _apply_merge_patch(obj, body)
-            merged["metadata"]["generation"] = obj["metadata"]["generation"] + 1
-            merged.pop("status", None)
-            self.objects[(ns, name)] = merged
-            self.gets_since_change = 0
-            return 200, merged
-        return 405, self._status(405, "MethodNotAllowed", method)
-
-
-def _apply_merge_patch(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _apply_merge_patch(out.get(k), v)
-    return out
+FakeKube = FakeKServe
 
 
 @pytest.fixture
@@ -241,8 +203,8 @@ def test_fake_api_create_then_wait_ready_returns_address_url(fake_kube) -> None:
     url = deploy(isvc, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)
     assert url == "http://digits.kserve.svc.cluster.local"
     methods = [(r.method, r.path) for r in fake.requests]
-    assert methods[0] == ("GET", PREFIX + "kserve/inferenceservices/digits")
-    assert methods[1] == ("POST", PREFIX + "kserve/inferenceservices")
+    assert methods[0] == ("GET", PREFIX + "default/inferenceservices/digits")
+    assert methods[1] == ("POST", PREFIX + "default/inferenceservices")
     assert all(m == "GET" for m, _ in methods[2:]) and len(methods) == 2 + fake.ready_after
     assert fake.requests[1].json == isvc  # exactly the object built, nothing else
     assert fake.requests[1].headers["authorization"] == "Bearer fake-token"
@@ -262,7 +224,7 @@ def test_fake_api_update_sends_a_merge_patch_that_removes_stale_keys(fake_kube) 
     assert spec["model"]["storageUri"] == "s3://models/v2"
     assert spec["nodeSelector"]["nvidia.com/gpu.family"] is None  # the GPU label is removed
     assert spec["model"]["args"] is None
-    stored = fake.objects[("kserve", "digits")]
+    stored = fake.objects[("default", "digits")]
     assert stored["spec"] == second["spec"]  # after the patch the object is exactly the new one
     assert stored["metadata"]["generation"] == 2
 
@@ -287,10 +249,127 @@ def test_fake_api_forbidden_names_the_missing_rbac(tmp_path: Path) -> None:
     fake = FakeKube(deny=403)
     try:
         isvc = build_inference_service("digits", "s3://models/d", "cpu-arm64")
-        with pytest.raises(DeployError, match=r"HTTP 403 .*forbidden.*kfedge-deployer Role"):
+        with pytest.raises(DeployError, match=r"HTTP 403 .*forbidden.*get / create / patch") as err:
+            deploy(isvc, kube=fake.kubeconfig(tmp_path / "kc"), poll_interval=0.01)
+        assert "overlays/standalone" in str(err.value) and not err.value.transient
+        assert [r.method for r in fake.requests] == ["GET", "POST"]  # refused once, not retried
+    finally:
+        fake.close()
+
+
+def test_fake_api_update_waits_until_kserve_serves_the_new_spec(fake_kube) -> None:  # noqa: ANN001
+    """After an update KServe still reports Ready=True for the previous spec, with a
+    status.observedGeneration that is the Deployment's (inference_service_status.go,
+    PropagateRawStatus), so "observedGeneration >= generation" holds while the old pods serve.
+    deploy waits for the rollout: the workload's generation moves, Ready goes Unknown, then
+    True again."""
+    fake, kubeconfig = fake_kube
+    first = build_inference_service("digits", "s3://models/v1", "cpu-arm64")
+    deploy(first, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)
+    fake.phases.clear()
+    second = build_inference_service("digits", "s3://models/v2", "cpu-arm64")
+    deploy(second, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)
+    # the read before the update, then the polls: the stale Ready=True reads are not taken
+    assert fake.phases == ["ready", "stale", "stale", "rolling", "rolling", "ready"]
+    stale = fake.objects[("default", "digits")]
+    assert stale["status"]["observedGeneration"] == 8  # the workload's, not the object's (2)
+
+
+def test_fake_api_serverless_update_waits_for_the_new_revision(fake_kube) -> None:  # noqa: ANN001
+    fake, kubeconfig = fake_kube
+    kw = {"deployment_mode": "Serverless", "min_replicas": 0}
+    deploy(
+        build_inference_service("digits", "s3://m/v1", "cpu-amd64", **kw),
+        wait_timeout=10,
+        kube=kubeconfig,
+        poll_interval=0.01,
+    )
+    fake.phases.clear()
+    deploy(
+        build_inference_service("digits", "s3://m/v2", "cpu-amd64", **kw),
+        wait_timeout=10,
+        kube=kubeconfig,
+        poll_interval=0.01,
+    )
+    assert fake.phases[-1] == "ready" and "rolling" in fake.phases
+    pred = fake.objects[("default", "digits")]["status"]["components"]["predictor"]
+    assert pred["latestReadyRevision"] == pred["latestCreatedRevision"] == "digits-predictor-00002"
+
+
+def test_ready_for_current_spec_rules() -> None:
+    from kfedge.kube import _snapshot, ready_for_current_spec
+
+    def obj(gen: int, ready: str, since: str, observed: int, **pred: str) -> dict:
+        status = {
+            "observedGeneration": observed,
+            "conditions": [{"type": "Ready", "status": ready, "lastTransitionTime": since}],
+        }
+        if pred:
+            status["components"] = {"predictor": pred}
+        meta = {"generation": gen, "annotations": {}}
+        if pred:
+            meta["annotations"]["serving.kserve.io/deploymentMode"] = "Serverless"
+        return {"metadata": meta, "status": status}
+
+    before = _snapshot(obj(1, "True", "t1", 7))
+    assert ready_for_current_spec(obj(1, "True", "t1", 7), before)[0]  # no spec change
+    assert ready_for_current_spec(obj(1, "True", "t1", 7), None)[0]  # we created it
+    stale = ready_for_current_spec(obj(2, "True", "t1", 7), before)
+    assert not stale[0] and "previous spec" in stale[1]
+    assert ready_for_current_spec(obj(2, "True", "t1", 8), before)[0]  # workload moved on
+    assert ready_for_current_spec(obj(2, "True", "t3", 7), before)[0]  # went through not-Ready
+    assert not ready_for_current_spec(obj(2, "Unknown", "t2", 8), before)[0]
+    kn_before = _snapshot(
+        obj(1, "True", "t1", 3, latestCreatedRevision="r-1", latestReadyRevision="r-1")
+    )
+    rolling = obj(2, "True", "t1", 3, latestCreatedRevision="r-2", latestReadyRevision="r-1")
+    assert not ready_for_current_spec(rolling, kn_before)[0]
+    done = obj(2, "True", "t1", 3, latestCreatedRevision="r-2", latestReadyRevision="r-2")
+    assert ready_for_current_spec(done, kn_before)[0]
+
+
+def test_fake_api_unchanged_redeploy_is_ready_at_once(fake_kube) -> None:  # noqa: ANN001
+    fake, kubeconfig = fake_kube
+    isvc = build_inference_service("digits", "s3://models/v1", "cpu-arm64")
+    deploy(isvc, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)
+    fake.phases.clear()
+    deploy(isvc, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)
+    assert fake.phases == ["ready", "ready"]  # the read before the write, one poll
+    assert fake.objects[("default", "digits")]["metadata"]["generation"] == 1
+
+
+def test_fake_api_transient_faults_are_retried(tmp_path: Path, caplog) -> None:  # noqa: ANN001
+    """500 on the first read, then 503 and 409 on the create: all retried (the whole read +
+    create, so a create that did happen is not repeated); one object is created."""
+    fake = FakeKube(faults={"GET": [500], "POST": [503, 409]})
+    caplog.set_level(logging.WARNING, logger="kfedge.retry")
+    try:
+        isvc = build_inference_service("digits", "s3://models/d", "cpu-arm64")
+        url = deploy(
+            isvc, wait_timeout=30, kube=fake.kubeconfig(tmp_path / "kc"), poll_interval=0.01
+        )
+    finally:
+        fake.close()
+    assert url == fake.isvc_url and list(fake.objects) == [("default", "digits")]
+    posts = [r for r in fake.requests if r.method == "POST"]
+    assert len(posts) == 3  # 503, 409, created
+    retries = [r.getMessage() for r in caplog.records if r.name == "kfedge.retry"]
+    assert len(retries) == 3 and all(
+        "applying InferenceService default/digits" in m for m in retries
+    )
+
+
+def test_fake_api_persistent_5xx_gives_up_saying_transient(tmp_path: Path) -> None:
+    from kfedge.deploy import TransientDeployError
+
+    fake = FakeKube(faults={"GET": [503] * 10})
+    try:
+        isvc = build_inference_service("digits", "s3://models/d", "cpu-arm64")
+        with pytest.raises(TransientDeployError, match=r"HTTP 503 .*gave up after 4 attempts"):
             deploy(isvc, kube=fake.kubeconfig(tmp_path / "kc"), poll_interval=0.01)
     finally:
         fake.close()
+    assert len(fake.requests) == 4
 
 
 # ------------------------------------------------------------------------ smoke / local
@@ -342,6 +421,42 @@ def test_recorded_sample_from_file_or_folder(candidate, sample_dataset, tmp_path
         recorded_sample(bad, sample_dataset)
 
 
+def test_recorded_sample_needs_no_dataset_when_the_evaluation_carries_the_input(
+    candidate,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
+    from kfedge.deploy import recorded_sample
+    from kfedge.errors import InvalidInputError
+    from kfedge.evaluation import SampleInput
+
+    raw = json.loads(candidate["evaluation"].read_text())
+    with pytest.raises(InvalidInputError, match="has no input .* pass the dataset"):
+        recorded_sample(candidate["evaluation"])
+    raw["outputs_sample"]["input"] = SampleInput.from_array(candidate["sample"]).to_dict()
+    ev = tmp_path / "evaluation.json"
+    ev.write_text(json.dumps(raw))
+    x, want, _ = recorded_sample(ev)
+    assert x.dtype == candidate["sample"].dtype
+    np.testing.assert_array_equal(x, candidate["sample"])  # exact, dtype and all
+    np.testing.assert_allclose(want, candidate["expected"], rtol=1e-6)
+    # what deploy reads is one small JSON, not the dataset: the sample's bytes in base64
+    assert ev.stat().st_size < candidate["sample"].nbytes * 4 / 3 + 2048
+
+
+def test_evaluation_records_the_input_it_scored(candidate, sample_dataset) -> None:  # noqa: ANN001
+    """kfedge.accuracy stores the input sample next to its output (deploy needs no dataset)."""
+    from kfedge.accuracy import score
+    from kfedge.data import load_split
+    from kfedge.runners import load_runner
+
+    scores = score(
+        load_runner(candidate["dir"] / "model.tflite"), sample_dataset, "eval", 16, 20, 10
+    )
+    rec = scores.outputs_sample
+    x, _ = load_split(sample_dataset, "eval", limit=1)
+    np.testing.assert_array_equal(rec.input.to_array(), x[0])
+
+
 def test_deploy_local_passes_over_v1_and_v2(candidate) -> None:  # noqa: ANN001
     res = deploy_local(candidate["dir"], candidate["sample"], candidate["expected"], name="digits")
     assert res["passed"], res
@@ -369,7 +484,7 @@ def test_fake_api_full_cluster_sequence_with_smoke_test_on_a_real_server(
 ) -> None:
     """deploy_candidate(mode=cluster): FAKE API for create/wait, REAL local server for the
     V2 smoke test (the fake reports the local server's URL as the service address)."""
-    with local_server(candidate["dir"], tmp_path / "server.log", "fp32-baseline") as url:
+    with local_server(candidate["dir"], tmp_path / "server.log", "cpu-arm64-fp32-baseline") as url:
         fake = FakeKube(url=url)
         try:
             res = deploy_candidate(
@@ -388,9 +503,10 @@ def test_fake_api_full_cluster_sequence_with_smoke_test_on_a_real_server(
             fake.close()
     assert res["passed"] and res["mode"] == "cluster" and res["url"] == url
     assert res["protocols"]["v2"]["max_abs_diff"] <= 1e-6
-    assert res["namespace"] == "kserve" and res["storage_uri"] == "s3://mlpipeline/run/model"
+    # the kubeconfig's context names no namespace and this is not a pod: kubectl's default
+    assert res["namespace"] == "default" and res["storage_uri"] == "s3://mlpipeline/run/model"
     created = next(r.json for r in fake.requests if r.method == "POST")
-    assert created["metadata"]["name"] == "fp32-baseline"
+    assert created["metadata"]["name"] == "cpu-arm64-fp32-baseline"  # target + candidate
     assert created["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/run/model"
     assert yaml.safe_load((tmp_path / "isvc" / "inferenceservice.yaml").read_text()) == created
     assert json.loads((tmp_path / "endpoint" / "endpoint.json").read_text())["passed"] is True
@@ -427,7 +543,7 @@ def test_deploy_from_files_fills_artifact_metadata(candidate, sample_dataset, tm
     url = deploy_from_files(
         artifact(candidate["dir"], "minio://mlpipeline/run/model"),
         artifact(candidate["evaluation"]),
-        artifact(sample_dataset),
+        artifact(sample_dataset),  # an evaluation without the input: the dataset gives it
         "cpu-amd64",
         endpoint,
         isvc_out,
@@ -494,5 +610,5 @@ def test_component_deploys_locally_under_kfp_local(candidate, sample_dataset, tm
     assert endpoint["passed"] and endpoint["mode"] == "local"
     assert set(endpoint["protocols"]) == {"v1", "v2"}
     isvc = yaml.safe_load(next(tmp_path.rglob("inferenceservice.yaml")).read_text())
-    assert isvc["metadata"]["name"] == "fp32-baseline"
+    assert isvc["metadata"]["name"] == "cpu-amd64-fp32-baseline"  # target + candidate
     assert isvc["spec"]["predictor"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}

@@ -87,15 +87,11 @@ def test_device_needs_survive_targets_show_and_reload(tmp_path: Path) -> None:
         assert load_target(path).devices == load_target(name).devices
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the InferenceService does not carry the target's device needs yet (kfedge.deploy / "
-    "isvc: runtimeClassName, device-plugin resources, host device volumes + privileged); the "
-    "lead wires Target.devices.k8s() in, then removes this xfail",
-)
 @pytest.mark.parametrize("name", ["nvidia-jetson", "coral-edgetpu"])
-def test_inference_service_gets_the_device_needs(name: str) -> None:
+def test_inference_service_gets_the_device_needs(name: str, reference_dir: Path) -> None:
     pytest.importorskip("kserve")
+    from fake_apis import crd_validator
+
     from kfedge.deploy import build_inference_service
 
     tgt = load_target(name)
@@ -107,4 +103,32 @@ def test_inference_service_gets_the_device_needs(name: str) -> None:
     if "volumes" in want:
         assert predictor.get("volumes") == want["volumes"]
         assert predictor["model"].get("volumeMounts") == want["volumeMounts"]
-        assert predictor["model"].get("securityContext", {}).get("privileged") is True
+        sc = predictor["model"]["securityContext"]
+        # KServe merges this over the runtime's restricted context: privileged needs
+        # allowPrivilegeEscalation (the API server refuses privileged with it false), and
+        # the host's device nodes belong to root
+        assert sc == {
+            "privileged": True,
+            "allowPrivilegeEscalation": True,
+            "runAsNonRoot": False,
+            "runAsUser": 0,
+        }
+    else:
+        assert "securityContext" not in predictor["model"] and "volumes" not in predictor
+    errors = list(
+        crd_validator(
+            reference_dir, "serving.kserve.io_inferenceservices.yaml", "v1beta1"
+        ).iter_errors(isvc)
+    )
+    assert not errors, [e.message for e in errors]
+
+
+def test_device_plugin_resources_reach_the_predictor(tmp_path: Path) -> None:
+    pytest.importorskip("kserve")
+    from kfedge.deploy import build_inference_service
+
+    path = _profile(tmp_path, {"resources": {"squat.ai/coral": 1}})
+    isvc = build_inference_service("digits", "s3://b/k", load_target(path))
+    res = isvc["spec"]["predictor"]["model"]["resources"]
+    assert res["requests"]["squat.ai/coral"] == res["limits"]["squat.ai/coral"] == "1"
+    assert "securityContext" not in isvc["spec"]["predictor"]["model"]  # no privilege needed

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from kfedge.data import DatasetInfo, iter_split, split_path
 from kfedge.errors import DataError, ModelFormatError
-from kfedge.evaluation import OutputsSample, PerClass
+from kfedge.evaluation import OutputsSample, PerClass, SampleInput
 from kfedge.runners import Runner
 
 
@@ -97,6 +97,7 @@ def score(
     top5_hits = 0
     seen = 0
     first: np.ndarray | None = None
+    first_x: np.ndarray | None = None  # the sample ``first`` is the output of
     where = str(split_path(dataset, split))
     for bx, by in iter_split(dataset, split, batch_size):
         if limit is not None:
@@ -113,6 +114,7 @@ def score(
             # recorded from a batch-1 run, as the deploy smoke test sends it: some runtimes
             # (ORT dynamic quantization) scale activations per batch
             first = np.asarray(runner.predict(bx[:1]), dtype=np.float64).reshape(-1)
+            first_x = bx[0]
         pred = out.argmax(axis=1)
         np.add.at(cm, (by, pred), 1)
         if n_classes >= 10:
@@ -143,5 +145,6 @@ def score(
             split=split,
             output_name=runner.outputs[0].name,
             values=[float(v) for v in first],
+            input=SampleInput.from_array(first_x),
         ),
     )

@@ -6,11 +6,18 @@ built from one module per concern, whose public names are re-exported here:
 * :mod:`kfedge.isvc`: :func:`build_inference_service` (the InferenceService from a target
   profile), :func:`isvc_name`, :func:`isvc_yaml`, :func:`write_examples`, :class:`DeployError`.
 * :mod:`kfedge.kube`: :func:`deploy` creates or updates it through the Kubernetes API and waits
-  until it is Ready; :func:`cluster_configured`.
+  until it is Ready for this spec; :func:`cluster_configured`, :func:`default_namespace`.
 * :mod:`kfedge.smoke`: :func:`smoke_test` sends the sample the evaluation
   recorded and compare the answer with the output it measured (V2, and V1 where asked).
 * :mod:`kfedge.local_deploy`: :func:`deploy_local` runs the same server on a free loopback port
   when no cluster is configured (``kfp.local`` / ``make run``), checked over V1 and V2.
+
+The step talks only to the API server (it need not run on the edge node) and reads one small
+JSON: the evaluation's ``outputs_sample`` carries the input sample with the output it gave, so no
+dataset is needed (an evaluation written before inputs were recorded needs the dataset).
+By default the InferenceService is named after the target and the candidate
+(``cpu-arm64-ptq-int8``: runs for two targets do not overwrite each other) and goes to the
+namespace the step runs in (:func:`kfedge.kube.default_namespace`).
 
 No heavy framework is imported here: the Kubernetes / KServe clients are imported lazily, and the
 local server runs in its own process (ONNX Runtime / LiteRT only).
@@ -29,25 +36,30 @@ from kfedge.fsutil import write_json_atomic, write_text_atomic
 from kfedge.isvc import (
     DEFAULT_RUNTIME,
     DEFAULT_SERVICE_ACCOUNT,
+    DEFAULT_STORAGE_SECRET,
     DEPLOYMENT_MODES,
     MODEL_FORMATS,
     DeployError,
+    TransientDeployError,
     build_inference_service,
     isvc_name,
     isvc_yaml,
     write_examples,
 )
-from kfedge.kube import cluster_configured, deploy
+from kfedge.kube import cluster_configured, default_namespace, deploy
 from kfedge.local_deploy import deploy_local, local_server
 from kfedge.smoke import smoke_test
 
 __all__ = [
     "DEFAULT_RUNTIME",
     "DEFAULT_SERVICE_ACCOUNT",
+    "DEFAULT_STORAGE_SECRET",
     "DEPLOYMENT_MODES",
     "DeployError",
+    "TransientDeployError",
     "build_inference_service",
     "cluster_configured",
+    "default_namespace",
     "deploy",
     "deploy_candidate",
     "deploy_from_files",
@@ -87,45 +99,57 @@ def _evaluation_file(path: str | Path) -> Path:
 
 
 def recorded_sample(
-    evaluation: str | Path, dataset_dir: str | Path
+    evaluation: str | Path, dataset_dir: str | Path | None = None
 ) -> tuple[np.ndarray, np.ndarray, str | None]:
     """The sample the evaluation recorded an output for, and that output.
 
     Args:
         evaluation: The evaluation JSON (file, or a directory holding it), or the selection
             JSON (the select step copies the chosen candidate's ``outputs_sample`` there).
-        dataset_dir: The split dataset the evaluation ran on.
+        dataset_dir: The split dataset the evaluation ran on; read only when the evaluation
+            does not carry the input sample itself (files written before it did).
 
     Returns:
         ``(sample, expected, output_name)``.
 
     Raises:
-        InvalidInputError: No valid ``outputs_sample``, or the split has too few samples.
+        InvalidInputError: No valid ``outputs_sample``, no input in it and no dataset, or the
+            split has too few samples.
     """
     from kfedge.data import load_split
     from kfedge.evaluation import load_outputs_sample
 
-    rec = load_outputs_sample(_evaluation_file(evaluation))
+    path = _evaluation_file(evaluation)
+    rec = load_outputs_sample(path)
+    expected = np.asarray(rec.values, dtype=np.float64)
+    if rec.input is not None:
+        return rec.input.to_array(), expected, rec.output_name
+    if dataset_dir is None:
+        raise InvalidInputError(
+            f"{path}: outputs_sample has no input (an evaluation from before kfedge recorded "
+            "it): pass the dataset the evaluation ran on, or evaluate again"
+        )
     x, _ = load_split(dataset_dir, rec.split, limit=rec.index + 1)
     if len(x) <= rec.index:
         raise InvalidInputError(
             f"the {rec.split} split has {len(x)} samples, the evaluation used {rec.index}"
         )
-    return x[rec.index], np.asarray(rec.values, dtype=np.float64), rec.output_name
+    return x[rec.index], expected, rec.output_name
 
 
 def deploy_candidate(
     model_dir: str | Path,
     evaluation: str | Path,
-    dataset_dir: str | Path,
+    dataset_dir: str | Path | None,
     target: str,
     endpoint_dir: str | Path,
     isvc_dir: str | Path,
     *,
     model_uri: str = "",
     name: str = "",
-    namespace: str = "kserve",
+    namespace: str = "",
     service_account: str = DEFAULT_SERVICE_ACCOUNT,
+    storage_secret: str = DEFAULT_STORAGE_SECRET,
     storage_uri: str = "",
     mode: str = "auto",
     runtime: str = DEFAULT_RUNTIME,
@@ -143,15 +167,21 @@ def deploy_candidate(
 
     Args:
         model_dir: The candidate directory (the KFP Model artifact path).
-        evaluation: The candidate's evaluation JSON (``outputs_sample`` is compared).
-        dataset_dir: The split dataset the evaluation used.
+        evaluation: The candidate's evaluation (or the selection) JSON: its
+            ``outputs_sample`` gives the sample sent and the answer expected.
+        dataset_dir: The split dataset the evaluation used; None when the evaluation carries
+            the input sample (kfedge's evaluations do).
         target: Target profile name or YAML path.
         endpoint_dir: Output directory for ``endpoint.json``.
         isvc_dir: Output directory for ``inferenceservice.yaml``.
         model_uri: The Model artifact's URI (``s3://`` / ``minio://`` in a cluster).
-        name: InferenceService / model name (default: from the candidate's name).
-        namespace: Namespace of the InferenceService.
-        service_account: Service account with the S3 credentials.
+        name: InferenceService / model name (default: ``<target>-<candidate>``, see
+            :func:`isvc_name`).
+        namespace: Namespace of the InferenceService ("": the step's own, see
+            :func:`default_namespace`).
+        service_account: The predictor's ServiceAccount ("": the namespace's default).
+        storage_secret: The Secret with KServe's S3 keys and settings, named by annotation
+            ("": none; KServe then reads the Secrets the ServiceAccount lists).
         storage_uri: Where KServe fetches the model (default: ``model_uri``).
         mode: ``auto`` (cluster when a Kubernetes API is configured, else local), ``local``
             or ``cluster``.
@@ -185,18 +215,23 @@ def deploy_candidate(
         cand_name = load_candidate(model_dir).name
     except KfedgeError:
         cand_name = Path(path).stem
-    name = isvc_name(name or cand_name)
+    from kfedge.targets import load_target
+
+    tgt = load_target(target)
+    namespace = namespace or default_namespace(kube if isinstance(kube, str | Path) else None)
+    name = isvc_name(name or f"{tgt.name}-{cand_name}", namespace)
     sample, expected, output_name = recorded_sample(evaluation, dataset_dir)
     isvc = build_inference_service(
         name,
         storage_uri or model_uri or str(Path(model_dir).resolve()),
-        target,
+        tgt,
         namespace=namespace,
         model_format=fmt,
         runtime=runtime,
         service_account=service_account,
         deployment_mode=deployment_mode,
         check_storage_uri=resolved == "cluster",
+        storage_secret=storage_secret,
     )
     write_text_atomic(Path(isvc_dir) / "inferenceservice.yaml", isvc_yaml(isvc))
     if resolved == "local":
@@ -225,7 +260,7 @@ def deploy_candidate(
 def deploy_from_files(
     model: ArtifactLike,
     evaluation: ArtifactLike,
-    dataset: ArtifactLike,
+    dataset: ArtifactLike | None,
     target: str,
     endpoint: ArtifactLike,
     isvc_yaml: ArtifactLike,
@@ -239,16 +274,18 @@ def deploy_from_files(
     Args:
         model: The selected candidate (``.path``: its directory; ``.uri``: where KServe
             fetches it unless ``storage_uri`` is given).
-        evaluation: The candidate's evaluation (``.path``: its JSON).
-        dataset: The split dataset the evaluation ran on (``.path``).
+        evaluation: The candidate's evaluation or the selection (``.path``: its JSON, whose
+            ``outputs_sample`` holds the input sample and the expected answer).
+        dataset: None (kfedge's evaluations carry the sample); the split dataset only for an
+            evaluation written before they did.
         target: Target profile name or YAML path.
         endpoint: Output for ``endpoint.json``; metadata ``mode``, ``url``, ``model_name``,
             ``passed``, ``max_abs_diff``.
         isvc_yaml: Output for ``inferenceservice.yaml``; metadata ``namespace``, ``target``,
             ``name``.
         **options: Keyword options of :func:`deploy_candidate` (``name``, ``namespace``,
-            ``service_account``, ``storage_uri``, ``mode``, ``runtime``, ``deployment_mode``,
-            ``wait_timeout``, ``atol``, ``kube``, ``poll_interval``).
+            ``service_account``, ``storage_secret``, ``storage_uri``, ``mode``, ``runtime``,
+            ``deployment_mode``, ``wait_timeout``, ``atol``, ``kube``, ``poll_interval``).
 
     Returns:
         The endpoint URL the smoke test passed on.
@@ -260,7 +297,7 @@ def deploy_from_files(
     result = deploy_candidate(
         model.path,
         evaluation.path,
-        dataset.path,
+        dataset.path if dataset is not None else None,
         target,
         endpoint.path,
         isvc_yaml.path,

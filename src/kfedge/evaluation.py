@@ -152,6 +152,52 @@ class PerClass(_Part):
     support: list[int] = Field(default_factory=list)
 
 
+class SampleInput(_Part):
+    """One model input, stored exactly (so the deploy step needs no dataset to smoke-test).
+
+    Attributes:
+        dtype: NumPy dtype string with byte order (``<f4``, ``|u1``).
+        shape: The sample's shape (no batch dimension).
+        data: Base64 of the sample's bytes in C order.
+    """
+
+    dtype: str
+    shape: list[int]
+    data: str
+
+    @classmethod
+    def from_array(cls, x: Any) -> SampleInput:
+        """Store one sample (a NumPy array, no batch dimension)."""
+        import base64
+
+        import numpy as np
+
+        a = np.ascontiguousarray(x)
+        return cls(
+            dtype=a.dtype.str, shape=list(a.shape), data=base64.b64encode(a.tobytes()).decode()
+        )
+
+    def to_array(self) -> Any:
+        """The sample as a NumPy array, as stored.
+
+        Raises:
+            InvalidInputError: The bytes do not fit the dtype and shape.
+        """
+        import base64
+        import binascii
+
+        import numpy as np
+
+        try:
+            raw = base64.b64decode(self.data, validate=True)
+            return np.frombuffer(raw, dtype=np.dtype(self.dtype)).reshape(self.shape).copy()
+        except (binascii.Error, TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"outputs_sample.input does not hold a {self.dtype} array of shape "
+                f"{self.shape}: {exc}"
+            ) from None
+
+
 class OutputsSample(_Part):
     """The model's output for one sample, recorded for the deploy step's smoke test.
 
@@ -160,12 +206,15 @@ class OutputsSample(_Part):
         split: The split it was taken from.
         output_name: The model output the values come from.
         values: The output values (a batch-1 run).
+        input: The sample itself (None in files written before it was recorded: the deploy
+            step then reads it from the dataset).
     """
 
     index: int = 0
     split: str = "eval"
     output_name: str | None = None
     values: list[float]
+    input: SampleInput | None = None
 
 
 class Timing(_Part):

@@ -1,9 +1,20 @@
 """The KServe InferenceService for a candidate on an edge target, and the shared deploy names.
 
 :func:`build_inference_service` builds it with the kserve SDK model classes from a target
-profile: node selector, tolerations, accelerator resources, serving resources, the
-``kfedge-edge`` ServingRuntime, and the deployment mode annotation. :func:`write_examples`
-writes one example per shipped target (``manifests/examples``).
+profile: node selector, tolerations, accelerator resources, serving resources, what the device
+needs (the profile's ``devices``: RuntimeClass, device-plugin resources, host device mounts),
+the ``kfedge-edge`` ServingRuntime named explicitly (never KServe's auto-selection: its default
+Triton runtime also claims onnx), the S3 Secret named by annotation, and the deployment mode
+annotation. :func:`isvc_name` makes a name KServe can derive all its objects from;
+:func:`write_examples` writes one example per shipped target (``manifests/examples``).
+
+S3 credentials: KServe's storage initializer takes them from the Secret an InferenceService
+annotation names (``serving.kserve.io/storageSecretName`` in KServe's kustomize
+``inferenceservice-config``, ``serving.kserve.io/secretName`` in its Helm chart's; both are set),
+which takes precedence over the Secrets the predictor's ServiceAccount lists (kserve/kserve
+``pkg/credentials/service_account_credentials.go``, ``CreateSecretVolumeAndEnv``;
+``config/configmap/inferenceservice.yaml``: "When using storageUri the order of the precedence
+is: secret name reference annotation > secret name references from service account").
 
 Deployment modes: KServe calls a plain Deployment ``RawDeployment`` (up to 0.15) and ``Standard``
 (0.16 on, where ``RawDeployment`` is still accepted as the legacy name); the Knative mode is
@@ -14,21 +25,25 @@ both old and new controllers and needs no Knative on the edge cluster.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
-from kfedge.errors import ConfigError, InvalidInputError, KfedgeError
+from kfedge.errors import ConfigError, InvalidInputError, KfedgeError, TransientError
 from kfedge.fsutil import write_text_atomic
 from kfedge.uris import kserve_storage_uri
 
 __all__ = [
     "DEFAULT_RUNTIME",
     "DEFAULT_SERVICE_ACCOUNT",
+    "DEFAULT_STORAGE_SECRET",
     "DEPLOYMENT_MODES",
     "MODEL_FORMATS",
     "PROTOCOLS",
+    "STORAGE_SECRET_ANNOTATIONS",
     "DeployError",
+    "TransientDeployError",
     "build_inference_service",
     "isvc_name",
     "isvc_yaml",
@@ -46,24 +61,45 @@ MODEL_FORMATS = ("tflite", "onnx")
 PROTOCOLS = ("v1", "v2")
 DEFAULT_RUNTIME = "kfedge-edge"
 DEFAULT_SERVICE_ACCOUNT = "kfedge-s3"
+#: The Secret with the S3 keys and settings (manifests/overlays create it in the namespace).
+DEFAULT_STORAGE_SECRET = "kfedge-s3"
+#: Annotations naming the storage Secret: KServe's kustomize default, then its Helm default.
+STORAGE_SECRET_ANNOTATIONS = ("serving.kserve.io/storageSecretName", "serving.kserve.io/secretName")
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: KServe's longest name derived from an InferenceService's: in Serverless mode Knative's
+#: private Service of the first revision, ``<name>-predictor-00001-private``, a DNS-1035 label.
+_LONGEST_SUFFIX = len("-predictor-00001-private")
+#: RawDeployment's Ingress host, KServe's default ``domainTemplate``
+#: ``{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}`` with the component name
+#: ``<name>-predictor``: one DNS label (reconcilers/ingress/domain.go checks it).
+_HOST_LABEL_SUFFIX = len("-predictor-")
+_MIN_NAME = 16
 
 
 class DeployError(KfedgeError):
     """Deploying or smoke-testing failed: API refused, not ready in time, wrong answer."""
 
 
-def isvc_name(text: str) -> str:
-    """A valid InferenceService name (DNS-1035 label, <= 45 characters) from free text.
+class TransientDeployError(DeployError, TransientError):
+    """The Kubernetes API failed in a way a retry can fix (409, 429, 5xx, unreachable)."""
 
-    KServe derives Service / Deployment names from it (``<name>-predictor``), so it is kept
-    short enough for those to stay valid too.
+
+def isvc_name(text: str, namespace: str | None = None) -> str:
+    """A valid InferenceService name from free text, short enough for what KServe derives.
+
+    KServe names the predictor's Deployment / Service ``<name>-predictor``; in Serverless mode
+    Knative adds revisions (``<name>-predictor-00001-private`` must stay a 63-character DNS
+    label, so the name has at most 39 characters); in RawDeployment mode the Ingress host
+    ``<name>-predictor-<namespace>.<domain>`` is one DNS label. A longer name is cut and ends
+    with 6 hex digits of its hash, so two long names stay apart.
 
     Args:
-        text: E.g. a candidate name like ``ptq_int8`` or ``Prune50+INT8``.
+        text: E.g. ``cpu-arm64-ptq_int8`` (target and candidate) or ``Prune50+INT8``.
+        namespace: The namespace it goes to (its length shortens the limit; None: not known).
 
     Returns:
-        E.g. ``ptq-int8`` / ``prune50-int8``; ``kfedge-`` is put in front of a leading digit.
+        E.g. ``cpu-arm64-ptq-int8`` / ``prune50-int8``; ``kfedge-`` is put in front of a
+        leading digit.
     """
     name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
     name = re.sub(r"-{2,}", "-", name)
@@ -71,14 +107,20 @@ def isvc_name(text: str) -> str:
         raise InvalidInputError(f"cannot make an InferenceService name from {text!r}")
     if not name[0].isalpha():
         name = f"kfedge-{name}"
-    return name[:45].rstrip("-")
+    limit = 63 - _LONGEST_SUFFIX
+    if namespace:
+        limit = max(_MIN_NAME, min(limit, 63 - _HOST_LABEL_SUFFIX - len(namespace)))
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{name[: limit - 7].rstrip('-')}-{digest}"
 
 
 def build_inference_service(
     name: str,
     storage_uri: str,
     target: Any,
-    namespace: str = "kserve",
+    namespace: str = "default",
     model_format: str = "tflite",
     runtime: str = DEFAULT_RUNTIME,
     service_account: str = DEFAULT_SERVICE_ACCOUNT,
@@ -87,6 +129,7 @@ def build_inference_service(
     protocol: str = "v2",
     max_replicas: int | None = None,
     check_storage_uri: bool = True,
+    storage_secret: str = DEFAULT_STORAGE_SECRET,
 ) -> dict[str, Any]:
     """Build the InferenceService for a candidate on a target, as a plain dict.
 
@@ -97,14 +140,18 @@ def build_inference_service(
         target: Target name, YAML path, or a loaded ``Target``.
         namespace: Namespace of the InferenceService.
         model_format: ``tflite`` or ``onnx`` (must be one of the target's formats).
-        runtime: ServingRuntime / ClusterServingRuntime to use.
-        service_account: Service account with the S3 credentials (storage initializer).
+        runtime: ServingRuntime / ClusterServingRuntime to name (never left to KServe's
+            auto-selection).
+        service_account: The predictor's ServiceAccount ("": the namespace's default); KServe
+            falls back to the S3 Secrets it lists when no ``storage_secret`` is named.
         deployment_mode: ``RawDeployment`` / ``Standard`` (a plain Deployment) or
             ``Serverless`` / ``Knative``.
         min_replicas: Minimum replicas (>= 0; 0 only with Knative).
         protocol: ``v1`` or ``v2`` (Open Inference Protocol).
         max_replicas: Maximum replicas (None: KServe's default).
         check_storage_uri: Refuse URIs KServe cannot fetch (off only for a preview YAML).
+        storage_secret: The Secret with the S3 keys and settings, named by annotation
+            (:data:`STORAGE_SECRET_ANNOTATIONS`); "" names none.
 
     Returns:
         The InferenceService as a JSON-friendly dict (camelCase keys, as ``kubectl`` takes).
@@ -120,7 +167,15 @@ def build_inference_service(
         V1beta1ModelSpec,
         V1beta1PredictorSpec,
     )
-    from kubernetes.client import V1EnvVar, V1ObjectMeta, V1ResourceRequirements, V1Toleration
+    from kubernetes.client import (
+        V1EnvVar,
+        V1HostPathVolumeSource,
+        V1ObjectMeta,
+        V1ResourceRequirements,
+        V1Toleration,
+        V1Volume,
+        V1VolumeMount,
+    )
 
     if not _DNS1035.match(name) or len(name) > 63:
         raise ConfigError(
@@ -129,6 +184,11 @@ def build_inference_service(
         )
     if not _DNS1035.match(namespace.replace("_", "-")) or "_" in namespace:
         raise ConfigError(f"namespace {namespace!r} is not a valid Kubernetes namespace name")
+    if not runtime:
+        raise ConfigError(
+            "runtime is empty: name the ServingRuntime (kfedge-edge); KServe's auto-selection "
+            "would give onnx models to its Triton runtime"
+        )
     if model_format not in MODEL_FORMATS:
         raise ConfigError(f"model_format must be one of {MODEL_FORMATS}, got {model_format!r}")
     if deployment_mode not in DEPLOYMENT_MODES:
@@ -163,6 +223,9 @@ def build_inference_service(
         # Extended resources: requests must equal limits; set both.
         requests[tgt.accelerator.resource] = str(tgt.accelerator.count)
         limits[tgt.accelerator.resource] = str(tgt.accelerator.count)
+    device = tgt.devices.k8s()
+    requests.update((device.get("resources") or {}).get("requests") or {})
+    limits.update((device.get("resources") or {}).get("limits") or {})
     env = [V1EnvVar(name="KFEDGE_THREADS", value=str(tgt.threads))] if tgt.threads else None
     args = None
     if model_format == "onnx" and tgt.onnx_providers != ["CPUExecutionProvider"]:
@@ -182,13 +245,24 @@ def build_inference_service(
                 "app.kubernetes.io/managed-by": "kfedge",
                 "kfedge.io/target": tgt.name,
             },
-            annotations={DEPLOYMENT_MODE_ANNOTATION: deployment_mode},
+            annotations={
+                DEPLOYMENT_MODE_ANNOTATION: deployment_mode,
+                **{a: storage_secret for a in STORAGE_SECRET_ANNOTATIONS if storage_secret},
+            },
         ),
         spec=V1beta1InferenceServiceSpec(
             predictor=V1beta1PredictorSpec(
                 min_replicas=min_replicas,
                 max_replicas=max_replicas,
                 service_account_name=service_account or None,
+                runtime_class_name=device.get("runtimeClassName"),
+                volumes=[
+                    V1Volume(
+                        name=v["name"], host_path=V1HostPathVolumeSource(path=v["hostPath"]["path"])
+                    )
+                    for v in device.get("volumes", [])
+                ]
+                or None,
                 node_selector=tgt.k8s_node_selector() or None,
                 tolerations=[
                     V1Toleration(
@@ -212,6 +286,12 @@ def build_inference_service(
                     resources=V1ResourceRequirements(
                         requests=requests or None, limits=limits or None
                     ),
+                    volume_mounts=[
+                        V1VolumeMount(name=m["name"], mount_path=m["mountPath"])
+                        for m in device.get("volumeMounts", [])
+                    ]
+                    or None,
+                    security_context=_device_security_context(device),
                 ),
             )
         ),
@@ -223,6 +303,23 @@ def build_inference_service(
     return out
 
 
+def _device_security_context(device: dict[str, Any]) -> Any:
+    """The container's securityContext for host device nodes, over the runtime's restricted one.
+
+    KServe merges the InferenceService's container over the runtime's, so what the runtime
+    sets stays unless overridden: ``privileged`` needs ``allowPrivilegeEscalation`` (the API
+    server refuses privileged with it false), and device nodes on the host belong to root,
+    which the runtime's non-root user (10001) cannot open.
+    """
+    if not (device.get("securityContext") or {}).get("privileged"):
+        return None
+    from kubernetes.client import V1SecurityContext
+
+    return V1SecurityContext(
+        privileged=True, allow_privilege_escalation=True, run_as_non_root=False, run_as_user=0
+    )
+
+
 def isvc_yaml(isvc: dict[str, Any]) -> str:
     """The InferenceService as YAML (for ``kubectl apply -f``)."""
     import yaml
@@ -230,7 +327,7 @@ def isvc_yaml(isvc: dict[str, Any]) -> str:
     return yaml.safe_dump(isvc, sort_keys=False)
 
 
-def write_examples(out_dir: str | Path, namespace: str = "kserve") -> list[Path]:
+def write_examples(out_dir: str | Path, namespace: str = "kubeflow-user-example-com") -> list[Path]:
     """Write one example InferenceService per shipped target (``manifests/examples``).
 
     Each uses the target's preferred format and a placeholder S3 URI to replace.
@@ -250,7 +347,7 @@ def write_examples(out_dir: str | Path, namespace: str = "kserve") -> list[Path]
         tgt = load_target(tname)
         fmt = tgt.formats[0]
         isvc = build_inference_service(
-            isvc_name(f"digits-{tname}"),
+            isvc_name(f"{tname}-digits", namespace),
             f"s3://kfedge-models/{tname}/digits-{fmt}",
             tgt,
             namespace=namespace,
@@ -259,7 +356,8 @@ def write_examples(out_dir: str | Path, namespace: str = "kserve") -> list[Path]
         header = (
             f"# Example InferenceService for target {tname} ({tgt.description}).\n"
             "# Generated by `python -m kfedge.deploy examples manifests/examples`; do not edit.\n"
-            "# Replace storageUri with your candidate's S3 prefix, then `kubectl apply -f`.\n"
+            "# Replace storageUri with your candidate's S3 prefix and the namespace with your\n"
+            "# profile's (it holds the Secret kfedge-s3), then `kubectl apply -f`.\n"
         )
         path = write_text_atomic(out / f"isvc-{tname}.yaml", header + isvc_yaml(isvc))
         written.append(path)

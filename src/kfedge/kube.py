@@ -1,8 +1,30 @@
-"""Create or update an InferenceService through the Kubernetes API and wait until it is Ready.
+"""Create or update an InferenceService through the Kubernetes API and wait until it serves it.
 
 The API is reached through ``KServeClient``'s custom objects API (in-cluster config or a
 kubeconfig); the Kubernetes / KServe clients are imported lazily. An update is an RFC 7386
-merge patch, so keys the new object no longer has are removed.
+merge patch, so keys the new object no longer has are removed. Transient API faults (409
+conflict, 429, 5xx, an unreachable API server) are retried with backoff (:mod:`kfedge.retry`);
+any other refusal (403, 404, 422 ...) fails at once with what to do.
+
+**Ready for the current spec.** KServe's ``status.observedGeneration`` is not the
+InferenceService's: KServe copies it from the predictor's Deployment (RawDeployment) or Knative
+Service (Serverless) (kserve/kserve ``pkg/apis/serving/v1beta1/inference_service_status.go``:
+``PropagateRawStatus`` sets ``ss.ObservedGeneration = deploymentList[0].Status.
+ObservedGeneration``, ``PropagateStatus`` ``serviceStatus.ObservedGeneration``), so comparing
+it with ``metadata.generation`` means nothing. And right after an update, the ``Ready``
+condition still describes the previous spec until the workload's controller has seen the new
+one. So after an update that changed the spec (the generation moved), the object counts as
+Ready for it only when ``Ready`` is True **and** the workload moved on since: the copied
+``status.observedGeneration`` differs from before the update (the Deployment / Knative Service
+controller observed a new spec, and the conditions KServe copied with it describe it), or the
+``Ready`` condition's ``lastTransitionTime`` changed (it went through not-Ready); in Serverless
+mode, also ``status.components.predictor.latestReadyRevision`` must equal
+``latestCreatedRevision``. A newly created object, or an update that changed no spec, is Ready
+with ``Ready`` True.
+
+**Namespace.** :func:`default_namespace` is the namespace a deployment goes to when none is
+given: the pod's own (a Kubeflow pipeline step runs in the user's profile namespace), else the
+kubeconfig context's, else ``default``, as ``kubectl`` does.
 """
 
 from __future__ import annotations
@@ -11,17 +33,32 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kfedge.errors import InvalidInputError
-from kfedge.isvc import API_VERSION, GROUP, PLURAL, DeployError
+from kfedge.isvc import API_VERSION, GROUP, PLURAL, DeployError, TransientDeployError
+from kfedge.retry import ATTEMPTS, retry
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cluster_configured", "deploy"]
+__all__ = ["cluster_configured", "default_namespace", "deploy", "ready_for_current_spec"]
 
-_SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+T = TypeVar("T")
+
+_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+_SA_TOKEN = _SA_DIR / "token"
+#: The pod's namespace, mounted with its service-account token.
+SA_NAMESPACE = _SA_DIR / "namespace"
+#: kubectl's namespace when the kubeconfig context names none.
+FALLBACK_NAMESPACE = "default"
+RBAC_HINT = (
+    "the run's service account needs get / create / patch on inferenceservices in namespace "
+    "{ns}: on Kubeflow, KServe installed with its Kubeflow overlay gives them to kubeflow-edit "
+    "(else add manifests/components/profile-rbac to manifests/overlays/kubeflow-profile); with "
+    "standalone KFP, kubectl apply -k manifests/overlays/standalone"
+)
 
 
 def cluster_configured() -> bool:
@@ -29,6 +66,37 @@ def cluster_configured() -> bool:
     in_cluster = bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and _SA_TOKEN.is_file()
     kubeconfig = os.environ.get("KUBECONFIG", "")
     return in_cluster or any(Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p)
+
+
+def default_namespace(kubeconfig: str | os.PathLike[str] | None = None) -> str:
+    """The namespace to deploy into when none is given.
+
+    In a pod (a pipeline step), the pod's own namespace: on Kubeflow, the profile namespace
+    the run belongs to, where its ``default-editor`` account may create InferenceServices.
+    Outside a pod, the namespace of the kubeconfig's current context, else ``default``.
+
+    Args:
+        kubeconfig: Kubeconfig path (default: ``KUBECONFIG`` / ``~/.kube/config``).
+
+    Returns:
+        The namespace name.
+    """
+    try:
+        ns = SA_NAMESPACE.read_text().strip()
+    except OSError:
+        ns = ""
+    if ns:
+        return ns
+    try:
+        from kubernetes import config
+
+        _contexts, active = config.list_kube_config_contexts(
+            config_file=str(kubeconfig) if kubeconfig else None
+        )
+        ns = str(((active or {}).get("context") or {}).get("namespace") or "")
+    except Exception:  # no kubeconfig, or not the kubernetes client: kubectl's default
+        ns = ""
+    return ns or FALLBACK_NAMESPACE
 
 
 def _kserve_client(kube: Any) -> Any:
@@ -47,6 +115,18 @@ def _kserve_client(kube: Any) -> Any:
         ) from exc
 
 
+def _is_transient(exc: BaseException) -> bool:
+    """409 conflict, 429, 5xx or no HTTP answer at all: the API server may do better later."""
+    from kubernetes.client.rest import ApiException
+
+    if isinstance(exc, ApiException):
+        status = int(exc.status or 0)
+        return status in (0, 409, 429) or status >= 500
+    import urllib3
+
+    return isinstance(exc, urllib3.exceptions.HTTPError | OSError)
+
+
 def _api_error(exc: Any, what: str, namespace: str) -> DeployError:
     status = getattr(exc, "status", None)
     reason = getattr(exc, "reason", "") or type(exc).__name__
@@ -57,13 +137,32 @@ def _api_error(exc: Any, what: str, namespace: str) -> DeployError:
         message = str(body)[:300]
     hint = ""
     if status in (401, 403):
-        hint = (
-            f"; the pipeline's service account needs the kfedge-deployer Role in namespace "
-            f"{namespace} (kubectl apply -k manifests/base)"
-        )
+        hint = "; " + RBAC_HINT.format(ns=namespace)
     elif status == 404:
         hint = "; is KServe installed (InferenceService CRD) and does the namespace exist?"
     return DeployError(f"{what} failed: HTTP {status} {reason}: {message}{hint}")
+
+
+def _call(what: str, namespace: str, fn: Callable[[], T]) -> T:
+    """``fn`` (Kubernetes API calls), transient faults retried, failures as DeployErrors."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        return retry(fn, transient=_is_transient, what=what)
+    except ApiException as exc:
+        err = _api_error(exc, what, namespace)
+        if _is_transient(exc):
+            err = TransientDeployError(f"{err} (transient: gave up after {ATTEMPTS} attempts)")
+        raise err from None
+    except DeployError:
+        raise
+    except Exception as exc:
+        if not _is_transient(exc):
+            raise
+        raise TransientDeployError(
+            f"{what} failed: the Kubernetes API is unreachable: {str(exc).splitlines()[0][:200]} "
+            f"(transient: gave up after {ATTEMPTS} attempts)"
+        ) from None
 
 
 def _merge_patch(old: Any, new: Any) -> Any:
@@ -75,18 +174,115 @@ def _merge_patch(old: Any, new: Any) -> Any:
     return patch
 
 
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == kind), {})
+
+
 def _ready_condition(obj: dict[str, Any]) -> tuple[bool, str]:
     status = obj.get("status") or {}
     conditions = status.get("conditions") or []
-    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
     waiting = [
         f"{c.get('type')}={c.get('status')}"
         + (f" ({c.get('reason')}: {c.get('message')})" if c.get("reason") else "")
         for c in conditions
         if str(c.get("status")).lower() != "true"
     ]
-    is_ready = ready is not None and str(ready.get("status")).lower() == "true"
+    failure = (status.get("modelStatus") or {}).get("lastFailureInfo") or {}
+    if failure.get("message"):
+        waiting.append(f"last failure: {failure.get('reason', '')} {failure['message']}".strip())
+    is_ready = str(_condition(obj, "Ready").get("status")).lower() == "true"
     return is_ready, "; ".join(waiting) or "no status yet"
+
+
+def _snapshot(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What :func:`ready_for_current_spec` compares against: the object before our write."""
+    if obj is None:
+        return None
+    status = obj.get("status") or {}
+    predictor = (status.get("components") or {}).get("predictor") or {}
+    return {
+        "generation": (obj.get("metadata") or {}).get("generation"),
+        "observed": status.get("observedGeneration"),
+        "ready_since": _condition(obj, "Ready").get("lastTransitionTime"),
+        "revision": predictor.get("latestCreatedRevision"),
+    }
+
+
+def _knative(obj: dict[str, Any]) -> bool:
+    mode = ((obj.get("metadata") or {}).get("annotations") or {}).get(
+        "serving.kserve.io/deploymentMode"
+    ) or (obj.get("status") or {}).get("deploymentMode", "")
+    return str(mode) in ("Serverless", "Knative")
+
+
+def ready_for_current_spec(obj: dict[str, Any], before: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether KServe serves the object's current spec (see the module docstring).
+
+    Args:
+        obj: The InferenceService as read now.
+        before: :func:`_snapshot` of it before our create / update (None: we created it).
+
+    Returns:
+        ``(ready, what is still awaited)``.
+    """
+    ready, detail = _ready_condition(obj)
+    status = obj.get("status") or {}
+    predictor = (status.get("components") or {}).get("predictor") or {}
+    if _knative(obj) and predictor.get("latestCreatedRevision") != predictor.get(
+        "latestReadyRevision"
+    ):
+        return False, (
+            f"revision {predictor.get('latestCreatedRevision')} not ready yet "
+            f"(serving {predictor.get('latestReadyRevision')}); {detail}"
+        )
+    if not ready:
+        return False, detail
+    if before is None or (obj.get("metadata") or {}).get("generation") == before["generation"]:
+        return True, ""
+    moved = (
+        status.get("observedGeneration") != before["observed"]
+        or _condition(obj, "Ready").get("lastTransitionTime") != before["ready_since"]
+        or (
+            bool(before["revision"])
+            and predictor.get("latestCreatedRevision") != before["revision"]
+        )
+    )
+    if not moved:
+        return False, (
+            "Ready still describes the previous spec: KServe has not rolled out the update yet "
+            "(a change that leaves the predictor's pods as they are, such as replicas only, "
+            "never moves it)"
+        )
+    return True, ""
+
+
+def _apply(api: Any, isvc: dict[str, Any], version: str) -> dict[str, Any] | None:
+    """Create the object, or merge-patch it into the new one; the object as it was before."""
+    from kubernetes.client.rest import ApiException
+
+    meta = isvc["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    try:
+        current = api.get_namespaced_custom_object(GROUP, version, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        current = None
+    if current is None:
+        log.info("creating InferenceService %s/%s", namespace, name)
+        api.create_namespaced_custom_object(GROUP, version, namespace, PLURAL, isvc)
+    else:
+        log.info("updating InferenceService %s/%s", namespace, name)
+        body = {
+            "metadata": {
+                "labels": meta.get("labels") or {},
+                "annotations": meta.get("annotations") or {},
+            },
+            "spec": _merge_patch(current.get("spec") or {}, isvc.get("spec") or {}),
+        }
+        api.patch_namespaced_custom_object(GROUP, version, namespace, PLURAL, name, body)
+    return current
 
 
 def deploy(
@@ -95,11 +291,11 @@ def deploy(
     kube: Any = None,
     poll_interval: float = 5.0,
 ) -> str:
-    """Create or update an InferenceService, wait until it is Ready, return its URL.
+    """Create or update an InferenceService, wait until it serves this spec, return its URL.
 
     Args:
         isvc: The InferenceService (from :func:`build_inference_service`).
-        wait_timeout: Seconds to wait for the Ready condition of the new generation.
+        wait_timeout: Seconds to wait until it is Ready for this spec.
         kube: A ``KServeClient``, a kubeconfig path, or None (in-cluster config, else the
             default kubeconfig).
         poll_interval: Seconds between status reads.
@@ -110,6 +306,8 @@ def deploy(
     Raises:
         DeployError: The API refused the object, or it was not Ready in time (the message
             carries the conditions that were not True).
+        TransientDeployError: The API kept failing transiently (conflicts, 429, 5xx,
+            unreachable) through every retry.
     """
     meta = isvc.get("metadata") or {}
     name, namespace = meta.get("name"), meta.get("namespace")
@@ -119,62 +317,29 @@ def deploy(
             f"(from build_inference_service); got kind={isvc.get('kind')!r}, name={name!r}, "
             f"namespace={namespace!r}"
         )
-    api_version = isvc.get("apiVersion", API_VERSION)
-    version = api_version.split("/")[-1]
-    client = _kserve_client(kube)
-    api = client.api_instance
-    from kubernetes.client.rest import ApiException
-
-    try:
-        current = api.get_namespaced_custom_object(GROUP, version, namespace, PLURAL, name)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise _api_error(
-                exc, f"reading InferenceService {namespace}/{name}", namespace
-            ) from None
-        current = None
-    except Exception as exc:  # urllib3 connection errors
-        raise DeployError(f"the Kubernetes API is unreachable: {exc}") from exc
-    try:
-        if current is None:
-            log.info("creating InferenceService %s/%s", namespace, name)
-            out = api.create_namespaced_custom_object(GROUP, version, namespace, PLURAL, isvc)
-        else:
-            log.info("updating InferenceService %s/%s", namespace, name)
-            body = {
-                "metadata": {
-                    "labels": meta.get("labels") or {},
-                    "annotations": meta.get("annotations") or {},
-                },
-                "spec": _merge_patch(current.get("spec") or {}, isvc.get("spec") or {}),
-            }
-            out = api.patch_namespaced_custom_object(GROUP, version, namespace, PLURAL, name, body)
-    except ApiException as exc:
-        verb = "creating" if current is None else "updating"
-        raise _api_error(exc, f"{verb} InferenceService {namespace}/{name}", namespace) from None
-    generation = int((out.get("metadata") or {}).get("generation") or 0)
+    version = isvc.get("apiVersion", API_VERSION).split("/")[-1]
+    api = _kserve_client(kube).api_instance
+    where = f"InferenceService {namespace}/{name}"
+    before = _snapshot(_call(f"applying {where}", namespace, lambda: _apply(api, isvc, version)))
     deadline = time.monotonic() + wait_timeout
-    detail = "no status yet"
     while True:
-        try:
-            obj = api.get_namespaced_custom_object(GROUP, version, namespace, PLURAL, name)
-        except ApiException as exc:
-            raise _api_error(
-                exc, f"reading InferenceService {namespace}/{name}", namespace
-            ) from None
-        status = obj.get("status") or {}
-        ready, detail = _ready_condition(obj)
-        observed = int(status.get("observedGeneration") or 0)
-        if ready and observed >= generation:
+        obj = _call(
+            f"reading {where}",
+            namespace,
+            lambda: api.get_namespaced_custom_object(GROUP, version, namespace, PLURAL, name),
+        )
+        ready, detail = ready_for_current_spec(obj, before)
+        if ready:
+            status = obj.get("status") or {}
             url = (status.get("address") or {}).get("url") or status.get("url")
             if not url:
-                raise DeployError(f"InferenceService {namespace}/{name} is Ready but has no URL")
-            log.info("InferenceService %s/%s is ready at %s", namespace, name, url)
+                raise DeployError(f"{where} is Ready but has no URL")
+            log.info("%s is ready at %s", where, url)
             return str(url)
         if time.monotonic() >= deadline:
+            generation = (obj.get("metadata") or {}).get("generation")
             raise DeployError(
-                f"InferenceService {namespace}/{name} (generation {generation}) was not Ready "
-                f"after {wait_timeout:g} s: {detail} (kubectl describe inferenceservice -n "
-                f"{namespace} {name})"
+                f"{where} (generation {generation}) was not Ready after {wait_timeout:g} s: "
+                f"{detail} (kubectl describe inferenceservice -n {namespace} {name})"
             )
         time.sleep(poll_interval)

@@ -370,7 +370,9 @@ def select_from_files(
     chosen_ev = next((e for e in evaluations if e.name == selected), None)
     if chosen_ev is not None and chosen_ev.outputs_sample is not None:
         # the deploy step's smoke test compares the served answer with this recorded one
-        result["outputs_sample"] = chosen_ev.outputs_sample.model_dump(mode="json")
+        result["outputs_sample"] = chosen_ev.outputs_sample.model_dump(
+            mode="json", exclude_none=True
+        )
     if chosen_dir is not None:
         out = Path(chosen_dir)
         src = dirs.get(selected) if selected else None
