@@ -19,7 +19,8 @@ def import_model(
         uri: Path, file:// or s3:// URI of a .tflite, .onnx, .keras, .h5, SavedModel or a
             candidate directory written by kfedge.
         model: The model as a candidate directory.
-        s3_endpoint: S3 endpoint URL for s3:// URIs; empty = from the environment.
+        s3_endpoint: S3 endpoint URL for s3:// URIs; empty = from the environment, else (in a
+            pod) KFP's own object store.
         accelerator_type: Not used by this step: it carries the provision output into the
             ParallelFor sub-DAG, where the evaluate step requests the target's accelerator.
         accelerator_count: Likewise, the accelerator count.

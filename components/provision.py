@@ -49,7 +49,8 @@ def provision(
         calibration_samples: INT8 calibration samples (0 = default).
         goals_json: Selection goals (JSON), checked here before any heavy work.
         s3_endpoint: S3 endpoint URL for s3:// URIs (credentials come from the Secret mounted
-            as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); empty = from the environment.
+            as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); empty = from the environment, else
+            (in a pod) KFP's own object store.
         optimize: Plan and check the techniques (False in edge-evaluate, which only measures).
 
     Returns:

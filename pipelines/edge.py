@@ -293,7 +293,8 @@ def edge_optimize_deploy(
         service_account: ServiceAccount whose Secret carries KServe's S3 settings.
         deploy_mode: auto (cluster when in a cluster, else local), cluster or local.
         s3_endpoint: S3 endpoint for s3:// URIs (e.g. http://seaweedfs.kubeflow:8333); empty =
-            from the environment.
+            AWS_ENDPOINT_URL / S3_ENDPOINT if set, else KFP's own object store (the first of
+            its known in-cluster addresses that answers).
         s3_secret: Secret with accesskey / secretkey for S3 (KFP's artifact-store Secret).
     """
     prov, sel, _ = _optimize_and_evaluate(locals())
@@ -343,7 +344,8 @@ def edge_optimize(
             evaluations may share the node).
         benchmark_rounds: Interleaved rounds of the side-by-side benchmark on the target node,
             whose timings decide latency (>= 3 for an interval).
-        s3_endpoint: S3 endpoint for s3:// URIs; empty = from the environment.
+        s3_endpoint: S3 endpoint for s3:// URIs; empty = from the environment, else KFP's own
+            object store.
         s3_secret: Secret with accesskey / secretkey for S3.
     """
     _optimize_and_evaluate(locals())
@@ -378,7 +380,8 @@ def edge_evaluate(
             evaluations may share the node).
         benchmark_rounds: Interleaved rounds of the side-by-side benchmark on the target node,
             whose timings decide latency (>= 3 for an interval).
-        s3_endpoint: S3 endpoint for s3:// URIs; empty = from the environment.
+        s3_endpoint: S3 endpoint for s3:// URIs; empty = from the environment, else KFP's own
+            object store.
         s3_secret: Secret with accesskey / secretkey for S3.
     """
     prov = _provision(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,26 @@ def test_report_lists_baseline_and_every_technique(full_run: dict):
         "| Model | Accuracy original |"
         in Path(full_run["report"]).with_name("report.md").read_text()
     )
+
+
+def test_one_benchmark_timed_every_candidate_after_every_evaluation(full_run: dict):
+    """kfp.local runs the loop's iterations concurrently; the side-by-side benchmark runs once,
+    after every evaluation finished, and times every candidate and the FP32 reference."""
+    report = json.loads(Path(full_run["report"]).read_text())
+    timings = json.loads(Path(full_run["timings"]).read_text())
+    assert sorted(timings["models"]) == sorted(c["name"] for c in report["candidates"])
+    for t in timings["models"].values():
+        assert len(t["rounds_p50_ms"]) == timings["rounds"] >= 3
+        assert 0 < t["p50_ms"] <= t["p90_ms"] <= t["p99_ms"]
+    assert 1 <= timings["threads"] <= timings["usable_cpus"]
+    log = re.sub(r"\x1b\[[0-9;]*m", "", (Path(full_run["run_dir"]) / "run.log").read_text())
+    events = re.findall(r"Executing task '?([\w\-]+)'?|Task '?([\w\-]+)'? finished", log)
+    order = [("start", a) if a else ("end", b) for a, b in events]
+    started = order.index(("start", "benchmark"))
+    evaluations = [i for i, (kind, task) in enumerate(order) if task.startswith("evaluate")]
+    assert len(evaluations) == 2 * (len(TECHNIQUES) + 1)  # start and end of each evaluation
+    assert max(evaluations) < started  # nothing was evaluated while the benchmark ran
+    assert order.count(("start", "benchmark")) == 1
 
 
 def test_a_candidate_was_selected_and_the_local_endpoint_answered(full_run: dict):
@@ -90,9 +111,15 @@ def test_edge_evaluate_measures_given_models_of_any_format(
     )
     (report_file,) = tmp_path.rglob("report/report_json")
     report = json.loads(report_file.read_text())
-    formats = sorted(c["format"] for c in report["candidates"])
-    assert formats == ["keras", "onnx", "tflite"]
-    base = next(c for c in report["candidates"] if c["name"] == report["baseline"])
-    assert base["format"] == "tflite"
+    # the edge node runs no TensorFlow: the Keras model was exported (FP32 TFLite) and kept
+    # its name; the .tflite and .onnx models were measured as they are
+    by_name = {c["name"]: c for c in report["candidates"]}
+    assert by_name[report["baseline"]]["format"] == "tflite"
+    keras = by_name[baseline_model.name]
+    assert keras["format"] == "tflite"
+    assert sorted(c["format"] for c in report["candidates"]) == ["onnx", "tflite", "tflite"]
+    base = by_name[report["baseline"]]
     for cand in report["candidates"]:
         assert abs(cand["accuracy"] - base["accuracy"]) < 0.01  # the same FP32 model thrice
+    (timings_file,) = tmp_path.rglob("benchmark/timings")
+    assert sorted(json.loads(timings_file.read_text())["models"]) == sorted(by_name)

@@ -121,3 +121,61 @@ def test_bad_params_fail_the_task_with_the_reason(baseline_model, sample_dataset
     assert "ConfigError: invalid parameters for technique 'prune'" in text
     assert "target_sparsity: Input should be less than 1" in text
     assert not list(tmp_path.rglob("candidate.json"))
+
+
+class _Artifact:
+    """What a KFP output artifact gives a library entry: a path and a metadata dict."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.metadata = str(path), {}
+
+
+def test_export_fp32_keeps_what_the_edge_runs_and_exports_keras(
+    baseline_model, fp32_tflite, fp32_onnx, tmp_path
+):
+    """edge-evaluate's step before the TF-free edge node: .tflite / .onnx kept as they are,
+    Keras exported to the target's FP32 format; both keep their own name."""
+    import shutil
+
+    from kfedge.candidate import Candidate, save_candidate
+    from kfedge.formats import detect_format
+    from kfedge.reference import export_fp32_into
+
+    keras_cand = tmp_path / "keras-in"
+    keras_cand.mkdir()
+    shutil.copy(baseline_model, keras_cand / "model.keras")
+    save_candidate(Candidate("my-model.keras", "imported", "keras", "model.keras"), keras_cand)
+    out = _Artifact(tmp_path / "keras-out")
+    assert export_fp32_into(out, keras_cand, keep_deployable=True, target="cpu-amd64") == (
+        "my-model.keras"
+    )
+    cand = load_candidate(out.path)
+    assert cand.name == "my-model.keras" and cand.format == "tflite"
+    assert out.metadata["name"] == "my-model.keras"
+    # an ONNX-first target: the export follows the target, not model_format
+    assert _prefers_onnx("nvidia-gpu")
+    out = _Artifact(tmp_path / "keras-onnx")
+    export_fp32_into(out, keras_cand, "tflite", keep_deployable=True, target="nvidia-gpu")
+    assert load_candidate(out.path).format == "onnx"
+
+    onnx_cand = tmp_path / "onnx-in"
+    onnx_cand.mkdir()
+    shutil.copy(fp32_onnx, onnx_cand / "model.onnx")
+    save_candidate(Candidate("theirs.onnx", "imported", "onnx", "model.onnx"), onnx_cand)
+    out = _Artifact(tmp_path / "onnx-out")
+    # an ONNX model on a TFLite-first target is measured as it is, not converted
+    assert export_fp32_into(out, onnx_cand, keep_deployable=True, target="cpu-amd64") == (
+        "theirs.onnx"
+    )
+    assert (Path(out.path) / "model.onnx").read_bytes() == fp32_onnx.read_bytes()
+    assert out.metadata["format"] == "onnx"
+
+    out = _Artifact(tmp_path / "plain")  # without keep_deployable: named after the export
+    assert export_fp32_into(out, keras_cand, "tflite") == "my-model.keras-fp32-tflite"
+    assert detect_format(Path(out.path) / "model.tflite") == "tflite"
+
+
+def _prefers_onnx(target: str) -> bool:
+    from kfedge.targets import load_target
+
+    return list(load_target(target).formats)[:1] == ["onnx"]

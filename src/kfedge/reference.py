@@ -44,8 +44,8 @@ def export_fp32_into(
         keep_deployable: A model that the edge runtime already runs (.tflite, .onnx,
             OpenVINO IR) is kept as it is, under its own name; any other (Keras, SavedModel)
             is exported and keeps its own name too. Without it the model is always exported
-            (a model already in that format is copied) and named after the export
-            (``fp32-tflite`` / ``fp32-onnx``).
+            (a model already in that format is copied) and named as the export technique
+            names it (``fp32-tflite`` for the provisioned baseline).
         target: Target profile name or YAML path: when given, the export is the target's FP32
             reference (its preferred format) and ``model_format`` is not used.
 
