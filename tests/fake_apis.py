@@ -18,11 +18,13 @@ import functools
 import json
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 
@@ -321,3 +323,177 @@ class FakeKServe(FakeJsonApi):
             self.objects[(ns, name)] = merged
             return 200, merged
         return 405, k8s_status(405, "MethodNotAllowed", method)
+
+
+# ------------------------------------------------------------------ a KFP v2beta1 fake API
+def _rpc_error(code: int, message: str) -> dict[str, Any]:
+    """An error body as KFP's grpc-gateway sends it."""
+    return {"error": message, "code": code, "message": message, "details": []}
+
+
+def _display_name_filter(query: dict[str, str]) -> str | None:
+    raw = query.get("filter", "")
+    if not raw:
+        return None
+    preds = json.loads(raw)["predicates"]
+    (pred,) = [p for p in preds if p["key"] == "display_name"]
+    return pred["stringValue"]
+
+
+class FakeKfpApi(FakeJsonApi):
+    """State and request log of the fake KFP v2beta1 API (not a real cluster)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pipelines: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, list[dict[str, Any]]] = {}
+        self.experiments: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.recurring: dict[str, dict[str, Any]] = {}
+        #: Largest page the recurring-run listing returns (to exercise paging).
+        self.page_size_cap = 1000
+        self.uploads: list[bytes] = []
+        #: States a run reports on successive GETs (the last one repeats).
+        self.run_states = ["SUCCEEDED"]
+        self.multi_user = False
+        self.require_token: str | None = None
+        self._n = 0
+        self._gets: dict[str, int] = {}
+
+    def new_id(self, kind: str) -> str:
+        self._n += 1
+        return f"{kind}-{self._n}"
+
+    def calls(self) -> list[str]:
+        return [f"{r.method} {r.path}" for r in self.requests]
+
+    def answer(self, req: Request) -> tuple[int, Any]:
+        auth = req.headers.get("authorization")
+        if self.require_token and auth != f"Bearer {self.require_token}":
+            return 401, {"error": "missing or bad token", "code": 16}
+        route = (req.method, req.path)
+        parts = req.path.strip("/").split("/")
+        if route == ("GET", "/apis/v2beta1/healthz"):
+            return 200, {"multi_user": self.multi_user, "commit_sha": "fake"}
+        if route == ("GET", "/apis/v2beta1/pipelines"):
+            want = _display_name_filter(req.query)
+            found = [p for p in self.pipelines.values() if p["display_name"] == want]
+            return 200, {"pipelines": found, "total_size": len(found)} if found else {}
+        if route == ("POST", "/apis/v2beta1/pipelines/upload"):
+            self.uploads.append(req.body)
+            pid = self.new_id("pipeline")
+            name = req.query["name"]
+            self.pipelines[pid] = {"pipeline_id": pid, "display_name": name}
+            self.versions[pid] = [
+                {
+                    "pipeline_id": pid,
+                    "pipeline_version_id": self.new_id("version"),
+                    "display_name": name,
+                }
+            ]
+            return 200, self.pipelines[pid]
+        if route == ("POST", "/apis/v2beta1/pipelines/upload_version"):
+            self.uploads.append(req.body)
+            pid = req.query["pipelineid"]
+            ver = {
+                "pipeline_id": pid,
+                "pipeline_version_id": self.new_id("version"),
+                "display_name": req.query["name"],
+            }
+            self.versions[pid].append(ver)
+            return 200, ver
+        if (
+            req.method == "GET"
+            and parts[:3] == ["apis", "v2beta1", "pipelines"]
+            and len(parts) == 5
+        ):
+            newest_first = list(reversed(self.versions.get(parts[3], [])))
+            size = int(req.query.get("page_size", 10))
+            return 200, {"pipeline_versions": newest_first[:size]}
+        if route == ("GET", "/apis/v2beta1/experiments"):
+            want = _display_name_filter(req.query)
+            found = [e for e in self.experiments.values() if e["display_name"] == want]
+            return 200, {"experiments": found} if found else {}
+        if route == ("POST", "/apis/v2beta1/experiments"):
+            eid = self.new_id("experiment")
+            self.experiments[eid] = {**req.json, "experiment_id": eid}
+            return 200, self.experiments[eid]
+        if route == ("POST", "/apis/v2beta1/runs"):
+            rid = self.new_id("run")
+            self.runs[rid] = {**req.json, "run_id": rid, "state": "PENDING"}
+            return 200, self.runs[rid]
+        if req.method == "GET" and parts[:3] == ["apis", "v2beta1", "runs"] and len(parts) == 4:
+            rid = parts[3]
+            n = self._gets[rid] = self._gets.get(rid, 0) + 1
+            state = self.run_states[min(n, len(self.run_states)) - 1]
+            run = {**self.runs[rid], "state": state}
+            if state == "FAILED":
+                run["error"] = {"code": 2, "message": "evaluate on target: OOMKilled"}
+            return 200, run
+        if parts[:3] == ["apis", "v2beta1", "recurringruns"]:
+            return self._recurring(req, parts[3] if len(parts) > 3 else None)
+        return 404, {"error": f"fake KFP API has no {req.method} {req.path}"}
+
+    def _recurring(self, req: Request, rest: str | None) -> tuple[int, Any]:
+        """The RecurringRunService (backend/api/v2beta1/recurring_run.proto)."""
+        if rest is None and req.method == "POST":
+            body = req.json
+            if not body.get("trigger") or not body.get("display_name"):
+                return 400, _rpc_error(3, "trigger and display_name are required")
+            rid = self.new_id("recurring")
+            self.recurring[rid] = {
+                **body,
+                "recurring_run_id": rid,
+                "status": "ENABLED" if body.get("mode") == "ENABLE" else "DISABLED",
+                "created_at": "2026-01-01T00:00:00Z",
+            }
+            return 200, self.recurring[rid]
+        if rest is None and req.method == "GET":
+            items = [
+                r
+                for r in self.recurring.values()
+                if req.query.get("experiment_id") in (None, r.get("experiment_id"))
+            ]
+            size = min(int(req.query.get("page_size") or 10), self.page_size_cap)
+            start = int(req.query.get("page_token") or 0)
+            page = items[start : start + size]
+            out: dict[str, Any] = {"total_size": len(items)} if items else {}
+            if page:
+                out["recurringRuns"] = page  # the proto's field name, as the gateway sends it
+            if start + size < len(items):
+                out["next_page_token"] = str(start + size)
+            return 200, out
+        rid, _, verb = (rest or "").partition(":")
+        if rid not in self.recurring:
+            return 404, _rpc_error(5, f"RecurringRun {rid} not found")
+        if req.method == "GET" and not verb:
+            return 200, self.recurring[rid]
+        if req.method == "POST" and verb in ("enable", "disable"):
+            self.recurring[rid]["status"] = "ENABLED" if verb == "enable" else "DISABLED"
+            return 200, {}
+        if req.method == "DELETE" and not verb:
+            del self.recurring[rid]
+            return 200, {}
+        return 404, _rpc_error(5, f"no {req.method} {req.path}")
+
+
+def _display_name_filter(query: dict[str, str]) -> str | None:
+    raw = query.get("filter", "")
+    if not raw:
+        return None
+    preds = json.loads(raw)["predicates"]
+    (pred,) = [p for p in preds if p["key"] == "display_name"]
+    return pred["stringValue"]
+
+
+@pytest.fixture(name="fake_kfp")
+def fake_kfp_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeKfpApi, str]]:
+    """A fake KFP v2beta1 API on 127.0.0.1 (records requests; runs nothing): ``(api, url)``."""
+    for var in ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", "/nonexistent/kfedge-test-token")
+    api = FakeKfpApi()
+    try:
+        yield api, api.url
+    finally:
+        api.close()

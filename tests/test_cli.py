@@ -20,9 +20,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_command():
     res = run_cli("--help")
     assert res.returncode == 0
-    for cmd in ("run", "compile", "submit", "serve", "targets", "techniques", "report", "evaluate"):
+    commands = ("run", "compile", "submit", "schedules", "doctor", "serve", "targets")
+    for cmd in (*commands, "techniques", "report", "evaluate"):
         assert cmd in res.stdout
-    for cmd in ("run", "submit", "serve", "compile", "report", "targets", "evaluate"):
+    for cmd in (*commands, "report", "evaluate"):
         sub = run_cli(cmd, "--help")
         assert sub.returncode == 0 and "usage: kfedge" in sub.stdout, cmd
     assert "--max-accuracy-drop" in run_cli("run", "--help").stdout
@@ -114,7 +115,13 @@ def test_data_uri_on_unreachable_s3_is_one_line(tmp_path: Path, monkeypatch: pyt
     assert res.returncode == 2
     assert f"127.0.0.1:{port}" in res.stderr
     assert "very-secret-value-123" not in res.stderr + res.stdout
-    assert len([ln for ln in res.stderr.splitlines() if ln.strip()]) == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    # a refused connection may be a server restarting: retried (one notice per retry), then
+    # one error line that says it was transient
+    errors = [ln for ln in lines if "error:" in ln]
+    assert len(errors) == 1 and errors[0].endswith("(transient: gave up after 4 attempts)")
+    notices = [ln for ln in lines if ln not in errors]
+    assert len(notices) == 3 and all("failed (attempt" in ln for ln in notices)
 
 
 def test_a_registered_command_gets_its_arguments_and_help(
@@ -175,3 +182,38 @@ def test_run_and_submit_pass_every_option(monkeypatch: pytest.MonkeyPatch, capsy
         "wait": True,
         "check": False,
     }
+    assert main(["submit", "--interval", "3600"]) == 0
+    assert seen["submit"]["interval"] == 3600 and seen["submit"]["wait"] is False
+    assert main(["submit", "--schedule", "@daily", "--no-wait"]) == 0
+    assert seen["submit"]["schedule"] == "@daily" and "interval" not in seen["submit"]
+
+
+def test_doctor_through_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`kfedge doctor` prints one line per finding and a summary; without a KFP endpoint the
+    KFP check is a warning, so the exit code is 0 (a failed check gives 1, bad input 2)."""
+    monkeypatch.delenv("KF_PIPELINES_ENDPOINT", raising=False)
+    assert main(["doctor", "--no-kube", "--target", "cpu-arm64"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert all(ln.split()[0] in ("OK", "WARN", "FAIL") for ln in out[:-1])
+    assert any(ln.startswith("WARN kfp:") for ln in out)
+    assert any(ln.startswith("OK   images:") and "linux/arm64" in ln for ln in out)
+    assert out[-1].startswith("0 failed")
+    assert main(["doctor", "--target", "no-such-target", "--no-kube"]) == 2
+    assert "unknown target" in capsys.readouterr().err
+
+
+def test_doctor_checks_the_namespace_a_run_deploys_into(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import kfedge.doctor
+    from kfedge import kube
+
+    seen: dict = {}
+    monkeypatch.setattr(kfedge.doctor, "run_doctor", lambda *a, **kw: seen.update(kw) or [])
+    (tmp_path / "ns").write_text("kubeflow-user-example-com\n")
+    monkeypatch.setattr(kube, "SA_NAMESPACE", tmp_path / "ns")
+    assert main(["doctor"]) == 0
+    assert seen["namespace"] == "kubeflow-user-example-com"
+    assert main(["doctor", "--namespace", "edge"]) == 0 and seen["namespace"] == "edge"

@@ -1,10 +1,11 @@
 """``kfedge submit``: parameter parsing and checks before any network, and the upload/run
 sequence that the real ``kfp.Client`` sends to a FAKE Kubeflow Pipelines API.
 
-The fake (``FakeKfpApi``) is a small HTTP server on 127.0.0.1 that implements the few KFP
-v2beta1 REST endpoints kfp.Client calls (healthz, pipelines list/upload, pipeline versions,
-experiments, runs create/get) and records every request. No test here runs anything on a real
-cluster; they check what kfedge and kfp.Client send and how answers and failures are handled.
+The fake (``fake_apis.FakeKfpApi``) is a small HTTP server on 127.0.0.1 that implements the few
+KFP v2beta1 REST endpoints kfp.Client calls (healthz, pipelines list/upload, pipeline versions,
+experiments, runs create/get, recurring runs) and records every request. No test here runs
+anything on a real cluster; they check what kfedge and kfp.Client send and how answers and
+failures are handled.
 """
 
 from __future__ import annotations
@@ -14,131 +15,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from fake_apis import FakeJsonApi, Request
+from fake_apis import fake_kfp_fixture  # noqa: F401 (registers the fake_kfp fixture)
 
 from kfedge.errors import ConfigError, KfedgeError, NotFoundError
 from kfedge.submit import load_pipeline_spec, parse_params, pipeline_path, prepare_params, submit
 from kfedge.techniques import get_technique
-
-# --------------------------------------------------------------------------- fake KFP API
-
-
-class FakeKfpApi(FakeJsonApi):
-    """State and request log of the fake KFP v2beta1 API (not a real cluster)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pipelines: dict[str, dict[str, Any]] = {}
-        self.versions: dict[str, list[dict[str, Any]]] = {}
-        self.experiments: dict[str, dict[str, Any]] = {}
-        self.runs: dict[str, dict[str, Any]] = {}
-        self.uploads: list[bytes] = []
-        #: States a run reports on successive GETs (the last one repeats).
-        self.run_states = ["SUCCEEDED"]
-        self.multi_user = False
-        self.require_token: str | None = None
-        self._n = 0
-        self._gets: dict[str, int] = {}
-
-    def new_id(self, kind: str) -> str:
-        self._n += 1
-        return f"{kind}-{self._n}"
-
-    def calls(self) -> list[str]:
-        return [f"{r.method} {r.path}" for r in self.requests]
-
-    def answer(self, req: Request) -> tuple[int, Any]:
-        auth = req.headers.get("authorization")
-        if self.require_token and auth != f"Bearer {self.require_token}":
-            return 401, {"error": "missing or bad token", "code": 16}
-        route = (req.method, req.path)
-        parts = req.path.strip("/").split("/")
-        if route == ("GET", "/apis/v2beta1/healthz"):
-            return 200, {"multi_user": self.multi_user, "commit_sha": "fake"}
-        if route == ("GET", "/apis/v2beta1/pipelines"):
-            want = _display_name_filter(req.query)
-            found = [p for p in self.pipelines.values() if p["display_name"] == want]
-            return 200, {"pipelines": found, "total_size": len(found)} if found else {}
-        if route == ("POST", "/apis/v2beta1/pipelines/upload"):
-            self.uploads.append(req.body)
-            pid = self.new_id("pipeline")
-            name = req.query["name"]
-            self.pipelines[pid] = {"pipeline_id": pid, "display_name": name}
-            self.versions[pid] = [
-                {
-                    "pipeline_id": pid,
-                    "pipeline_version_id": self.new_id("version"),
-                    "display_name": name,
-                }
-            ]
-            return 200, self.pipelines[pid]
-        if route == ("POST", "/apis/v2beta1/pipelines/upload_version"):
-            self.uploads.append(req.body)
-            pid = req.query["pipelineid"]
-            ver = {
-                "pipeline_id": pid,
-                "pipeline_version_id": self.new_id("version"),
-                "display_name": req.query["name"],
-            }
-            self.versions[pid].append(ver)
-            return 200, ver
-        if (
-            req.method == "GET"
-            and parts[:3] == ["apis", "v2beta1", "pipelines"]
-            and len(parts) == 5
-        ):
-            newest_first = list(reversed(self.versions.get(parts[3], [])))
-            size = int(req.query.get("page_size", 10))
-            return 200, {"pipeline_versions": newest_first[:size]}
-        if route == ("GET", "/apis/v2beta1/experiments"):
-            want = _display_name_filter(req.query)
-            found = [e for e in self.experiments.values() if e["display_name"] == want]
-            return 200, {"experiments": found} if found else {}
-        if route == ("POST", "/apis/v2beta1/experiments"):
-            eid = self.new_id("experiment")
-            self.experiments[eid] = {**req.json, "experiment_id": eid}
-            return 200, self.experiments[eid]
-        if route == ("POST", "/apis/v2beta1/runs"):
-            rid = self.new_id("run")
-            self.runs[rid] = {**req.json, "run_id": rid, "state": "PENDING"}
-            return 200, self.runs[rid]
-        if req.method == "GET" and parts[:3] == ["apis", "v2beta1", "runs"] and len(parts) == 4:
-            rid = parts[3]
-            n = self._gets[rid] = self._gets.get(rid, 0) + 1
-            state = self.run_states[min(n, len(self.run_states)) - 1]
-            run = {**self.runs[rid], "state": state}
-            if state == "FAILED":
-                run["error"] = {"code": 2, "message": "evaluate on target: OOMKilled"}
-            return 200, run
-        return 404, {"error": f"fake KFP API has no {req.method} {req.path}"}
-
-
-def _display_name_filter(query: dict[str, str]) -> str | None:
-    raw = query.get("filter", "")
-    if not raw:
-        return None
-    preds = json.loads(raw)["predicates"]
-    (pred,) = [p for p in preds if p["key"] == "display_name"]
-    return pred["stringValue"]
-
-
-@pytest.fixture
-def fake_kfp(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeKfpApi, str]]:
-    """A fake KFP v2beta1 API on 127.0.0.1 (records requests; runs nothing)."""
-    for var in ("KF_PIPELINES_ENDPOINT", "KF_PIPELINES_UI_ENDPOINT", "KF_PIPELINES_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", "/nonexistent/kfedge-test-token")
-    api = FakeKfpApi()
-    try:
-        yield api, api.url
-    finally:
-        api.close()
 
 
 def _closed_port() -> int:

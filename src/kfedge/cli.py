@@ -258,18 +258,36 @@ def _cmd_compile(args: argparse.Namespace) -> int:
         help="pipeline parameter (JSON values allowed), repeatable",
     ),
     arg("--no-wait", action="store_true", help="do not wait for the run to finish"),
+    group(
+        "recurring run (instead of one run; max concurrency 1, no catch-up; see "
+        "`kfedge schedules`)",
+        arg(
+            "--schedule",
+            metavar="CRON",
+            help="KFP cron, 6 fields, seconds first: '0 0 2 * * *' = daily 02:00 UTC; "
+            "or @daily, @hourly, '@every 6h'",
+        ),
+        arg("--interval", type=int, metavar="SECONDS", help="start a run every SECONDS"),
+    ),
 )
 def _cmd_submit(args: argparse.Namespace) -> int:
     from kfedge.submit import parse_params, submit
 
+    recurring = args.schedule is not None or args.interval is not None
+    if recurring and args.schedule is not None and args.interval is not None:
+        raise ConfigError("give --schedule or --interval, not both")
+    trigger = {"schedule": args.schedule} if args.schedule is not None else {}
+    if args.interval is not None:
+        trigger = {"interval": args.interval}
     run = submit(
         **_pick(args, "pipeline", "host", "namespace", "experiment", "run_name", "version_name"),
         params=parse_params(args.param),
-        wait=not args.no_wait,
+        wait=not (args.no_wait or recurring),
         check=False,
+        **trigger,
     )
     print(json.dumps(run, indent=2))
-    if args.no_wait:
+    if args.no_wait or recurring:
         return 0
     if run.get("state") != "SUCCEEDED":
         print(
@@ -279,6 +297,60 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+@command(
+    "schedules",
+    "list, pause, resume or delete recurring runs on Kubeflow Pipelines",
+    arg("action", choices=["list", "pause", "resume", "delete"], nargs="?", default="list"),
+    arg("which", nargs="?", help="recurring run ID, or its name when unique (not for list)"),
+    arg("--host", help="KFP API endpoint (default: KF_PIPELINES_ENDPOINT or in-cluster)"),
+    arg("--namespace", help="Kubeflow profile namespace"),
+    arg("--experiment", help="list only this experiment's recurring runs"),
+    arg("--json", action="store_true", help="print JSON"),
+    description="Recurring runs are created with `kfedge submit --schedule CRON` or "
+    "`--interval SECONDS`. pause stops new runs (the KFP UI's disable), resume starts them "
+    "again, delete removes the recurring run (its past runs stay).",
+)
+def _cmd_schedules(args: argparse.Namespace) -> int:
+    from kfedge.schedules import list_schedules, schedule_action
+
+    if args.action == "list":
+        if args.which:
+            raise ConfigError("kfedge schedules list takes no ID; use --experiment to filter")
+        found = list_schedules(args.host, args.namespace, args.experiment)
+        if args.json:
+            print(json.dumps(found, indent=2))
+        elif not found:
+            print("no recurring runs")
+        for s in [] if args.json else found:
+            print(f"{s['recurring_run_id']}  {s['status']:<9} {s['trigger']:<24} {s['name']}")
+        return 0
+    if not args.which:
+        raise ConfigError(f"kfedge schedules {args.action} needs a recurring run ID or name")
+    print(json.dumps(schedule_action(args.action, args.which, args.host, args.namespace), indent=2))
+    return 0
+
+
+def _doctor_arguments(parser: argparse.ArgumentParser) -> None:
+    from kfedge.doctor import add_arguments
+
+    add_arguments(parser)
+
+
+@command(
+    "doctor",
+    "check a cluster for a kfedge run (KFP, KServe, nodes, S3, images); read-only",
+    _doctor_arguments,
+    description="Tells, before a run, what a real cluster lacks: the KFP backend version "
+    "against the support matrix, KServe and the kfedge-edge runtime, nodes matching the "
+    "target, its RuntimeClass and device resources, the S3 Secret in the namespace, the "
+    "images' platforms. One line per finding, with the fix; exit 1 when a check failed.",
+)
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from kfedge.doctor import run_from_args
+
+    return run_from_args(args)
 
 
 @command(

@@ -15,9 +15,11 @@ Each check reads the Kubeflow Pipelines API or the Kubernetes API (never writes)
   storage initializer reads (values are never read out or printed).
 * The images' platforms (``kfedge/data/images.yaml``) against the target's architecture.
 
-:func:`run_doctor` returns the findings; :func:`main` prints them (``python -m kfedge.doctor``).
-The Kubernetes checks live in :mod:`kfedge.doctor_kube`; wire the subcommand into the ``kfedge``
-CLI with :func:`add_doctor_parser` and :func:`run_from_args`.
+:func:`run_doctor` returns the findings; ``kfedge doctor`` (:func:`add_arguments`,
+:func:`run_from_args`) and ``python -m kfedge.doctor`` (:func:`main`) print them. The
+namespace defaults to the one a run would deploy into (:func:`kfedge.kube.default_namespace`:
+the pod's, else the kubeconfig context's). The Kubernetes checks live in
+:mod:`kfedge.doctor_kube`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from kfedge.support import (
     required_kfp,
 )
 
-__all__ = ["Finding", "add_doctor_parser", "main", "run_doctor", "run_from_args"]
+__all__ = ["Finding", "add_arguments", "main", "run_doctor", "run_from_args"]
 
 Level = Literal["ok", "warn", "fail"]
 KFP_HEALTHZ = "/apis/v2beta1/healthz"
@@ -268,27 +270,19 @@ def run_doctor(
     return findings
 
 
-def add_doctor_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add the ``doctor`` subcommand to a ``kfedge`` subparsers object.
+def add_arguments(p: Any) -> None:
+    """Add the ``doctor`` arguments to a parser (``kfedge doctor``, ``python -m kfedge.doctor``).
 
     Args:
-        sub: What ``ArgumentParser.add_subparsers()`` returned.
-
-    Returns:
-        The subcommand's parser (its arguments feed :func:`run_from_args`).
+        p: An ``argparse.ArgumentParser`` (or an argument group).
     """
-    p = sub.add_parser(
-        "doctor",
-        help="check a cluster for a kfedge run (KFP, KServe, nodes, S3, images); read-only",
-        description=__doc__.split("\n\n")[0],
-    )
-    _arguments(p)
-    return p
-
-
-def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="cpu-amd64", help="target profile name or YAML path")
-    p.add_argument("--namespace", default="kubeflow", help="namespace of the runs (profile)")
+    p.add_argument(
+        "--namespace",
+        default=None,
+        help="namespace of the runs and InferenceServices (default: the pod's, else the "
+        "kubeconfig context's: your Kubeflow profile)",
+    )
     p.add_argument("--host", default=None, help="KFP API endpoint (KF_PIPELINES_ENDPOINT)")
     p.add_argument(
         "--kubeconfig", default=None, help="kubeconfig (default: KUBECONFIG / in-cluster)"
@@ -302,14 +296,16 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Run the checks for parsed arguments and print one line per finding.
 
     Args:
-        args: From the parser of :func:`add_doctor_parser`.
+        args: Parsed with the arguments of :func:`add_arguments`.
 
     Returns:
         1 when a check failed, else 0.
     """
+    from kfedge.kube import default_namespace
+
     findings = run_doctor(
         args.target,
-        namespace=args.namespace,
+        namespace=args.namespace or default_namespace(args.kubeconfig),
         kfp_host=args.host,
         kubeconfig=args.kubeconfig,
         pipeline=args.pipeline,
@@ -334,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 all passed (warnings allowed), 1 a check failed, 2 bad input.
     """
     parser = argparse.ArgumentParser(prog="kfedge doctor", description=__doc__.split("\n\n")[0])
-    _arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         return run_from_args(args)

@@ -1,9 +1,11 @@
 """Submit a compiled kfedge pipeline to Kubeflow Pipelines (``kfedge submit``).
 
 Everything that can be checked locally is checked before the server is contacted (the pipeline
-file and its parameters: :mod:`kfedge.pipeline_params`). Then the pipeline is uploaded through
-:class:`kfp.Client` (a new version when a pipeline of that name exists), the experiment is
-created or reused, a run is started and, by default, waited for.
+file and its parameters: :mod:`kfedge.pipeline_params`; a schedule: :mod:`kfedge.schedules`).
+Then the pipeline is uploaded through :class:`kfp.Client` (a new version when a pipeline of that
+name exists), the experiment is created or reused, and a run is started and, by default, waited
+for; or, with a cron schedule or an interval, a recurring run is created (max concurrency 1, no
+catch-up) that starts the uploaded version on its trigger.
 
 Connection settings follow kfp.Client: the host is ``--host`` or ``KF_PIPELINES_ENDPOINT``
 (else kfp's in-cluster / kubeconfig discovery), the UI links use ``KF_PIPELINES_UI_ENDPOINT``
@@ -279,8 +281,10 @@ def submit(
     client: Any = None,
     poll_seconds: float = 5.0,
     check: bool = True,
+    schedule: str | None = None,
+    interval: int | None = None,
 ) -> dict[str, Any]:
-    """Upload a pipeline to Kubeflow Pipelines and start a run.
+    """Upload a pipeline to Kubeflow Pipelines and start a run, or a recurring run.
 
     Args:
         pipeline: ``edge-optimize-deploy``, ``edge-optimize``, ``edge-evaluate`` (the compiled
@@ -300,14 +304,19 @@ def submit(
             built from ``host`` / ``namespace`` and the token settings.
         poll_seconds: Seconds between run-state polls while waiting.
         check: When waiting, raise if the run does not end ``SUCCEEDED``.
+        schedule: A KFP cron expression (six fields, seconds first, or ``@daily`` ...): create
+            a recurring run instead of one run (see :mod:`kfedge.schedules`); never waited for.
+        interval: Seconds between runs: a recurring run on a period instead.
 
     Returns:
         ``run_id``, ``run_url``, ``pipeline_id``, ``pipeline_name``, ``version_id``,
-        ``version_name``, ``experiment_id``, ``state`` and ``params`` (what was sent).
+        ``version_name``, ``experiment_id``, ``state`` and ``params`` (what was sent); for a
+        recurring run, ``recurring_run`` (its ID, name, status, trigger, max concurrency,
+        no catch-up, UI URL) in place of ``run_id``, ``run_url`` and ``state``.
 
     Raises:
-        ConfigError: Bad parameters, target, techniques or goals (before any network), or no
-            KFP endpoint known.
+        ConfigError: Bad parameters, target, techniques, goals or schedule (before any
+            network), or no KFP endpoint known.
         NotFoundError: Unknown pipeline or target.
         KfedgeError: The server is unreachable or refused a request (one line naming the
             host), the run failed (with ``check``) or did not finish within ``timeout``.
@@ -316,6 +325,11 @@ def submit(
     spec = load_pipeline_spec(path)
     name = spec["pipelineInfo"]["name"]
     sent = prepare_params(spec, params)
+    trigger = None
+    if schedule is not None or interval is not None:
+        from kfedge.schedules import trigger_of
+
+        trigger = trigger_of(schedule, interval)
 
     host = host or os.environ.get(ENDPOINT_ENV) or None
     if host:
@@ -332,6 +346,28 @@ def submit(
         experiment,
         namespace=namespace,
     )
+    base = {
+        "pipeline_id": pipeline_id,
+        "pipeline_name": name,
+        "version_id": version.pipeline_version_id,
+        "version_name": getattr(version, "display_name", None),
+        "experiment_id": exp.experiment_id,
+    }
+    if trigger is not None:
+        from kfedge.schedules import create_recurring_run
+
+        recurring = create_recurring_run(
+            client,
+            shown,
+            host,
+            experiment_id=exp.experiment_id,
+            name=run_name or f"{name} ({next(iter(trigger.values()))})",
+            pipeline_id=pipeline_id,
+            version_id=version.pipeline_version_id,
+            params=sent,
+            trigger=trigger,
+        )
+        return {"recurring_run": recurring, **base, "params": sent}
     run = _call(
         shown,
         f"start a run of {name}",
@@ -346,11 +382,7 @@ def submit(
     result: dict[str, Any] = {
         "run_id": run.run_id,
         "run_url": f"{ui.rstrip('/')}/#/runs/details/{run.run_id}",
-        "pipeline_id": pipeline_id,
-        "pipeline_name": name,
-        "version_id": version.pipeline_version_id,
-        "version_name": getattr(version, "display_name", None),
-        "experiment_id": exp.experiment_id,
+        **base,
         "state": _state(run),
         "params": sent,
     }
