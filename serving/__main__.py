@@ -2,16 +2,18 @@
 
 Takes KServe's standard model-server arguments (``--http_port``, ``--grpc_port``,
 ``--enable_grpc``, ``--max_threads``, ``--timeout-keep-alive``, ...; see ``kserve.model_server``)
-plus kfedge's own (``--host``, ``--max_batch``, ``--max_body_bytes``, ``--threads``,
-``--providers``). The default ``--host`` is ``0.0.0.0`` (a pod must be reachable); pass
-``--host 127.0.0.1`` to listen on loopback only. A model that cannot be loaded ends the process
-with one error line and exit status 2.
+plus kfedge's own (``--host`` and :mod:`kfedge.serving.options`: ``--max_batch``,
+``--max_body_bytes``, ``--body_timeout``, ``--max_inflight``, ``--threads``,
+``--infer_workers``, ``--max_batch_size``, ``--max_batch_wait_ms``, ``--providers``...);
+``--ssl_certfile`` + ``--ssl_keyfile`` serve HTTPS. The default ``--host`` is ``0.0.0.0`` (a
+pod must be reachable); pass ``--host 127.0.0.1`` to listen on loopback only. A model that
+cannot be loaded, a port in use or unusable TLS files end the process with one error line and
+exit status 2, before it serves.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -19,11 +21,10 @@ from kfedge.errors import KfedgeError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """KServe's model-server arguments plus kfedge's."""
+    """KServe's model-server arguments plus kfedge's (:mod:`kfedge.serving.options`)."""
     from kserve import model_server
 
-    from kfedge.serving.limits import DEFAULT_MAX_BODY_BYTES
-    from kfedge.serving.model import DEFAULT_INFER_WORKERS, DEFAULT_MAX_BATCH
+    from kfedge.serving.options import add_server_options
 
     parser = argparse.ArgumentParser(
         prog="python -m kfedge.serving",
@@ -40,17 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("KFEDGE_HOST", "0.0.0.0"),
         help="Listen address for HTTP and gRPC (127.0.0.1 = loopback only).",
     )
-    parser.add_argument("--max_batch", type=int, default=DEFAULT_MAX_BATCH)
-    parser.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    parser.add_argument("--threads", type=int, default=None, help="Inference threads.")
-    parser.add_argument(
-        "--providers",
-        default=None,
-        help="Comma-separated ONNX Runtime execution providers, in order of preference.",
-    )
-    parser.add_argument("--infer_workers", type=int, default=DEFAULT_INFER_WORKERS)
-    parser.add_argument("--download_dir", default=None)
-    parser.add_argument("--log_level", default=os.environ.get("KFEDGE_LOG_LEVEL", "INFO"))
+    add_server_options(parser, kserve_parser=True)
     return parser
 
 
@@ -61,14 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         argv: Arguments (default ``sys.argv[1:]``).
 
     Returns:
-        Exit status (0 after a graceful stop, 2 when the model cannot be served).
+        Exit status (0 after a graceful stop, 2 when the model cannot be served or the server
+        cannot start; the reason in one line on stderr).
     """
     args = build_parser().parse_args(argv)
     from kfedge.serving.model import EdgeModel
+    from kfedge.serving.options import server_kwargs
     from kfedge.serving.server import EdgeServer, configure_logging
 
-    configure_logging(args.log_level)
-    log = logging.getLogger("kfedge.serving")
     if args.workers != 1:
         print(
             f"error: --workers={args.workers}: kfedge's server runs one process per model "
@@ -76,32 +67,49 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if not args.enable_grpc:
+        args.grpc_port = None
+    opts = server_kwargs(args)
+    configure_logging(opts.pop("log_level"))
     try:
         model = EdgeModel(
             args.model_name,
             args.model_dir,
-            threads=args.threads,
-            providers=[p for p in args.providers.split(",") if p] if args.providers else None,
-            max_batch=args.max_batch,
-            infer_workers=args.infer_workers,
-            download_dir=args.download_dir,
+            threads=opts["threads"],
+            providers=opts["providers"],
+            max_batch=opts["max_batch"],
+            infer_workers=opts["infer_workers"],
+            download_dir=opts["download_dir"],
+            max_batch_size=opts["max_batch_size"],
+            max_batch_wait_ms=opts["max_batch_wait_ms"],
         )
-        model.load()
         server = EdgeServer(
             model,
             host=args.host,
             http_port=args.http_port,
-            grpc_port=args.grpc_port if args.enable_grpc else None,
-            max_body_bytes=args.max_body_bytes,
+            grpc_port=opts["grpc_port"],
+            max_body_bytes=opts["max_body_bytes"],
             grpc_threads=args.max_threads,
             timeout_keep_alive=args.timeout_keep_alive,
+            body_timeout=opts["body_timeout"],
+            max_inflight=opts["max_inflight"],
+            ssl_certfile=opts["ssl_certfile"],
+            ssl_keyfile=opts["ssl_keyfile"],
+            decode_processes=opts["decode_processes"],
         )
+        server.bind()  # a port in use fails before the model is loaded
+        model.load()
+        server.run()
     except KfedgeError as exc:
-        log.error("cannot serve %s: %s", args.model_dir, exc)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
         return 2
-    server.run()
     return 0
+
+
+def printable(text: str) -> str:
+    """One line: the first line of ``text``, what cannot be encoded escaped."""
+    first = text.strip().splitlines()[0] if text.strip() else text
+    return first.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
-"""The model server's ASGI application: KServe's V1 + V2 endpoints, OIP errors, body limit.
+"""The model server's ASGI application: KServe's V1 + V2 endpoints, OIP errors, body limits.
 
 KServe's own V2 routes answer unset optional fields as ``null``, which the OIP schema types as
 string / object; the routes here leave them out. Versioned model paths
 (``/v2/models/{name}/versions/{v}/...``) answer 501, as in KServe. The model repository
-load/unload endpoints are not exposed: the server serves the one model it loaded at start.
+load/unload endpoints are not exposed (nor advertised): the server serves the one model it
+loaded at start.
+
+The inference routes read the raw body (FastAPI would parse and validate it on the event loop
+before the handler runs) and have :class:`~kfedge.serving.decoding.BodyDecoder` decode and
+check it off the event loop when it is large, so that health and readiness keep answering while
+large bodies are parsed.
 """
 
 from __future__ import annotations
@@ -11,12 +17,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
+from kserve.errors import ModelNotReady
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from kserve.protocol.rest.server import metrics_handler
-from kserve.protocol.rest.v1_endpoints import register_v1_endpoints
+from kserve.protocol.rest.v1_endpoints import V1Endpoints
 from kserve.protocol.rest.v2_datamodels import (
-    InferenceRequest,
     InferenceResponse,
     ListModelsResponse,
     ModelMetadataResponse,
@@ -29,12 +35,74 @@ from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
 from kfedge._version import __version__
 from kfedge.serving.binary import binary_response
+from kfedge.serving.decoding import BodyDecoder
 from kfedge.serving.errors import OrjsonResponse, add_error_handlers
-from kfedge.serving.limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
+from kfedge.serving.limits import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_INFLIGHT,
+    BodyLimitMiddleware,
+)
+
+
+async def _checked_request(
+    dataplane: DataPlane, decoder: BodyDecoder, request: Request, model_name: str, protocol: str
+) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """Read, decode and check an inference request (off the event loop when large).
+
+    Returns:
+        The checked payload (a :class:`~kfedge.serving.model.Batch`), the request's CloudEvent
+        attributes (V1), and its headers.
+    """
+    if not await dataplane.model_ready(model_name, True):
+        raise ModelNotReady(model_name)
+    model = await dataplane.get_model(model_name)
+    body = await request.body()
+    headers = dict(request.headers)
+    payload, attributes = await decoder.decode(
+        dataplane, model, body, headers, protocol, model_name
+    )
+    return payload, attributes, headers
+
+
+def _register_v1_routes(
+    app: FastAPI,
+    dataplane: DataPlane,
+    repo_ext: ModelRepositoryExtension | None,
+    decoder: BodyDecoder,
+) -> None:
+    """KServe's V1 routes, with the predict body decoded and checked off the event loop."""
+    v1 = V1Endpoints(dataplane, repo_ext)
+    router = APIRouter(prefix="/v1", tags=["V1"])
+    router.add_api_route("/models", v1.models, methods=["GET"])
+    router.add_api_route("/models/{model_name}", v1.model_ready, methods=["GET"])
+
+    async def predict(model_name: str, request: Request) -> Response:
+        payload, attributes, headers = await _checked_request(
+            dataplane, decoder, request, model_name, "v1"
+        )
+        response, response_headers = await dataplane.infer(model_name, payload, headers)
+        response, res_headers = dataplane.encode(model_name, response, headers, attributes)
+        response_headers.update(res_headers)
+        response_headers.pop("content-length", None)
+        if isinstance(response, (bytes, str)):
+            return Response(content=response, headers=response_headers)
+        return OrjsonResponse(content=response, headers=response_headers)
+
+    router.add_api_route(
+        "/models/{model_name}:predict", predict, methods=["POST"], response_model=None
+    )
+    router.add_api_route(
+        "/models/{model_name}:explain", v1.explain, methods=["POST"], response_model=None
+    )
+    app.include_router(router)
 
 
 def _register_v2_routes(
-    app: FastAPI, dataplane: DataPlane, repo_ext: ModelRepositoryExtension | None
+    app: FastAPI,
+    dataplane: DataPlane,
+    repo_ext: ModelRepositoryExtension | None,
+    decoder: BodyDecoder,
 ) -> None:
     """KServe's V2 routes, answering without ``null`` optional fields."""
     v2 = V2Endpoints(dataplane, repo_ext)
@@ -60,16 +128,22 @@ def _register_v2_routes(
         )
 
     async def infer(
-        raw_request: Request,
-        raw_response: Response,
-        model_name: str,
-        request_body: InferenceRequest | bytes,
-        model_version: str | None = None,
+        raw_request: Request, model_name: str, model_version: str | None = None
     ) -> Response:
-        res = await v2.infer(raw_request, raw_response, model_name, request_body, model_version)
-        if isinstance(res, InferenceResponse):
-            return OrjsonResponse(res.model_dump(exclude_none=True))
-        return binary_response(res)
+        if model_version:
+            raise NotImplementedError("Model versioning not supported yet.")
+        payload, _, headers = await _checked_request(
+            dataplane, decoder, raw_request, model_name, "v2"
+        )
+        response, response_headers = await dataplane.infer(model_name, payload, headers)
+        response, res_headers = dataplane.encode(model_name, response, headers, {})
+        response_headers.update(res_headers)
+        response_headers.pop("content-length", None)
+        response_headers.pop("content-type", None)
+        if isinstance(response, bytes):
+            return binary_response(Response(content=response, headers=response_headers))
+        answer = InferenceResponse.model_validate(response).model_dump(exclude_none=True)
+        return OrjsonResponse(answer, headers=response_headers)
 
     for suffix in ("", "/versions/{model_version}"):
         router.add_api_route(
@@ -85,14 +159,20 @@ def build_app(
     dataplane: DataPlane,
     repo_ext: ModelRepositoryExtension | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    max_inflight: int = DEFAULT_MAX_INFLIGHT,
+    decoder: BodyDecoder | None = None,
 ) -> Any:
-    """The ASGI application: KServe's V1 + V2 endpoints, OIP errors, body limit.
+    """The ASGI application: KServe's V1 + V2 endpoints, OIP errors, body limits.
 
     Args:
         dataplane: The data plane (an :class:`~kfedge.serving.dataplane.EdgeDataPlane`) with the
             registered model.
         repo_ext: KServe's model repository extension (metadata only here).
-        max_body_bytes: Largest accepted request body.
+        max_body_bytes: Largest accepted request body (decompressed).
+        body_timeout: Seconds a request body may take to arrive.
+        max_inflight: Requests with a body read or answered at once.
+        decoder: Decodes large bodies off the event loop (default: in worker threads).
 
     Returns:
         An ASGI application (the FastAPI app wrapped in
@@ -110,7 +190,8 @@ def build_app(
     root.add_api_route("/", dataplane.live, methods=["GET"])
     root.add_api_route("/metrics", metrics_handler, methods=["GET"])
     app.include_router(root)
-    register_v1_endpoints(app, dataplane, repo_ext)
-    _register_v2_routes(app, dataplane, repo_ext)
+    decoder = decoder or BodyDecoder()
+    _register_v1_routes(app, dataplane, repo_ext, decoder)
+    _register_v2_routes(app, dataplane, repo_ext, decoder)
     add_error_handlers(app)
-    return BodyLimitMiddleware(app, max_body_bytes)
+    return BodyLimitMiddleware(app, max_body_bytes, body_timeout, max_inflight)

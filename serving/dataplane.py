@@ -19,8 +19,17 @@ def _media_type(headers: Any) -> str:
     return value.split(";")[0].strip().lower()
 
 
+#: Protocol extensions this server implements (the model repository extension is not served:
+#: one model per server, loaded at start).
+EXTENSIONS = ["binary_tensor_data"]
+
+
 class EdgeDataPlane(DataPlane):
     """KServe's data plane with strict decoding and a readiness that means "models loaded"."""
+
+    def metadata(self) -> dict[str, Any]:
+        """Server metadata, listing only the extensions whose endpoints exist."""
+        return {**super().metadata(), "extensions": list(EXTENSIONS)}
 
     async def ready(self) -> bool:
         """Server ready: at least one model is registered and all are loaded."""

@@ -30,6 +30,7 @@ from kfedge.errors import (
     NotReadyError,
     StorageError,
 )
+from kfedge.serving.limits import BodyRefused
 
 log = logging.getLogger("kfedge.serving")
 
@@ -81,11 +82,33 @@ def to_kserve_error(exc: KfedgeError, model_name: str) -> Exception:
     return exc
 
 
+def printable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone UTF-16 surrogates) as backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _sanitized(content: Any) -> Any:
+    if isinstance(content, str):
+        return printable(content)
+    if isinstance(content, dict):
+        return {_sanitized(k): _sanitized(v) for k, v in content.items()}
+    if isinstance(content, (list, tuple)):
+        return [_sanitized(v) for v in content]
+    return content
+
+
 class OrjsonResponse(JSONResponse):
-    """JSON via orjson (numpy-aware; NaN becomes null instead of a 500)."""
+    """JSON via orjson (numpy-aware; NaN becomes null instead of a 500).
+
+    A string UTF-8 cannot encode (a lone surrogate a client sent, echoed in an id or an error
+    message) is written with backslash escapes instead of failing the answer.
+    """
 
     def render(self, content: Any) -> bytes:  # noqa: D102
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        try:
+            return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        except orjson.JSONEncodeError:
+            return orjson.dumps(_sanitized(content), option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def error_response(status: int, message: str) -> OrjsonResponse:
@@ -126,6 +149,11 @@ async def _validation_error_handler(_: Request, exc: RequestValidationError) -> 
     msg = describe_validation_errors(list(exc.errors()))
     log.info("400: %s", msg)
     return error_response(400, msg)
+
+
+async def _body_refused_handler(_: Request, exc: Exception) -> OrjsonResponse:
+    # The body-limit middleware answers (and logs) these itself; this answer is dropped.
+    return error_response(400, str(exc))
 
 
 async def _http_exception_handler(_: Request, exc: StarletteHTTPException) -> Response:
@@ -177,6 +205,7 @@ def add_error_handlers(app: FastAPI) -> None:
     """
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
+    app.add_exception_handler(BodyRefused, _body_refused_handler)
     app.add_exception_handler(InvalidInput, _invalid_input_handler)
     app.add_exception_handler(ModelNotFound, _not_found_handler)
     app.add_exception_handler(ModelNotReady, _unavailable_handler)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 from kserve import Model
 from kserve.errors import InvalidInput, ModelNotReady
@@ -34,14 +36,25 @@ from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, In
 from kfedge.errors import InvalidInputError, KfedgeError, ModelFormatError
 from kfedge.formats import DEPLOYABLE, detect_format
 from kfedge.runners import Runner, TensorSpec, load_runner
+from kfedge.serving.batching import DynamicBatcher
 from kfedge.serving.errors import to_kserve_error
+from kfedge.serving.options import DEFAULT_MAX_BATCH  # noqa: F401 - re-exported
 
 log = logging.getLogger("kfedge.serving")
 
-#: Largest batch one request may carry unless configured otherwise.
-DEFAULT_MAX_BATCH = 64
-#: Threads that run inference off the event loop (the TFLite runner serialises on its lock).
-DEFAULT_INFER_WORKERS = 4
+#: Inference workers unless configured otherwise: None = one per CPU this process may use.
+DEFAULT_INFER_WORKERS: int | None = None
+#: Requests carrying more tensor values than this are checked off the event loop.
+INLINE_VALUES = 16 * 1024
+
+
+def default_workers() -> int:
+    """One inference worker per CPU this process may run on (its affinity, else the count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
 
 #: numpy dtype name -> Open Inference Protocol datatype.
 V2_DATATYPES: dict[str, str] = {
@@ -112,7 +125,7 @@ def resolve_model(model_dir: str | Path, download_dir: str | Path | None = None)
     fmt = detect_format(path)
     if fmt not in DEPLOYABLE:
         raise ModelFormatError(
-            f"the model server serves {' or '.join(DEPLOYABLE)} models; {path} is {fmt} "
+            f"the model server serves {_either(DEPLOYABLE)} models; {path} is {fmt} "
             "(convert it with kfedge's optimize step first)"
         )
     return path
@@ -144,8 +157,14 @@ class EdgeModel(Model):
         threads: Inference threads of the runtime (default ``KFEDGE_THREADS`` or all cores).
         providers: ONNX Runtime execution providers in order of preference.
         max_batch: Largest batch one request may carry.
-        infer_workers: Threads that run inference off the event loop.
+        infer_workers: Inference workers: threads running inference off the event loop, each
+            with its own interpreter (TFLite, OpenVINO: the runner's pool; the ``threads`` are
+            split between them); None = one per CPU.
         download_dir: Where a remote model is downloaded.
+        max_batch_size: Server-side dynamic batching: concurrent requests are run together,
+            up to this many examples (0 or 1 = off; see :mod:`~kfedge.serving.batching`).
+        max_batch_wait_ms: How long the oldest queued request waits for others to join
+            (0 = only requests that queued while every worker was busy are batched).
     """
 
     def __init__(
@@ -156,23 +175,33 @@ class EdgeModel(Model):
         threads: int | None = None,
         providers: list[str] | None = None,
         max_batch: int = DEFAULT_MAX_BATCH,
-        infer_workers: int = DEFAULT_INFER_WORKERS,
+        infer_workers: int | None = DEFAULT_INFER_WORKERS,
         download_dir: str | Path | None = None,
+        max_batch_size: int = 0,
+        max_batch_wait_ms: float = 0.0,
     ) -> None:
         super().__init__(name)
         if max_batch < 1:
             raise InvalidInputError(f"max_batch must be >= 1, got {max_batch}")
-        if infer_workers < 1:
+        if infer_workers is not None and infer_workers < 1:
             raise InvalidInputError(f"infer_workers must be >= 1, got {infer_workers}")
+        if max_batch_size < 0 or max_batch_wait_ms < 0:
+            raise InvalidInputError(
+                f"max_batch_size and max_batch_wait_ms must be >= 0, got {max_batch_size} and "
+                f"{max_batch_wait_ms}"
+            )
         self.model_dir = str(model_dir)
         self.threads = threads
         self.providers = providers
         self.max_batch = max_batch
-        self.infer_workers = infer_workers
+        self.infer_workers = infer_workers or default_workers()
         self.download_dir = download_dir
+        self.max_batch_size = max_batch_size
+        self.max_batch_wait_ms = max_batch_wait_ms
         self.runner: Runner | None = None
         self.path: Path | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self.batcher: DynamicBatcher | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def load(self) -> bool:
@@ -182,22 +211,39 @@ class EdgeModel(Model):
             True (the model is ready).
         """
         self.path = resolve_model(self.model_dir, self.download_dir)
-        self.runner = load_runner(self.path, threads=self.threads, providers=self.providers)
+        self.runner = load_runner(
+            self.path,
+            threads=self.threads,
+            providers=self.providers,
+            instances=self.infer_workers,
+        )
         for spec in [*self.runner.inputs, *self.runner.outputs]:
             v2_datatype(spec.dtype)  # refuse unservable dtypes at load, not per request
         self._executor = ThreadPoolExecutor(
             max_workers=self.infer_workers, thread_name_prefix=f"kfedge-{self.name}"
         )
+        if self.max_batch_size > 1:
+            self.batcher = DynamicBatcher(
+                self.runner.run,
+                self._executor,
+                self.infer_workers,
+                self.max_batch_size,
+                self.max_batch_wait_ms / 1000,
+            )
         self.ready = True
         desc = self.runner.describe()
         log.info(
-            "serving model '%s' from %s: format %s, %d threads, max batch %d, inputs %s, "
-            "outputs %s",
+            "serving model '%s' from %s: format %s, %d threads, %d inference workers, max batch "
+            "%d, dynamic batching %s, inputs %s, outputs %s",
             self.name,
             self.path,
             desc["format"],
             desc["threads"],
+            self.infer_workers,
             self.max_batch,
+            f"up to {self.max_batch_size} examples, wait {self.max_batch_wait_ms:g} ms"
+            if self.batcher
+            else "off",
             [tensor_metadata(s) for s in self.runner.inputs],
             [tensor_metadata(s) for s in self.runner.outputs],
         )
@@ -206,6 +252,9 @@ class EdgeModel(Model):
     def stop(self) -> None:
         """Release the runner and the inference threads."""
         self.ready = False
+        if self.batcher is not None:
+            self.batcher.close()
+            self.batcher = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -235,9 +284,30 @@ class EdgeModel(Model):
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Batch:
         """Check a V1 or V2 request against the model's inputs and turn it into arrays.
 
+        A large request is checked in a worker thread, so that health checks keep answering.
+
         Args:
-            payload: A V1 body (dict) or a V2 :class:`InferRequest` (REST or gRPC).
+            payload: A V1 body (dict), a V2 :class:`InferRequest` (REST or gRPC), or a
+                :class:`Batch` already checked (the REST routes check off the event loop).
             headers: Request headers (unused).
+
+        Returns:
+            The checked :class:`Batch`.
+
+        Raises:
+            InvalidInput: The request does not fit the model (HTTP 400).
+        """
+        if isinstance(payload, Batch):
+            return payload
+        if _values(payload) > INLINE_VALUES:
+            return await anyio.to_thread.run_sync(self.check, payload)
+        return self.check(payload)
+
+    def check(self, payload: Any) -> Batch:
+        """The check of :meth:`preprocess`, synchronous (callable from any thread).
+
+        Args:
+            payload: A V1 body (dict) or a V2 :class:`InferRequest`.
 
         Returns:
             The checked :class:`Batch`.
@@ -275,9 +345,12 @@ class EdgeModel(Model):
         runner = self._require_runner()
         if self._executor is None:
             raise ModelNotReady(self.name, "The model is not loaded.")
-        loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, runner.run, payload.feeds)
+            if self.batcher is not None:
+                results = await self.batcher.run(payload.feeds)
+            else:
+                loop = asyncio.get_running_loop()
+                results = await loop.run_in_executor(self._executor, runner.run, payload.feeds)
         except KfedgeError as exc:
             mapped = to_kserve_error(exc, self.name)  # same answer over REST and gRPC
             if mapped is exc:
@@ -434,6 +507,24 @@ class EdgeModel(Model):
             raise InvalidInput(
                 f"batch of {n} is over this server's maximum of {self.max_batch}; split the request"
             )
+
+
+def _values(payload: Any) -> int:
+    """Tensor values a request carries, as far as its shapes tell (V1 bodies: unknown, large)."""
+    if isinstance(payload, InferRequest):
+        total = 0
+        for inp in payload.inputs:
+            shape = inp.shape or []
+            if all(isinstance(d, int) and d >= 0 for d in shape):
+                total += math.prod(shape)
+        return total
+    return INLINE_VALUES + 1 if isinstance(payload, dict) else 0
+
+
+def _either(names: Any) -> str:
+    """``a, b or c``."""
+    names = list(names)
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def _describe_json(value: Any) -> str:

@@ -84,7 +84,7 @@ def test_resolve_model_refuses_non_deployable_formats(baseline_model: Path) -> N
     from kfedge.errors import ModelFormatError, NotFoundError
     from kfedge.serving.model import resolve_model
 
-    with pytest.raises(ModelFormatError, match="serves tflite or onnx models.*is keras"):
+    with pytest.raises(ModelFormatError, match=r"serves tflite, onnx or \w+ models; .*is keras"):
         resolve_model(baseline_model)
     with pytest.raises((NotFoundError, ModelFormatError), match="not found"):
         resolve_model("/nonexistent/model.tflite")
@@ -239,7 +239,8 @@ def test_main_refuses_a_model_it_cannot_serve(baseline_model: Path) -> None:
         check=False,
     )
     assert out.returncode == 2
-    assert "serves tflite or onnx models" in out.stderr and "is keras" in out.stderr
+    assert out.stderr.startswith("error: the model server serves tflite, onnx or ")
+    assert "is keras" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_main_refuses_several_workers(candidate_dir: Path) -> None:

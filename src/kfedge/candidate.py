@@ -94,7 +94,13 @@ def load_candidate(path: str | Path) -> Candidate:
     meta = p / META_FILE if p.is_dir() else p
     if not meta.is_file():
         raise NotFoundError(f"{path} is not a candidate directory (no {META_FILE})")
-    return Candidate(**json.loads(meta.read_text()))
+    try:
+        return Candidate(**json.loads(meta.read_text()))
+    except (ValueError, TypeError) as exc:  # bad JSON or UTF-8, not an object, wrong keys
+        raise ModelFormatError(
+            f"{meta} is not a valid {META_FILE} ({exc}); expected a JSON object with the "
+            f"fields {', '.join(Candidate.__dataclass_fields__)}"
+        ) from None
 
 
 def model_path(path: str | Path) -> Path:

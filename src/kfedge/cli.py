@@ -24,6 +24,7 @@ from typing import Any
 
 from kfedge._version import __version__
 from kfedge.errors import ConfigError, KfedgeError
+from kfedge.serving.options import add_server_options, server_kwargs
 
 DEFAULT_OUTPUT = "local_outputs"
 
@@ -360,11 +361,12 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     arg("--name", default="model", help="model name in the URL paths"),
     arg("--port", type=int, default=8080),
     arg("--host", default="127.0.0.1", help="bind address (default loopback only)"),
+    add_server_options,  # the options of python -m kfedge.serving (argparse only)
 )
 def _cmd_serve(args: argparse.Namespace) -> int:
     from kfedge.serving import serve
 
-    serve(args.model, name=args.name, port=args.port, host=args.host)
+    serve(args.model, name=args.name, port=args.port, host=args.host, **server_kwargs(args))
     return 0
 
 
