@@ -470,6 +470,32 @@ def test_deploy_local_passes_over_v1_and_v2(candidate) -> None:  # noqa: ANN001
         smoke_test(res["url"], "digits", candidate["sample"], candidate["expected"])
 
 
+def test_smoke_test_waits_for_an_endpoint_not_routed_yet_but_not_for_a_wrong_answer(
+    candidate,  # noqa: ANN001
+    tmp_path: Path,
+) -> None:
+    """Refused connections and 503s right after Ready are retried; a wrong answer is not."""
+    from s3fixtures import FaultyProxy
+
+    with local_server(candidate["dir"], tmp_path / "server.log", "digits") as url:
+        backend = ("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        late = FaultyProxy(backend, faults=0, delay=1.0)  # nothing listens for 1 s
+        busy = FaultyProxy(backend, faults=2, mode="slowdown")  # two 503 answers first
+        honest = FaultyProxy(backend, faults=0)
+        try:
+            for proxy in (late, busy):
+                res = smoke_test(proxy.url, "digits", candidate["sample"], candidate["expected"])
+                assert res["passed"], res
+            assert busy.broken == 2
+            wrong = np.roll(candidate["expected"], 1)
+            res = smoke_test(honest.url, "digits", candidate["sample"], wrong, check=False)
+            assert res["passed"] is False and "differs from the evaluated output" in res["detail"]
+            assert honest.count("POST", "/v2/models/digits/infer") == 1  # asked once
+        finally:
+            for proxy in (late, busy, honest):
+                proxy.close()
+
+
 def test_deploy_local_wrong_expected_output_fails_with_reason(candidate) -> None:  # noqa: ANN001
     wrong = np.roll(candidate["expected"], 1)
     res = deploy_local(candidate["dir"], candidate["sample"], wrong, name="digits")

@@ -46,6 +46,8 @@ class FakeCluster:
         self.objects: dict[str, Any] = {}
         self.nodes: list[dict[str, Any]] = []
         self.forbidden: set[str] = set()
+        #: Paths answered 503 this many more times (an API server under load).
+        self.busy: dict[str, int] = {}
         self.requests: list[str] = []
         self.discovery = {
             "v1beta1": ["inferenceservices", "inferenceservices/status"],
@@ -75,6 +77,9 @@ class FakeCluster:
     def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         if path == "/apis/v2beta1/healthz":
             return 200, self.kfp_health
+        if self.busy.get(path, 0) > 0:
+            self.busy[path] -= 1
+            return 503, _status(503, "ServiceUnavailable", "the server is currently unable")
         if any(path.startswith(p) for p in self.forbidden):
             return 403, _status(403, "Forbidden", f'User "me" cannot get resource at {path}')
         if path == "/version":
@@ -358,3 +363,19 @@ def test_main_exit_codes(cluster: tuple[FakeCluster, Path], capsys: Any) -> None
     assert rc == 1
     assert out[-1].endswith("ok") and "failed" in out[-1]
     assert all(ln.split()[0] in ("OK", "WARN", "FAIL") for ln in out[:-1])
+
+
+def test_a_busy_api_server_is_asked_again_a_refusal_is_not(
+    cluster: tuple[FakeCluster, Path],
+) -> None:
+    fake, kc = cluster
+    fake.healthy()
+    fake.busy["/api/v1/nodes"] = 2
+    findings = _run(fake, kc)
+    assert not _by(findings, "fail"), [f.line() for f in _by(findings, "fail")]
+    assert sum(r.startswith("/api/v1/nodes?") for r in fake.requests) >= 3  # 503, 503, answer
+    fake.requests.clear()
+    fake.forbidden.add("/api/v1/nodes")
+    nodes = [f for f in _run(fake, kc) if f.check == "nodes"]
+    assert nodes and nodes[0].level in ("warn", "fail")
+    assert sum(r.startswith("/api/v1/nodes") for r in fake.requests) == 1  # 403: asked once

@@ -58,9 +58,23 @@ class Kube:
     def get(self, path: str, query: dict[str, str] | None = None) -> Any:
         """GET ``path`` (with query parameters) and return the decoded JSON.
 
+        Throttling (429), 5xx and an unreachable API are retried with backoff
+        (:mod:`kfedge.retry`, 3 attempts); other answers are final.
+
         Raises:
             ApiError: An HTTP error (with its status and message) or an unreachable API.
         """
+        from kfedge.retry import retry
+
+        def transient(exc: BaseException) -> bool:
+            status = getattr(exc, "status", 0)
+            return isinstance(exc, ApiError) and (status is None or status == 429 or status >= 500)
+
+        return retry(
+            lambda: self._get(path, query), attempts=3, transient=transient, what=f"GET {path}"
+        )
+
+    def _get(self, path: str, query: dict[str, str] | None) -> Any:
         from kubernetes.client.rest import ApiException
 
         try:

@@ -2,6 +2,9 @@
 
 The sample and the output the evaluation recorded for it come from the candidate's evaluation
 (``outputs_sample``); a deployed model that answers differently by more than ``atol`` fails.
+An endpoint that does not answer yet (refused connection, 502 / 503 / 504: a Service whose
+routes are still being programmed right after the InferenceService turned Ready) is retried with
+backoff (:mod:`kfedge.retry`); a wrong answer or any other error fails at once.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from kfedge.errors import InvalidInputError
-from kfedge.isvc import PROTOCOLS, DeployError
+from kfedge.isvc import PROTOCOLS, DeployError, TransientDeployError
+from kfedge.retry import retry
 
 __all__ = ["smoke_test"]
 
@@ -41,7 +45,16 @@ def _http_json(
         except ValueError:
             return exc.code, {"error": raw.decode(errors="replace")[:300]}
     except (urllib.error.URLError, OSError) as exc:
-        raise DeployError(f"endpoint {url} is unreachable: {exc}") from exc
+        raise TransientDeployError(f"endpoint {url} is unreachable: {exc}") from None
+
+
+#: Answers of a proxy or Service with no ready backend yet.
+_NOT_YET = (502, 503, 504)
+
+
+def _failed(what: str, status: int, answer: Any) -> DeployError:
+    kind = TransientDeployError if status in _NOT_YET else DeployError
+    return kind(f"{what}: HTTP {status} {answer}")
 
 
 def _answer(
@@ -62,7 +75,7 @@ def _answer(
         }
         status, answer = _http_json(f"{base}/v2/models/{model_name}/infer", body, timeout)
         if status != 200:
-            raise DeployError(f"V2 inference at {base}: HTTP {status} {answer}")
+            raise _failed(f"V2 inference at {base}", status, answer)
         outs = {o["name"]: o for o in answer.get("outputs", [])}
         if output not in outs:
             raise DeployError(f"V2 answer has outputs {list(outs)}, not {output!r}")
@@ -70,7 +83,7 @@ def _answer(
     body = {"instances": x.tolist()}
     status, answer = _http_json(f"{base}/v1/models/{model_name}:predict", body, timeout)
     if status != 200:
-        raise DeployError(f"V1 prediction at {base}: HTTP {status} {answer}")
+        raise _failed(f"V1 prediction at {base}", status, answer)
     pred = answer.get("predictions", [None])[0]
     if isinstance(pred, dict):
         pred = pred.get(output)
@@ -82,7 +95,7 @@ def _check(base: str, model_name: str, sample: np.ndarray, expected: np.ndarray,
     atol, protocols, timeout = kw["atol"], kw["protocols"], kw["timeout"]
     status, meta = _http_json(f"{base}/v2/models/{model_name}", timeout=timeout)
     if status != 200:
-        raise DeployError(f"model metadata at {base}/v2/models/{model_name}: HTTP {status} {meta}")
+        raise _failed(f"model metadata at {base}/v2/models/{model_name}", status, meta)
     inputs = meta.get("inputs") or []
     if len(inputs) != 1:
         raise DeployError(f"the smoke test sends one input; the model has {len(inputs)}")
@@ -167,8 +180,12 @@ def smoke_test(
     if not protocols or unknown:
         raise InvalidInputError(f"protocols must be a non-empty subset of {PROTOCOLS}")
     opts = {"atol": atol, "protocols": protocols, "output_name": output_name, "timeout": timeout}
+    base = url.rstrip("/")
     try:
-        return _check(url.rstrip("/"), model_name, sample, expected, **opts)
+        return retry(
+            lambda: _check(base, model_name, sample, expected, **opts),
+            what=f"smoke test of {base}",
+        )
     except DeployError as exc:
         if check:
             raise
