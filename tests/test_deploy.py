@@ -140,6 +140,15 @@ def test_isvc_name_fits_every_name_kserve_derives() -> None:
         assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", got) and len(got) <= 39
 
 
+def test_storage_secret_annotations_are_the_ones_kserve_reads() -> None:
+    from kfedge.isvc import STORAGE_SECRET_ANNOTATIONS
+    from kfedge.support import kserve_defaults
+
+    s3 = kserve_defaults()["s3_credentials"]
+    keys = (s3["storage_secret_name_annotation"], s3["storage_secret_name_annotation_helm"])
+    assert STORAGE_SECRET_ANNOTATIONS == keys
+
+
 def test_runtime_is_named_and_storage_secret_annotation_can_be_off() -> None:
     isvc = build_inference_service(
         "d", "s3://b/k", "cpu-amd64", model_format="onnx", storage_secret=""
