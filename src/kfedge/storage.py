@@ -6,8 +6,9 @@ Local paths are used in place (no copy on fetch). S3 goes through the ``minio`` 
 :mod:`kfedge.s3`). URIs are parsed by :mod:`kfedge.uris`.
 
 Writes are atomic: a download or a local copy goes to a hidden temporary sibling and is
-renamed into place only when complete and checked (size, and MD5 where the ETag is one);
-an S3 object only appears when its upload completes, and a directory upload that fails
+renamed into place only when complete and checked (size, MD5 where the ETag is one, and the
+SHA-256 kfedge stores with every object it uploads, so multipart objects are checked by content
+too); an S3 object only appears when its upload completes, and a directory upload that fails
 removes the objects it already wrote. Each S3 request (a stat, a listing, one object's download
 or upload) is retried with backoff when the fault is transient (a timeout, a reset connection,
 a 5xx, ``SlowDown``: :mod:`kfedge.s3`, :mod:`kfedge.retry`); a missing bucket or key or denied
@@ -47,6 +48,9 @@ __all__ = [
 
 _CHUNK = 1 << 20
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+_MULTIPART_RE = re.compile(r"^[0-9a-f]{32}-[0-9]+$")
+#: User metadata holding the SHA-256 of an object kfedge uploaded (checked on download).
+SHA256_META = "x-amz-meta-kfedge-sha256"
 
 
 def _basename(key: str, bucket: str) -> str:
@@ -208,7 +212,7 @@ def _download_file(
                 encrypted = headers.get("x-amz-server-side-encryption", "").startswith(
                     "aws:kms"
                 ) or bool(headers.get("x-amz-server-side-encryption-customer-algorithm"))
-                hasher = hashlib.md5(usedforsecurity=False)
+                hasher = _Hashes()
                 with open(tmp, "xb") as fh:
                     written = _stream_to_file(response, fh, hasher)
                     fh.flush()
@@ -221,6 +225,12 @@ def _download_file(
                 raise TransientStorageError(
                     f"download of {uri} is corrupt: MD5 {hasher.hexdigest()} does not match "
                     f"ETag {etag}"
+                )
+            sha = (headers.get(SHA256_META) or "").strip().lower()
+            if sha and hasher.sha256.hexdigest() != sha:
+                raise TransientStorageError(
+                    f"download of {uri} is corrupt: SHA-256 {hasher.sha256.hexdigest()} does "
+                    f"not match the {sha} stored at upload"
                 )
     finally:
         if response is not None:
@@ -303,33 +313,86 @@ def _put_local(src: Path, dest: Path) -> None:
             _copy_local_file(src, tmp)
 
 
-class _HashingReader:
-    """A file wrapper that hashes and counts what is read through it."""
+class _Hashes:
+    """MD5 (what plain ETags are) and SHA-256 (what kfedge stores) of one stream."""
 
-    def __init__(self, fh: BinaryIO) -> None:
+    def __init__(self) -> None:
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.sha256 = hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        self.md5.update(data)
+        self.sha256.update(data)
+
+    def hexdigest(self) -> str:
+        return self.md5.hexdigest()
+
+
+def _file_sha256(src: Path) -> str:
+    h = hashlib.sha256()
+    with _open_source(src) as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _HashingReader:
+    """A file wrapper that hashes and counts what is read through it.
+
+    With ``part_size`` it also keeps the MD5 of every part, for the ETag S3 gives a multipart
+    upload (the MD5 of the parts' MD5s, ``-`` the part count).
+    """
+
+    def __init__(self, fh: BinaryIO, part_size: int = 0) -> None:
         self._fh = fh
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.count = 0
+        self._part_size = part_size
+        self._part = hashlib.md5(usedforsecurity=False)
+        self._in_part = 0
+        self._parts: list[bytes] = []
 
     def read(self, size: int = -1) -> bytes:
         data = self._fh.read(size)
         self.md5.update(data)
         self.count += len(data)
+        view = memoryview(data)
+        while self._part_size and len(view):
+            take = min(len(view), self._part_size - self._in_part)
+            self._part.update(view[:take])
+            self._in_part += take
+            view = view[take:]
+            if self._in_part == self._part_size:
+                self._parts.append(self._part.digest())
+                self._part, self._in_part = hashlib.md5(usedforsecurity=False), 0
         return data
+
+    def multipart_etag(self) -> str:
+        """The ETag of the bytes read so far uploaded in parts of ``part_size``."""
+        parts = self._parts + ([self._part.digest()] if self._in_part else [])
+        return f"{hashlib.md5(b''.join(parts), usedforsecurity=False).hexdigest()}-{len(parts)}"
 
 
 def _put_s3_file(s3: S3Session, src: Path, bucket: str, key: str) -> None:
     uri = s3_uri(bucket, key)
     size = src.stat().st_size
+    from minio.helpers import get_part_info
+
+    part_size = get_part_info(size, 0)[0]  # what put_object splits a multipart upload into
     try:
+        meta = {SHA256_META: _file_sha256(src)}
         with _open_source(src) as fh:
-            reader = _HashingReader(fh)
+            reader = _HashingReader(fh, part_size)
             with s3.errors(bucket, key):
-                result = s3.client.put_object(bucket, key, reader, size)
+                result = s3.client.put_object(bucket, key, reader, size, metadata=meta)
     except OSError as exc:
         raise StorageError(f"cannot read {src} while storing it at {uri}: {exc}") from None
     etag = (result.etag or "").strip('"').lower()
-    if reader.count != size or (_MD5_RE.match(etag) and etag != reader.md5.hexdigest()):
+    if (
+        reader.count != size
+        or (_MD5_RE.match(etag) and etag != reader.md5.hexdigest())
+        or (_MULTIPART_RE.match(etag) and etag != reader.multipart_etag())
+    ):
         with contextlib.suppress(Exception), s3.errors(bucket, key):
             s3.client.remove_object(bucket, key)
         raise TransientStorageError(
