@@ -114,9 +114,11 @@ def test_isolated_evaluation_result(dyn_eval, candidates):
     assert 0 < res.size_gzip_bytes < res.size_bytes
     assert res.runtime.format == "tflite" and res.runtime.version
     assert json.loads(res.to_json()) == res.to_dict()  # JSON-serialisable
-    # the keys of kfedge 0.1.0, no more, no fewer
+    # the keys of kfedge 0.1.0, plus the per-sample correctness (for McNemar's test)
     old = json.loads((DATA / "evaluation-0.1.0-tflite.json").read_text())
-    assert set(res.to_dict()) == set(old)
+    assert set(res.to_dict()) == set(old) | {"sample_correct"}
+    assert res.sample_correct.count == 360 and res.sample_correct.split == "eval"
+    assert res.sample_correct.to_array().mean() == pytest.approx(res.accuracy)
     assert set(res.to_dict()["memory"]) == set(old["memory"])
 
 
@@ -142,7 +144,7 @@ def test_latency_budget_stops_early_but_keeps_minimum_runs(candidates, sample_da
     assert MIN_RUNS <= res.latency_ms.runs < 100000
     assert res.memory.isolated is False
     old = json.loads((DATA / "evaluation-0.1.0-keras.json").read_text())  # also in-process
-    assert set(res.to_dict()) == set(old)
+    assert set(res.to_dict()) == set(old) | {"sample_correct"}
     assert set(res.to_dict()["memory"]) == set(old["memory"])
 
 

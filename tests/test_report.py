@@ -154,10 +154,11 @@ def test_print_summary(tmp_path, evals):
     sel = select(evals, {"max_accuracy_drop": 0.01})
     text = print_summary(build_report(evals, tmp_path, selection=sel)["json"])
     lines = text.splitlines()
-    assert len(lines) == 1 + len(evals) + 3
+    assert len(lines) == 1 + len(evals) + 4
     assert lines[4].startswith("*  qat-int8")
     assert "0.45x" in lines[4]
     assert "FAIL: accuracy drop 2.0 pts" in lines[2]
+    assert lines[-3].startswith("Latency: single measurements")
     assert lines[-2] == "selected: qat-int8 (*)"
 
 
@@ -210,3 +211,148 @@ def test_evaluations_and_report_rows_from_typed_evaluations(tmp_path, evals):
     a = json.loads(build_report(typed, tmp_path / "a", selection=sel)["json"].read_text())
     b = json.loads(build_report(evals, tmp_path / "b", selection=sel)["json"].read_text())
     assert {**a, "created": ""} == {**b, "created": ""}
+
+
+# --------------------------------------------------------------- side-by-side timings
+def _timed_case():
+    """Evaluations with per-sample records and ISA settings, and SYNTHETIC timings."""
+    import numpy as np
+    from timings_kit import evaluation, make_timings
+
+    from kfedge.evaluation import SampleCorrectness
+
+    y = np.arange(200) % 10
+    base_ok = np.ones(200, bool)
+    base_ok[:4] = False
+    int8_ok = base_ok.copy()
+    int8_ok[10:22] = False
+
+    def rec(ok):
+        return SampleCorrectness.from_arrays(ok, y, "eval").to_dict()
+
+    st = {"int8_settings": {"reduce_range": True, "isa": "x86-64", "reason": "no VNNI known"}}
+    evals = [
+        evaluation("fp32-tflite", "fp32", 0.98, 7.25, 80_000, num_samples=200,
+                   sample_correct=rec(base_ok)),
+        evaluation("ptq-int8", "ptq-int8", 0.92, 14.99, 22_000, num_samples=200,
+                   sample_correct=rec(int8_ok)),
+        evaluation("onnx-int8-static", "onnx-int8-static", 0.975, 9.0, 23_000, fmt="onnx",
+                   num_samples=200, candidate_stats=st),
+        evaluation("keras", "baseline", 0.98, 3.0, 300_000, fmt="keras"),
+    ]  # fmt: skip
+    runtime = {
+        "onnx-int8-static": {
+            "providers": ["CPUExecutionProvider"],
+            "requested_providers": ["OpenVINOExecutionProvider"],
+            "fallback_to_cpu": True,
+        }
+    }
+    timings = make_timings(
+        {"fp32-tflite": 10.0, "ptq-int8": 7.1, "onnx-int8-static": 7.2},
+        skipped={"keras": "keras model: timed through its exported FP32 reference"},
+        runtime=runtime,
+    )
+    return evals, timings
+
+
+def test_report_with_timings_carries_intervals_verdicts_and_the_measurement(tmp_path):
+    evals, timings = _timed_case()
+    sel = select(evals, {"max_accuracy_drop": 0.1}, timings=timings)
+    paths = build_report(evals, tmp_path, selection=sel, timings=timings)
+    rep = json.loads(paths["json"].read_text())
+    assert rep["latency_source"] == "side-by-side"
+    m = rep["measurement"]
+    assert (m["rounds"], m["threads"], m["usable_cpus"]) == (8, 2, 2)
+    assert m["cpus_source"] == "cgroup cpu quota" and m["isa"] == ["avx2"]
+    assert m["cpu"] == "Test CPU @ 2GHz" and m["spread"]["median"] > 0
+    assert rep["threads"] == 2
+    by = {r["name"]: r for r in rep["candidates"]}
+    int8 = by["ptq-int8"]
+    # the timings' figures, not the evaluation's rough 14.99 ms
+    assert int8["latency_ms"]["p50"] == timings.models["ptq-int8"].p50_ms
+    assert int8["latency_ms"]["p50_ci"] == list(timings.models["ptq-int8"].p50_ci_ms)
+    assert int8["evaluation_latency_p50_ms"] == 14.99
+    assert int8["latency_ratio_ci"][0] < int8["latency_ratio"] < int8["latency_ratio_ci"][1] < 1
+    assert int8["latency_verdict"] == "faster" and int8["latency_source"] == "side-by-side"
+    assert int8["accuracy_ci"] == pytest.approx([0.8740, 0.9502], abs=1e-4)
+    assert int8["mcnemar"]["b_only"] == 12 and int8["mcnemar"]["p_value"] < 0.001
+    assert by["fp32-tflite"]["latency_verdict"] == "baseline"
+    onnx = by["onnx-int8-static"]
+    assert onnx["cpu_fallback"] is True and onnx["mcnemar"] is None
+    assert onnx["int8_isa"]["matches"] is True
+    assert by["keras"]["timing_skipped"].startswith("keras model")
+    assert by["keras"]["latency_ratio"] is None and by["keras"]["latency_verdict"] is None
+    assert rep["selected"] == "onnx-int8-static"  # tied with ptq-int8, more accurate
+
+    md = paths["markdown"].read_text()
+    assert "Accuracy [95% CI] | Δ acc (pts) | McNemar p |" in md
+    assert "Latency p50 [95% CI] (ms) | p90 | p99 | Latency vs original [95% CI] | Verdict |" in md
+    r = int8["latency_ratio_ci"]
+    assert f"| {int8['latency_ratio']:.2f}x [{r[0]:.2f}, {r[1]:.2f}] | faster |" in md
+    assert "| 0.9200 [0.8740, 0.9502] | -6.00 | 0.000488 (+0/-12) |" in md
+    assert "| onnx-int8-static (selected) (CPU) |" in md
+    assert (
+        "2 thread(s) of 2 usable CPU(s) (limited by cgroup cpu quota); node CPU: Test CPU @ "
+        "2GHz (x86_64), ISA flags: avx2" in md
+    )
+    assert "## Not timed side by side" in md and "- keras: keras model: timed through" in md
+    assert (
+        "- onnx-int8-static: settings for x86-64, extensions not stated (VNNI not assumed) "
+        "(reduce_range on); this node: x86-64 AVX2, no VNNI: match" in md
+    )
+    assert "## CPU instead of the accelerator" in md
+    assert "providers: CPUExecutionProvider (asked for OpenVINOExecutionProvider)" in md
+    assert "the figures of onnx-int8-static are the CPU's" in md  # in the selection reason
+
+    html = paths["html"].read_text()
+    assert html.count('class="errorbar"') == 3  # one per timed candidate, not the skipped one
+    assert 'id="measurement"' in html and "limited by cgroup cpu quota" in html
+    assert "0.000488 (+0/-12)" in html and "(selected) (CPU)" in html
+    assert not re.search(r"""\s(src|href)\s*=""", html) and "url(" not in html
+
+    text = print_summary(paths["json"])
+    assert "onnx-int8-static (CPU)" in text and "faster" in text
+    assert "Latency: side by side, 8 interleaved rounds" in text
+
+
+def test_report_from_files_with_timings_and_old_report_files(tmp_path):
+    from kfedge import sidebyside
+
+    evals, timings = _timed_case()
+    files = []
+    for e in evals:
+        files.append(tmp_path / f"{e['name']}.json")
+        files[-1].write_text(json.dumps(e))
+    tpath = sidebyside.save(timings, tmp_path / "timings.json")
+    sel = select(evals, {"max_accuracy_drop": 0.1}, timings=timings)
+    (tmp_path / "sel.json").write_text(json.dumps(sel))
+    out = tmp_path / "out"
+    res = report_from_files(
+        files[1:], files[0], tmp_path / "sel.json", out / "r.json", out / "r.md",
+        out / "r.html", timings_path=tpath,
+    )  # fmt: skip
+    row = next(r for r in res["report"]["candidates"] if r["name"] == "onnx-int8-static")
+    assert res["metrics"]["selected_latency_ratio"] == pytest.approx(row["latency_ratio"])
+    assert res["metrics"]["selected_latency_ratio_low"] == pytest.approx(row["latency_ratio_ci"][0])
+    assert res["metrics"]["selected_latency_p50_ms"] == row["latency_ms"]["p50"]
+    # a missing name is a clear error, never a positional match
+    with pytest.raises(InvalidInputError, match=r"no entry for \['extra'\]"):
+        extra = tmp_path / "extra.json"
+        extra.write_text(json.dumps({**evals[1], "name": "extra"}))
+        report_from_files(
+            [*files[1:], extra], files[0], None, out / "x.json", out / "x.md", out / "x.html",
+            timings_path=tpath,
+        )  # fmt: skip
+    # a report.json written before intervals existed still prints
+    old = json.loads((out / "r.json").read_text())
+    for key in ("measurement", "latency_source"):
+        old.pop(key)
+    for r in old["candidates"]:
+        for key in list(r):
+            if key.startswith(("latency_ratio_", "latency_verdict", "accuracy_ci", "mcnemar")):
+                r.pop(key)
+        r.pop("cpu_fallback")
+        r["latency_ms"].pop("p50_ci")
+    text = print_summary(old)
+    assert "selected: onnx-int8-static (*)" in text
+    assert "Latency: single measurements" in text

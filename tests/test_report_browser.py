@@ -85,8 +85,12 @@ def report_html(tmp_path: Path) -> Path:
         _ev("ptq-fp16", "ptq-fp16", 0.989, 9.0, 41_000),
         _ev("qat-int8 <b>&", "qat-int8", 0.988, 4.5, 22_500),
     ]
-    sel = select(evals, {"max_accuracy_drop": 0.01})
-    return build_report(evals, tmp_path / "report", selection=sel)["html"]
+    # SYNTHETIC side-by-side timings (nothing is timed): the page then has error bars
+    from timings_kit import make_timings
+
+    timings = make_timings({e["name"]: e["latency_ms"]["p50"] for e in evals})
+    sel = select(evals, {"max_accuracy_drop": 0.01}, timings=timings)
+    return build_report(evals, tmp_path / "report", selection=sel, timings=timings)["html"]
 
 
 def test_report_renders_offline_without_errors(report_html: Path, tmp_path: Path):
@@ -135,6 +139,8 @@ def test_report_renders_offline_without_errors(report_html: Path, tmp_path: Path
               chart: !!document.querySelector('svg.chart'),
               pareto: document.querySelectorAll('svg.chart polyline.pareto').length,
               points: document.querySelectorAll('svg.chart .point').length,
+              errorbars: document.querySelectorAll('svg.chart path.errorbar').length,
+              measurement: document.querySelector('#measurement').textContent,
               baseline: document.querySelectorAll('svg.chart .point.baseline').length,
               selectedRing: document.querySelectorAll('svg.chart circle.selected').length,
               chartWidth: document.querySelector('svg.chart').getBoundingClientRect().width,
@@ -150,6 +156,8 @@ def test_report_renders_offline_without_errors(report_html: Path, tmp_path: Path
         dom = json.loads(dom)
         assert dom["chart"] and dom["pareto"] == 1
         assert dom["points"] == 4 and dom["baseline"] == 1 and dom["selectedRing"] == 1
+        assert dom["errorbars"] == 4  # the p50 interval of every timed candidate
+        assert "8 interleaved rounds" in dom["measurement"]
         assert dom["chartWidth"] > 300
         assert dom["sizes"] == 8  # raw + gzip per candidate
         assert dom["rows"] == 4

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from kfedge.data import DatasetInfo, iter_split, split_path
 from kfedge.errors import DataError, ModelFormatError
-from kfedge.evaluation import OutputsSample, PerClass, SampleInput
+from kfedge.evaluation import OutputsSample, PerClass, SampleCorrectness, SampleInput
 from kfedge.runners import Runner
 
 
@@ -27,6 +27,8 @@ class Scores(BaseModel):
         per_class: Per-class precision, recall and support.
         confusion_matrix: Rows: true class, columns: predicted class.
         outputs_sample: The model output for the first sample (batch-1 run).
+        sample_correct: Which samples were right, in order (for paired tests such as
+            McNemar's against the baseline on the same samples).
     """
 
     num_samples: int
@@ -35,6 +37,7 @@ class Scores(BaseModel):
     per_class: PerClass
     confusion_matrix: list[list[int]]
     outputs_sample: OutputsSample
+    sample_correct: SampleCorrectness
 
 
 def num_classes(runner: Runner, dataset: str | Path, info: DatasetInfo | None) -> int:
@@ -98,6 +101,8 @@ def score(
     seen = 0
     first: np.ndarray | None = None
     first_x: np.ndarray | None = None  # the sample ``first`` is the output of
+    hits: list[np.ndarray] = []  # per-sample correctness, batch by batch
+    labels: list[np.ndarray] = []
     where = str(split_path(dataset, split))
     for bx, by in iter_split(dataset, split, batch_size):
         if limit is not None:
@@ -117,6 +122,8 @@ def score(
             first_x = bx[0]
         pred = out.argmax(axis=1)
         np.add.at(cm, (by, pred), 1)
+        hits.append(pred == by)
+        labels.append(by)
         if n_classes >= 10:
             top5 = np.argsort(-out, axis=1, kind="stable")[:, :5]
             top5_hits += int(np.sum(top5 == by[:, None]))
@@ -146,5 +153,8 @@ def score(
             output_name=runner.outputs[0].name,
             values=[float(v) for v in first],
             input=SampleInput.from_array(first_x),
+        ),
+        sample_correct=SampleCorrectness.from_arrays(
+            np.concatenate(hits), np.concatenate(labels), split
         ),
     )

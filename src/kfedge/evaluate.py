@@ -189,6 +189,7 @@ def evaluate(
         peak_rss_mb=timing.memory.peak_rss_mb,
         memory=timing.memory,
         outputs_sample=scores.outputs_sample,
+        sample_correct=scores.sample_correct,
         runtime=runtime,
         machine=machine(),
         isolated=isolate,

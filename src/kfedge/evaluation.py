@@ -116,6 +116,8 @@ class Runtime(_Part):
         outputs: Output tensor specs.
         providers: ONNX Runtime execution providers (ONNX only).
         version: Version of the runtime package.
+        fallback_to_cpu: The target's accelerator (provider, delegate, device) was absent and
+            the profile allowed the CPU instead: every figure is the CPU's (None: not recorded).
     """
 
     format: str = ""
@@ -124,6 +126,7 @@ class Runtime(_Part):
     outputs: list[dict[str, Any]] = Field(default_factory=list)
     providers: list[str] | None = None
     version: str = ""
+    fallback_to_cpu: bool | None = None
 
 
 class Machine(_Part):
@@ -198,6 +201,78 @@ class SampleInput(_Part):
             ) from None
 
 
+class SampleCorrectness(_Part):
+    """Which scored samples the model got right, stored compactly for paired tests.
+
+    Two evaluations of the same samples (same split, same labels in the same order) can be
+    compared sample by sample (:func:`kfedge.stats.mcnemar`): a difference in accuracy is real
+    only when the samples one model alone gets right outnumber the other's by more than chance.
+
+    Attributes:
+        count: Samples scored.
+        bits: Base64 of the correctness bits packed eight per byte (NumPy ``packbits``, first
+            sample in the highest bit).
+        labels_sha256: The first 16 hex digits of the SHA-256 of the labels (int64, in order):
+            two records describe the same samples only when these match.
+        split: The scored split.
+    """
+
+    count: int
+    bits: str
+    labels_sha256: str = ""
+    split: str = ""
+
+    @classmethod
+    def from_arrays(cls, correct: Any, labels: Any, split: str = "") -> SampleCorrectness:
+        """Record per-sample correctness (booleans) of samples with these labels."""
+        import base64
+        import hashlib
+
+        import numpy as np
+
+        c = np.asarray(correct, dtype=bool).reshape(-1)
+        y = np.ascontiguousarray(np.asarray(labels, dtype="<i8").reshape(-1))
+        if y.size != c.size:
+            raise InvalidInputError(f"{c.size} correctness values for {y.size} labels")
+        return cls(
+            count=int(c.size),
+            bits=base64.b64encode(np.packbits(c).tobytes()).decode(),
+            labels_sha256=hashlib.sha256(y.tobytes()).hexdigest()[:16],
+            split=split,
+        )
+
+    def to_array(self) -> Any:
+        """The per-sample correctness as a boolean NumPy array of ``count`` values.
+
+        Raises:
+            InvalidInputError: The bits do not hold ``count`` values.
+        """
+        import base64
+        import binascii
+
+        import numpy as np
+
+        try:
+            raw = np.frombuffer(base64.b64decode(self.bits, validate=True), dtype=np.uint8)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInputError(f"sample_correct.bits is not base64: {exc}") from None
+        if raw.size != (self.count + 7) // 8:
+            raise InvalidInputError(
+                f"sample_correct holds {raw.size} bytes, expected {(self.count + 7) // 8} for "
+                f"{self.count} samples"
+            )
+        return np.unpackbits(raw, count=self.count).astype(bool)
+
+    def same_samples(self, other: SampleCorrectness) -> bool:
+        """Whether both records describe the same samples (count, split and labels)."""
+        return (
+            self.count == other.count
+            and self.split == other.split
+            and bool(self.labels_sha256)
+            and self.labels_sha256 == other.labels_sha256
+        )
+
+
 class OutputsSample(_Part):
     """The model's output for one sample, recorded for the deploy step's smoke test.
 
@@ -267,6 +342,8 @@ class Evaluation(_Part):
         peak_rss_mb: Peak resident memory of the timing process (MiB).
         memory: Memory details.
         outputs_sample: The recorded output of the first sample.
+        sample_correct: Which scored samples were right (for paired tests against the
+            baseline); None in files written before it was recorded.
         runtime: The runner and its runtime version.
         machine: The measuring machine.
         isolated: Whether latency was timed in a fresh subprocess.
@@ -302,6 +379,7 @@ class Evaluation(_Part):
     peak_rss_mb: float | None = None
     memory: Memory | None = None
     outputs_sample: OutputsSample | None = None
+    sample_correct: SampleCorrectness | None = None
     runtime: Runtime | None = None
     machine: Machine | None = None
     isolated: bool | None = None

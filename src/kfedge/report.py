@@ -16,11 +16,24 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from kfedge.compare import (
+    PRACTICAL,
+    SIDE_BY_SIDE,
+    Latency,
+    TimingsLike,
+    accuracy_figures,
+    int8_isa_note,
+    latency_figures,
+    load_timings,
+    measurement,
+    measurement_line,
+    ratio_text,
+)
 from kfedge.errors import InvalidInputError
 from kfedge.evaluation import MB, Evaluation, EvaluationLike, as_evaluations, load_evaluation
 from kfedge.report_html import render_html
 from kfedge.report_md import render_markdown
-from kfedge.report_table import SEEDS_HEADER, TABLE_HEADER, goals_cell, mb
+from kfedge.report_table import SEEDS_HEADER, TABLE_HEADER, goals_cell, mb, p50_cell
 from kfedge.select import find_baseline
 from kfedge.techniques import report_group
 
@@ -71,7 +84,11 @@ def pareto_front(
 
 
 def report_rows(
-    evaluations: list[Evaluation], base: Evaluation, selection: dict[str, Any] | None
+    evaluations: list[Evaluation],
+    base: Evaluation,
+    selection: dict[str, Any] | None,
+    figures: dict[str, Latency] | None = None,
+    machine: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One report row per evaluation: its figures, ratios to the baseline, its goal results.
 
@@ -80,16 +97,21 @@ def report_rows(
         base: The baseline's evaluation.
         selection: The selection (for passed / failed goals and the selected name), or None
             (every candidate then passes).
+        figures: Latency figures by name (:func:`kfedge.compare.latency_figures`); default:
+            the evaluations' own single measurements.
+        machine: The timing node (side-by-side ``machine``), for the INT8 ISA check.
 
     Returns:
         The rows, in the order of ``evaluations``.
     """
     per = {c["name"]: c for c in (selection or {}).get("candidates", [])}
-    bp50 = base.latency_ms.p50
+    if figures is None:
+        figures = latency_figures(evaluations, base, None)[0]
     rows = []
     for ev in evaluations:
-        lat = ev.latency_ms
+        lat = figures[ev.name]
         c = per.get(ev.name, {})
+        acc = accuracy_figures(ev, base)
         rows.append(
             {
                 "name": ev.name,
@@ -97,10 +119,30 @@ def report_rows(
                 "format": ev.format,
                 "parent": ev.parent,
                 "accuracy": ev.accuracy,
+                "accuracy_ci": acc["ci"],
+                "accuracy_samples": acc["samples"],
+                "mcnemar": acc["mcnemar"],
+                "mcnemar_note": acc["mcnemar_note"],
                 "top5": ev.top5,
                 "accuracy_delta_pts": (ev.accuracy - base.accuracy) * 100,
-                "latency_ms": {k: getattr(lat, k) for k in ("p50", "p90", "p99", "mean", "runs")},
-                "latency_ratio": lat.p50 / bp50 if bp50 > 0 else None,
+                "latency_ms": {
+                    "p50": lat.p50,
+                    "p50_ci": list(lat.p50_ci) if lat.p50_ci else None,
+                    "p90": lat.p90,
+                    "p99": lat.p99,
+                    "mean": lat.mean,
+                    "runs": lat.runs,
+                },
+                "latency_source": lat.source,
+                "evaluation_latency_p50_ms": ev.latency_ms.p50,
+                "latency_ratio": lat.ratio,
+                "latency_ratio_ci": list(lat.ratio_ci) if lat.ratio_ci else None,
+                "latency_verdict": lat.verdict,
+                "latency_tier": c.get("latency_tier"),
+                "timing_skipped": lat.skipped,
+                "cpu_fallback": lat.cpu_fallback,
+                "runtime": lat.runtime,
+                "int8_isa": int8_isa_note(ev, machine),
                 "throughput": ev.throughput.to_dict() if ev.throughput else {},
                 "size_bytes": ev.size_bytes,
                 "size_gzip_bytes": ev.size_gzip_bytes,
@@ -164,6 +206,7 @@ def make_report(
     selection: dict[str, Any] | None = None,
     title: str = "kfedge report",
     target: str | None = None,
+    timings: TimingsLike | None = None,
 ) -> dict[str, Any]:
     """The report.json dict comparing every candidate with the baseline (nothing written).
 
@@ -174,10 +217,15 @@ def make_report(
         selection: The result of :func:`kfedge.select.select`, if a selection was made.
         title: Report title.
         target: Target profile name shown in the report.
+        timings: The benchmark step's side-by-side timings (session, dict or JSON file):
+            every latency figure then comes from them, matched by name, with intervals;
+            None: the evaluations' single measurements (older runs).
 
     Returns:
         title, created, target, baseline, selected, deploy, reason, ranking, goals, threads,
-        machine, pareto_front, summary, candidates (the rows), warnings.
+        machine, latency_source, measurement (how latency was taken: rounds, threads, usable
+        CPUs and what limited them, the node's CPU and ISA flags, the run's spread),
+        pareto_front, summary, candidates (the rows), warnings.
 
     Raises:
         InvalidInputError: No evaluations, duplicate names, or a selection naming unknown
@@ -195,9 +243,12 @@ def make_report(
                 f"the selection names candidates without an evaluation: {sorted(unknown)}"
             )
     base = find_baseline(evs, baseline or sel.get("baseline"))
-    rows = report_rows(evs, base, selection)
+    sbs = load_timings(timings)
+    practical = float((sel.get("goals") or {}).get("tie_within", PRACTICAL))
+    figs, timing_warnings = latency_figures(evs, base, sbs, practical)
+    rows = report_rows(evs, base, selection, figs, sbs.machine if sbs else None)
     ranking = list(sel.get("ranking", []))
-    threads = sorted({e.threads for e in evs}, key=str)
+    threads = [sbs.threads] if sbs else sorted({e.threads for e in evs}, key=str)
     machines: list[dict[str, Any]] = []
     for e in evs:
         m = e.machine.to_dict() if e.machine else None
@@ -214,11 +265,18 @@ def make_report(
         "ranking": ranking,
         "goals": sel.get("goals"),
         "threads": threads[0] if len(threads) == 1 else threads,
-        "machine": machines[0] if len(machines) == 1 else {"machines": machines},
+        "machine": machines[0]
+        if len(machines) == 1
+        else {"machines": machines}
+        if machines
+        else {},
+        "latency_source": SIDE_BY_SIDE if sbs else "evaluation",
+        "measurement": measurement(sbs, figs),
         "pareto_front": pareto_front(rows),
         "summary": seeds_summary(rows, ranking),
         "candidates": rows,
-        "warnings": list(sel.get("warnings", [])),
+        "warnings": list(sel.get("warnings", []))
+        + [w for w in timing_warnings if w not in sel.get("warnings", [])],
     }
 
 
@@ -257,6 +315,7 @@ def build_report(
     selection: dict[str, Any] | None = None,
     title: str = "kfedge report",
     target: str | None = None,
+    timings: TimingsLike | None = None,
 ) -> dict[str, Path]:
     """Write report.json, report.md and report.html comparing every candidate with the baseline.
 
@@ -267,6 +326,7 @@ def build_report(
         selection: As for :func:`make_report`.
         title: Report title.
         target: Target profile name shown in the report.
+        timings: As for :func:`make_report`.
 
     Returns:
         ``{"json": path, "markdown": path, "html": path}``.
@@ -274,13 +334,13 @@ def build_report(
     Raises:
         InvalidInputError: As :func:`make_report` (nothing is written then).
     """
-    rep = make_report(evaluations, baseline, selection, title, target)
+    rep = make_report(evaluations, baseline, selection, title, target, timings)
     out = Path(out_dir)
     return write_report(rep, selection, out / "report.json", out / "report.md", out / "report.html")
 
 
 def print_summary(report_json: dict[str, Any] | str | Path) -> str:
-    """A plain-text table of a report for a terminal.
+    """A plain-text table of a report for a terminal (report.json of any kfedge version).
 
     Args:
         report_json: The report dict, or the path of report.json.
@@ -291,21 +351,23 @@ def print_summary(report_json: dict[str, Any] | str | Path) -> str:
     rep = report_json
     if not isinstance(rep, dict):
         rep = json.loads(Path(rep).read_text())
-    header = ["", "candidate", "technique", "fmt", "acc", "Δpts", "p50 ms", "vs base", "MB"]
-    header += ["vs base", "goals"]
+    header = ["", "candidate", "technique", "fmt", "acc", "Δpts", "p50 ms", "vs base", "latency"]
+    header += ["MB", "vs base", "goals"]
     table = [header]
     for r in rep["candidates"]:
         mark = "*" if r.get("selected") else ("b" if r.get("is_baseline") else "")
+        name = r["name"] + (" (CPU)" if r.get("cpu_fallback") else "")
         table.append(
             [
                 mark,
-                r["name"],
+                name,
                 r["technique"],
                 r["format"],
                 f"{r['accuracy']:.4f}",
                 f"{r['accuracy_delta_pts']:+.2f}",
-                f"{r['latency_ms']['p50']:.3f}",
-                f"{r['latency_ratio']:.2f}x" if r.get("latency_ratio") is not None else "N/A",
+                p50_cell(r["latency_ms"]),
+                ratio_text(r.get("latency_ratio"), r.get("latency_ratio_ci")),
+                r.get("latency_verdict") or "",
                 mb(r["size_bytes"]),
                 f"{r['size_ratio']:.2f}x" if r.get("size_ratio") is not None else "N/A",
                 goals_cell(r),
@@ -317,6 +379,7 @@ def print_summary(report_json: dict[str, Any] | str | Path) -> str:
         for row in table
     ]
     lines.append(f"baseline: {rep['baseline']} (b)   threads: {rep.get('threads')}")
+    lines.append(measurement_line(rep.get("measurement")))
     sel = rep.get("selected")
     lines.append(f"selected: {sel} (*)" if sel else "selected: none")
     if rep.get("reason"):
@@ -361,8 +424,10 @@ def report_from_files(
         html_path: Destination of the HTML report.
         title: Report title.
         target: Target name shown in the report.
-        timings_path: The benchmark step's side-by-side timings JSON; accepted, not shown yet
-            (the side-by-side figures are to come).
+        timings_path: The benchmark step's side-by-side timings JSON: the report's latency
+            figures (p50 with interval, p90 / p99, ratio to the baseline with interval and
+            verdict) come from it, matched by name; None: the evaluations' single
+            measurements.
 
     Returns:
         ``report`` (the report.json dict), ``metrics`` (scalars for a KFP Metrics artifact),
@@ -375,7 +440,7 @@ def report_from_files(
         ev for ev in (load_evaluation(f) for f in evaluation_files) if ev.name != base.name
     ]
     selection = _read_selection(selection_file) if selection_file else None
-    rep = make_report(evaluations, base.name, selection, title, target)
+    rep = make_report(evaluations, base.name, selection, title, target, timings_path)
     write_report(rep, selection, json_path, markdown_path, html_path)
     shown = rep["selected"] or base.name
     ev = next(e for e in evaluations if e.name == shown)
@@ -394,6 +459,9 @@ def report_from_files(
         "baseline_latency_p50_ms": base.latency_ms.p50,
         "baseline_size_mb": base.size_bytes / MB,
     }
+    if row.get("latency_ratio_ci"):  # side-by-side timings: the ratio's interval too
+        metrics["selected_latency_ratio_low"] = float(row["latency_ratio_ci"][0])
+        metrics["selected_latency_ratio_high"] = float(row["latency_ratio_ci"][1])
     confusion = {
         "name": shown,
         "classes": [str(c) for c in ev.classes],

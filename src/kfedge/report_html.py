@@ -10,12 +10,15 @@ import json
 from html import escape
 from typing import Any
 
+from kfedge.compare import measurement_line
 from kfedge.report_table import (
     SEEDS_HEADER,
     TABLE_HEADER,
+    TABLE_NOTE,
     base_row,
     machine_of,
     mb,
+    notes,
     row_cells,
     seeds_cells,
 )
@@ -42,7 +45,7 @@ def _scale(v: float, lo: float, hi: float, a: float, b: float) -> float:
 
 def _chart_svg(rows: list[dict[str, Any]], front: list[str]) -> str:
     w, h, ml, mr, mt, mb = 760, 420, 64, 150, 16, 44
-    lats = [float(r["latency_ms"]["p50"]) for r in rows]
+    lats = [float((r["latency_ms"].get("p50_ci") or [0, r["latency_ms"]["p50"]])[1]) for r in rows]
     accs = [float(r["accuracy"]) for r in rows]
     lx0, lx1 = 0.0, max(lats) * 1.1 or 1.0
     ay0, ay1 = min(accs), max(accs)
@@ -126,12 +129,27 @@ def _chart_svg(rows: list[dict[str, Any]], front: list[str]) -> str:
                 f'<text x="{lx_:.1f}" y="{ly_:.1f}" text-anchor="{anchor}">'
                 f"{escape(r['name'])}</text>"
             )
+    for r in rows:  # error bars: the p50's 95 % interval over rounds
+        ci = r["latency_ms"].get("p50_ci")
+        if ci:
+            _, y = xy(r)
+            x0 = _scale(float(ci[0]), lx0, lx1, ml, w - mr)
+            x1 = _scale(float(ci[1]), lx0, lx1, ml, w - mr)
+            out.append(
+                f'<path class="errorbar" d="M{x0:.1f} {y:.1f}H{x1:.1f}M{x0:.1f} {y - 4:.1f}'
+                f'V{y + 4:.1f}M{x1:.1f} {y - 4:.1f}V{y + 4:.1f}" stroke="#3c4043" '
+                'stroke-width="1.2" fill="none"/>'
+            )
     for r in rows:
         x, y = xy(r)
         name = escape(r["name"])
+        ci = r["latency_ms"].get("p50_ci")
         title = (
             f"<title>{name}: accuracy {r['accuracy']:.4f}, p50 "
-            f"{float(r['latency_ms']['p50']):.3f} ms</title>"
+            f"{float(r['latency_ms']['p50']):.3f} ms"
+            + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            + (" (CPU)" if r.get("cpu_fallback") else "")
+            + "</title>"
         )
         color = "#1a73e8" if r["name"] in front else "#8a94a6"
         if r["is_baseline"]:
@@ -238,6 +256,7 @@ def render_html(rep: dict[str, Any], selection: dict[str, Any] | None) -> str:
         f"{escape(str(rep['target'] or 'n/a'))} · threads {escape(str(rep['threads']))} · "
         f"{escape(str(m.get('arch', '?')))} {escape(str(m.get('cpu', '')))} "
         f"({escape(str(m.get('cpu_count')))} cores) · {escape(rep['created'])}</p>",
+        f'<p class="meta" id="measurement">{escape(measurement_line(rep.get("measurement")))}</p>',
         "<h2>Selection</h2>",
         f'<p class="{reason_cls}" id="selection"><b>Selected: '
         f"{escape(rep['selected'] or 'none')}</b> — "
@@ -252,8 +271,7 @@ def render_html(rep: dict[str, Any], selection: dict[str, Any] | None) -> str:
         _html_table(SEEDS_HEADER, [seeds_cells(rep["summary"])], [""], "summary"),
         "<h2>Candidates</h2>",
         '<p class="meta">Latency: batch 1, warm-up excluded, each candidate timed in its own '
-        "process. Δ acc in percentage points against the baseline; ratios are candidate / "
-        "baseline. 1 MB = 1,000,000 bytes.</p>",
+        f"process; error bars: the p50's 95 % interval. {escape(TABLE_NOTE)}</p>",
         _html_table(TABLE_HEADER, [row_cells(r, base) for r in rows], classes, "candidates"),
         "<h2>Size</h2>",
         _size_svg(rows),
@@ -265,9 +283,14 @@ def render_html(rep: dict[str, Any], selection: dict[str, Any] | None) -> str:
             for r in failed
         ]
         parts.append("</ul>")
-    if sel and sel.get("warnings"):
-        parts.append("<h2>Warnings</h2><ul>")
-        parts += [f"<li>{escape(w)}</li>" for w in sel["warnings"]]
+    for i, (title, lines) in enumerate(notes(rep).items()):
+        parts.append(f'<h2>{escape(title)}</h2><ul id="notes-{i}">')
+        parts += [f"<li>{escape(x)}</li>" for x in lines]
+        parts.append("</ul>")
+    warnings = rep.get("warnings") or (sel or {}).get("warnings") or []
+    if warnings:
+        parts.append('<h2>Warnings</h2><ul id="warnings">')
+        parts += [f"<li>{escape(w)}</li>" for w in warnings]
         parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from kfedge.compare import measurement_line
 from kfedge.report_table import (
     SEEDS_HEADER,
     TABLE_HEADER,
+    TABLE_NOTE,
     base_row,
     machine_of,
+    notes,
     row_cells,
     seeds_cells,
 )
@@ -53,6 +56,8 @@ def render_markdown(rep: dict[str, Any], selection: dict[str, Any] | None) -> st
         f"{md_escape(str(m.get('cpu', '')))} ({m.get('cpu_count')} "
         f"cores) · {rep['created']}",
         "",
+        md_escape(measurement_line(rep.get("measurement"))),
+        "",
         "## Selection",
         "",
         f"**Selected: {md_escape(rep['selected'] or 'none')}** — "
@@ -70,17 +75,19 @@ def render_markdown(rep: dict[str, Any], selection: dict[str, Any] | None) -> st
         "## Candidates",
         "",
         "Latency: p50/p90/p99 at batch 1, warm-up excluded, each candidate timed in its own "
-        "process. Δ acc in percentage points against the baseline; ratios are candidate / "
-        "baseline (below 1x is faster / smaller). 1 MB = 1,000,000 bytes.",
+        "process. " + TABLE_NOTE,
         "",
         md_table(TABLE_HEADER, [row_cells(r, base) for r in rows]),
         "",
     ]
+    for title, lines in notes(rep).items():
+        parts += [f"## {title}", ""] + [f"- {md_escape(x)}" for x in lines] + [""]
     failed = [r for r in rows if r["failed_goals"]]
     if failed:
         parts += ["## Failed goals", ""]
         parts += [f"- **{md_escape(r['name'])}**: {'; '.join(r['failed_goals'])}" for r in failed]
         parts.append("")
-    if selection and selection.get("warnings"):
-        parts += ["## Warnings", ""] + [f"- {md_escape(w)}" for w in selection["warnings"]] + [""]
+    warnings = rep.get("warnings") or (selection or {}).get("warnings") or []
+    if warnings:
+        parts += ["## Warnings", ""] + [f"- {md_escape(w)}" for w in warnings] + [""]
     return "\n".join(parts)

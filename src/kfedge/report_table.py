@@ -4,13 +4,15 @@ Shared by the Markdown page (:mod:`kfedge.report_md`), the HTML page (:mod:`kfed
 and the terminal summary (:func:`kfedge.report.print_summary`), so the three show the same
 figures formatted the same way. The table follows the seeds' shape: the baseline's figures next
 to each candidate's, with deltas and ratios, plus one summary row original vs best PTQ vs best
-QAT. 1 MB = 1,000,000 bytes.
+QAT; measured figures carry their 95 % intervals where the report has them (p50, latency ratio,
+accuracy) and the verdict of the latency comparison. 1 MB = 1,000,000 bytes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from kfedge.compare import ratio_text, runtime_text
 from kfedge.evaluation import MB
 
 SEEDS_HEADER = [
@@ -29,13 +31,15 @@ TABLE_HEADER = [
     "Technique",
     "Format",
     "Accuracy original",
-    "Accuracy",
+    "Accuracy [95% CI]",
     "Δ acc (pts)",
+    "McNemar p",
     "Latency original p50 (ms)",
-    "Latency p50 (ms)",
+    "Latency p50 [95% CI] (ms)",
     "p90",
     "p99",
-    "Latency vs original",
+    "Latency vs original [95% CI]",
+    "Verdict",
     "Size original (MB)",
     "Size (MB)",
     "Size vs original",
@@ -43,6 +47,16 @@ TABLE_HEADER = [
     "Sparsity",
     "Goals",
 ]
+#: What the table's interval columns mean (printed under it on both pages).
+TABLE_NOTE = (
+    "Δ acc in percentage points against the baseline; accuracy intervals are Wilson 95 % "
+    "intervals; McNemar p: the paired exact test against the baseline on the same samples "
+    "(small p: the accuracies really differ; +a/-b: samples only the candidate / only the "
+    "baseline got right). Ratios are candidate / baseline (below 1x is "
+    "faster / smaller). Verdict: faster or slower only when the ratio's interval lies wholly "
+    "below or above 1 (and beyond the tie threshold), tie otherwise; (CPU): the target's "
+    "accelerator was absent and the CPU ran it. 1 MB = 1,000,000 bytes."
+)
 
 
 def mb(n: float | int | None) -> str:
@@ -75,22 +89,50 @@ def seeds_cells(s: dict[str, Any]) -> list[str]:
     ]
 
 
-def row_cells(r: dict[str, Any], base: dict[str, Any]) -> list[str]:
-    """The cells (:data:`TABLE_HEADER`) of one candidate row next to the baseline's row."""
+def p50_cell(lat: dict[str, Any]) -> str:
+    """``4.500 [4.410, 4.620]``: the p50 with its interval when there is one."""
+    ci = lat.get("p50_ci")
+    return fmt(lat.get("p50"), ".3f") + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def accuracy_cell(r: dict[str, Any]) -> str:
+    """``0.9880 [0.9312, 0.9979]``: accuracy with its Wilson interval when known."""
+    ci = r.get("accuracy_ci")
+    return fmt(r["accuracy"]) + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
+
+
+def mcnemar_cell(r: dict[str, Any]) -> str:
+    """McNemar's p against the baseline, with the discordant counts (``0.031 (+1/-6)``)."""
+    t = r.get("mcnemar")
+    if not t:
+        return "N/A"
+    return f"{t['p_value']:.3g} (+{t['a_only']}/-{t['b_only']})"
+
+
+def name_cell(r: dict[str, Any]) -> str:
+    """The candidate's name with its marks: selected, baseline, CPU (accelerator absent)."""
     mark = " (selected)" if r["selected"] else ""
     mark += " (baseline)" if r["is_baseline"] else ""
+    mark += " (CPU)" if r.get("cpu_fallback") else ""
+    return r["name"] + mark
+
+
+def row_cells(r: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """The cells (:data:`TABLE_HEADER`) of one candidate row next to the baseline's row."""
     return [
-        r["name"] + mark,
+        name_cell(r),
         r["technique"],
         r["format"],
         fmt(base["accuracy"]),
-        fmt(r["accuracy"]),
+        accuracy_cell(r),
         f"{r['accuracy_delta_pts']:+.2f}",
+        mcnemar_cell(r),
         fmt(base["latency_ms"]["p50"], ".3f"),
-        fmt(r["latency_ms"]["p50"], ".3f"),
+        p50_cell(r["latency_ms"]),
         fmt(r["latency_ms"]["p90"], ".3f"),
         fmt(r["latency_ms"]["p99"], ".3f"),
-        fmt(r["latency_ratio"], ".2f") + "x",
+        ratio_text(r.get("latency_ratio"), r.get("latency_ratio_ci")),
+        r.get("latency_verdict") or "N/A",
         mb(base["size_bytes"]),
         mb(r["size_bytes"]),
         fmt(r["size_ratio"], ".2f") + "x",
@@ -98,6 +140,32 @@ def row_cells(r: dict[str, Any], base: dict[str, Any]) -> list[str]:
         fmt(r["sparsity"], ".3f"),
         goals_cell(r),
     ]
+
+
+def notes(rep: dict[str, Any]) -> dict[str, list[str]]:
+    """The report's per-candidate notes, by section title (empty sections left out).
+
+    ``Not timed side by side`` (the benchmark's reason), ``INT8 settings and this node's
+    ISA`` (ONNX Runtime INT8 candidates), ``CPU instead of the accelerator``.
+    """
+    rows = rep["candidates"]
+    out = {
+        "Not timed side by side": [
+            f"{r['name']}: {r['timing_skipped']} (its latency is the evaluation's own)"
+            for r in rows
+            if r.get("timing_skipped")
+        ],
+        "INT8 settings and this node's ISA": [
+            f"{r['name']}: {r['int8_isa']['text']}" for r in rows if r.get("int8_isa")
+        ],
+        "CPU instead of the accelerator": [
+            f"{r['name']}: the target's accelerator was absent and the profile allows CPU "
+            f"fallback; every figure of it is the CPU's ({runtime_text(r.get('runtime') or {})})"
+            for r in rows
+            if r.get("cpu_fallback")
+        ],
+    }
+    return {k: v for k, v in out.items() if v}
 
 
 def base_row(rep: dict[str, Any]) -> dict[str, Any]:
@@ -110,4 +178,4 @@ def machine_of(rep: dict[str, Any]) -> dict[str, Any]:
     m = rep["machine"] or {}
     if "machines" in m:
         return {"arch": "several machines", "cpu": "", "cpu_count": "?"}
-    return m
+    return m or {"arch": "not recorded", "cpu": "", "cpu_count": "?"}

@@ -1,9 +1,23 @@
-"""Goal-driven selection of the candidate to deploy (in the style of Olive / INC / NNCF goals).
+"""Goal-driven, noise-aware selection of the candidate to deploy.
 
 Every candidate is compared with the *baseline*: the FP32 candidate of the deployable format,
 measured the same way (same runner, machine and threads), or the candidate named explicitly.
-A quantized model that runs slower than the baseline is never preferred for being "int8": with
-``objective="latency"`` the measured p50 decides.
+
+Latency comes from the benchmark step's side-by-side timings when given (every candidate and
+the baseline timed together in interleaved rounds, :mod:`kfedge.sidebyside`), matched by name:
+
+* a candidate is *faster* (or *slower*) than another only when the interval of their paired
+  latency ratio lies wholly below (above) 1 and the ratio differs from 1 by more than
+  ``tie_within`` (:func:`kfedge.stats.compare_ratio`); otherwise they are *tied*;
+* candidates tied with the fastest are ranked by accuracy, then size (objective latency); with
+  objective size or accuracy, latency tiers break ties of those;
+* a candidate really slower than the baseline is never selected while the baseline meets the
+  goals, whatever the objective (a quantized model is not preferred for being "int8");
+* the speed-up goal is judged on the ratio interval's conservative (slow) end; the latency
+  ceiling on the side-by-side p50.
+
+Without timings (older runs) the evaluations' single measurements are compared as they are, and
+the reason says so.
 
 Units:
 
@@ -23,9 +37,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from kfedge.compare import (
+    SIDE_BY_SIDE,
+    SINGLE,
+    Latency,
+    TimingsLike,
+    int8_isa_note,
+    latency_figures,
+    latency_tiers,
+    load_timings,
+    measurement,
+)
 from kfedge.errors import ConfigError, InvalidInputError, NotFoundError
 from kfedge.evaluation import MB, Evaluation, EvaluationLike, as_evaluations, load_evaluation
 from kfedge.formats import DEPLOYABLE, FORMATS
+from kfedge.select_reason import selection_reason
 
 _FP32_MARKERS = ("baseline", "fp32", "float32", "export", "original")
 
@@ -41,7 +67,8 @@ class Goals(BaseModel):
         min_accuracy: Absolute floor for top-1 accuracy (fraction).
         max_latency_ms: Largest allowed p50 latency at batch 1, in milliseconds.
         min_latency_improvement: Required p50 reduction against the baseline (0.2 = at least
-            20 % faster).
+            20 % faster); with side-by-side timings judged on the ratio interval's
+            conservative (slow) end.
         max_size_bytes: Largest allowed model file size in bytes.
         max_size_mb: The same in MB (1 MB = 1,000,000 bytes); give one of the two.
         objective: What ranks the candidates that pass: ``latency`` (lowest p50), ``size``
@@ -50,6 +77,8 @@ class Goals(BaseModel):
             since the model server runs only those.
         include_baseline: Whether the baseline itself may be selected (default True: when no
             optimized candidate beats it, deploying the FP32 model is the honest answer).
+        tie_within: Latency ratios closer to 1 than this fraction are ties even when their
+            interval is narrow (default 0.02: a 2 % gain does not outweigh accuracy or size).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -64,6 +93,7 @@ class Goals(BaseModel):
     objective: Literal["latency", "size", "accuracy"] = "latency"
     formats: list[str] = Field(default_factory=lambda: list(DEPLOYABLE))
     include_baseline: bool = True
+    tie_within: float = Field(default=0.02, ge=0.0, lt=0.5)
 
     @model_validator(mode="after")
     def _check(self) -> Goals:
@@ -166,21 +196,30 @@ def find_baseline(
     return sorted(pool, key=lambda e: (-counts[e.format], e.format != "tflite"))[0]
 
 
-def check_goals(ev: Evaluation, base: Evaluation, goals: Goals) -> list[str]:
+def check_goals(
+    ev: Evaluation,
+    base: Evaluation,
+    goals: Goals,
+    lat: Latency | None = None,
+) -> list[str]:
     """The goals one candidate fails, as readable sentences (empty when it passes all).
 
     Args:
         ev: The candidate's evaluation.
         base: The baseline's evaluation.
         goals: The goals.
+        lat: The candidate's latency figures (:func:`kfedge.compare.latency_figures`);
+            default: the evaluation's own single measurement. With an interval, the speed-up
+            goal is judged on the interval's conservative (slow) end.
 
     Returns:
         One string per failed goal.
     """
+    if lat is None:
+        lat = latency_figures([ev, base], base, None)[0][ev.name]
     failed: list[str] = []
     acc, bacc = ev.accuracy, base.accuracy
     drop = bacc - acc
-    p50, bp50 = ev.latency_ms.p50, base.latency_ms.p50
     size = ev.size_bytes
     if ev.format not in goals.formats:
         failed.append(f"format {ev.format} not in allowed formats {goals.formats}")
@@ -200,98 +239,135 @@ def check_goals(ev: Evaluation, base: Evaluation, goals: Goals) -> list[str]:
             )
     if goals.min_accuracy is not None and acc < goals.min_accuracy:
         failed.append(f"accuracy {acc:.4f} < {goals.min_accuracy:.4f} required")
-    if goals.max_latency_ms is not None and p50 > goals.max_latency_ms:
-        failed.append(f"latency p50 {p50:.3f} ms > {goals.max_latency_ms:.3f} ms allowed")
-    if goals.min_latency_improvement is not None:
-        gain = 1.0 - p50 / bp50 if bp50 > 0 else 0.0
-        if gain < goals.min_latency_improvement:
-            failed.append(
-                f"latency improvement {gain * 100:.1f} % < "
-                f"{goals.min_latency_improvement * 100:.1f} % required "
-                f"(p50 {p50:.3f} ms vs baseline {bp50:.3f} ms)"
-            )
+    if lat.skipped is not None:
+        failed.append(
+            f"not timed side by side ({lat.skipped}): its latency cannot be compared with "
+            "the baseline's"
+        )
+    elif goals.max_latency_ms is not None and lat.p50 > goals.max_latency_ms:
+        failed.append(f"latency p50 {lat.p50:.3f} ms > {goals.max_latency_ms:.3f} ms allowed")
+    if goals.min_latency_improvement is not None and lat.skipped is None:
+        need = goals.min_latency_improvement
+        if lat.ratio_ci is not None:
+            gain = 1.0 - lat.ratio_ci[1]  # the interval's conservative (slow) end
+            if gain < need - 1e-12:
+                failed.append(
+                    f"latency improvement {gain * 100:.1f} % at the interval's conservative end "
+                    f"({lat.text} of the baseline) < {need * 100:.1f} % required"
+                )
+        else:
+            bp50 = base.latency_ms.p50
+            gain = 1.0 - lat.p50 / bp50 if bp50 > 0 else 0.0
+            if gain < need:
+                failed.append(
+                    f"latency improvement {gain * 100:.1f} % < {need * 100:.1f} % required "
+                    f"(p50 {lat.p50:.3f} ms vs baseline {bp50:.3f} ms)"
+                )
     limit = goals.size_limit
     if limit is not None and size > limit:
         failed.append(f"size {size / MB:.3f} MB ({size} B) > {limit / MB:.3f} MB allowed")
     return failed
 
 
-def _rank_key(ev: Evaluation, objective: str) -> tuple[float, ...]:
-    acc, p50, size = ev.accuracy, ev.latency_ms.p50, float(ev.size_bytes)
+def _rank_key(ev: Evaluation, objective: str, tier: int, lat: Latency) -> tuple[float, ...]:
+    acc, size = ev.accuracy, float(ev.size_bytes)
     if objective == "size":
-        return (size, p50, -acc)
+        return (size, tier, -acc)
     if objective == "accuracy":
-        return (-acc, p50, size)
-    return (p50, -acc, size)
+        return (-acc, tier, size)
+    return (tier, -acc, size, lat.ratio or lat.p50)
 
 
 def select(
     evaluations: Iterable[EvaluationLike],
     goals: Goals | dict[str, Any] | str | None = None,
     baseline: str | None = None,
+    timings: TimingsLike | None = None,
 ) -> dict[str, Any]:
     """Check every candidate against the goals and pick the best one that meets them.
+
+    With side-by-side timings (the benchmark step's), every latency figure comes from them,
+    matched to the evaluations by name: a candidate counts as faster or slower than another
+    only when the interval of their paired ratio says so (:func:`kfedge.stats.compare_ratio`,
+    differences under ``goals.tie_within`` are ties); candidates tied with the fastest are
+    ranked by accuracy, then size; a candidate really slower than the baseline is never
+    selected while the baseline meets the goals. Without timings the evaluations' single
+    measurements are compared as they are (and the reason says so).
 
     Args:
         evaluations: Evaluations (:func:`kfedge.evaluate.evaluate`, or dicts shaped like their
             JSON), baseline included.
         goals: :class:`Goals`, a dict or JSON string (empty: no thresholds).
         baseline: Name of the baseline evaluation (default: found by :func:`find_baseline`).
+        timings: The benchmark step's session (:class:`kfedge.sidebyside.SideBySide`), its
+            dict or JSON file, or None.
 
     Returns:
         ``selected`` (name or None), ``deploy`` (bool, for a ``dsl.If`` gate), ``reason`` (a
         sentence), ``ranking`` (names that pass, best first), ``baseline`` (name), ``goals``
-        (dict), ``objective``, ``candidates`` (per candidate: name, passed, failed_goals,
-        accuracy_drop, latency_ratio, size_ratio), ``warnings``.
+        (dict), ``objective``, ``latency_source`` (``side-by-side`` / ``evaluation``),
+        ``measurement`` (how latency was taken), ``candidates`` (per candidate: name, passed,
+        failed_goals, accuracy_drop, latency_ratio, size_ratio, latency (figures with
+        intervals and verdict), latency_tier, cpu_fallback), ``warnings``.
 
     Raises:
         ConfigError: Invalid goals (before anything else).
-        InvalidInputError: No evaluations, duplicate names or missing keys.
+        InvalidInputError: No evaluations, duplicate names, missing keys, or timings without
+            an entry for a candidate.
     """
     g = parse_goals(goals)
     evs = as_evaluations(evaluations)
+    sbs = load_timings(timings)
     base = find_baseline(evs, baseline, g.formats)
-    bp50 = base.latency_ms.p50
-    warnings: list[str] = []
+    figs, warnings = latency_figures(evs, base, sbs, g.tie_within)
     per: list[dict[str, Any]] = []
     for ev in evs:
-        failed = check_goals(ev, base, g)
-        if ev.threads != base.threads:
+        if sbs is None and ev.threads != base.threads:
             warnings.append(
                 f"{ev.name} was timed with {ev.threads} threads, the baseline with "
                 f"{base.threads}: latencies are not comparable"
             )
+        lat = figs[ev.name]
         per.append(
             {
                 "name": ev.name,
-                "passed": not failed,
-                "failed_goals": failed,
+                "passed": False,
+                "failed_goals": check_goals(ev, base, g, lat),
                 "accuracy_drop": base.accuracy - ev.accuracy,
-                "latency_ratio": ev.latency_ms.p50 / bp50 if bp50 > 0 else None,
+                "latency_ratio": lat.ratio,
                 "size_ratio": ev.size_bytes / base.size_bytes if base.size_bytes else None,
+                "latency": lat.to_dict(),
+                "latency_tier": None,
+                "cpu_fallback": lat.cpu_fallback,
             }
         )
+    by_c = {c["name"]: c for c in per}
+    base_goals = [f for f in by_c[base.name]["failed_goals"] if "include_baseline" not in f]
+    if not base_goals:  # never deploy a candidate really slower than a baseline that qualifies
+        for c in per:
+            if figs[c["name"]].verdict == "slower":
+                c["failed_goals"].append(
+                    f"really slower than the baseline {base.name} ({figs[c['name']].text}), "
+                    "which meets the goals"
+                )
+    for c in per:
+        c["passed"] = not c["failed_goals"]
     by_name = {e.name: e for e in evs}
-    passing = [by_name[c["name"]] for c in per if c["passed"]]
-    ranking = [e.name for e in sorted(passing, key=lambda e: _rank_key(e, g.objective))]
+    passing = [c["name"] for c in per if c["passed"]]
+    tiers = latency_tiers(passing, figs, sbs, g.tie_within)
+    for n, t in tiers.items():
+        by_c[n]["latency_tier"] = t
+    ranking = sorted(passing, key=lambda n: _rank_key(by_name[n], g.objective, tiers[n], figs[n]))
     if ranking:
-        best = by_name[ranking[0]]
-        info = next(c for c in per if c["name"] == best.name)
-        what = {"latency": "fastest (p50)", "size": "smallest", "accuracy": "most accurate"}
-        reason = (
-            f"{best.name} is the {what[g.objective]} of {len(ranking)} candidate(s) meeting "
-            f"the goals: accuracy {best.accuracy:.4f} "
-            f"({-info['accuracy_drop'] * 100 + 0.0:+.1f} pts), p50 "
-            f"{best.latency_ms.p50:.3f} ms ({info['latency_ratio']:.2f}x), size "
-            f"{best.size_bytes / MB:.3f} MB ({info['size_ratio']:.2f}x) against the "
-            f"baseline {base.name}"
-        )
-        if best.name == base.name:
-            reason += "; no optimized candidate met the goals and beat it"
+        reason = selection_reason(by_name, ranking, tiers, figs, base, g.objective, sbs)
     else:
         reason = "no candidate meets the goals: " + "; ".join(
             f"{c['name']}: {', '.join(c['failed_goals'])}" for c in per
         )
+    for ev in evs:
+        note = int8_isa_note(ev, sbs.machine if sbs else None)
+        if note and note["matches"] is False and note["reduce_range"] is False:
+            warnings.append(f"{ev.name}: ONNX Runtime INT8 {note['text']}")
     return {
         "selected": ranking[0] if ranking else None,
         "deploy": bool(ranking),
@@ -300,6 +376,8 @@ def select(
         "baseline": base.name,
         "goals": g.model_dump(),
         "objective": g.objective,
+        "latency_source": SIDE_BY_SIDE if sbs is not None else SINGLE,
+        "measurement": measurement(sbs, figs),
         "candidates": per,
         "warnings": warnings,
     }
@@ -331,8 +409,9 @@ def select_from_files(
         baseline_model_dir: The baseline's candidate directory (optional).
         chosen_dir: Where to copy the selected candidate directory (needs the model dirs).
         timings_path: The benchmark step's side-by-side timings JSON
-            (:func:`kfedge.sidebyside.save`); accepted, not used yet (noise-aware selection
-            from it is to come).
+            (:func:`kfedge.sidebyside.save`): every latency figure then comes from it, matched
+            to the evaluations by name, with intervals (see :func:`select`); None: the
+            evaluations' own single measurements.
 
     Returns:
         The selection as written (see :func:`select`; plus ``outputs_sample`` of the selected
@@ -365,7 +444,7 @@ def select_from_files(
             )
         evaluations.append(ev)
         dirs[ev.name] = Path(model_dirs[i]) if model_dirs is not None else None
-    result = select(evaluations, g, baseline=base.name)
+    result = select(evaluations, g, baseline=base.name, timings=load_timings(timings_path))
     selected = result["selected"]
     chosen_ev = next((e for e in evaluations if e.name == selected), None)
     if chosen_ev is not None and chosen_ev.outputs_sample is not None:
