@@ -156,3 +156,12 @@ def test_runtime_text():
         "delegate: none (CPU) (asked for npu)"
     )
     assert runtime_text({}) == "CPU"
+
+
+def test_too_few_rounds_are_warned():
+    t = make_timings({"b": 10.0, "x": 5.0})
+    evs = [Evaluation.model_validate(ev(n, "fp32" if n == "b" else "t", 0.9, 1, 10)) for n in "bx"]
+    assert latency_figures(evs, evs[0], t)[1] == []
+    t.rounds = 2
+    [w] = latency_figures(evs, evs[0], t)[1]
+    assert "too few to estimate the noise" in w

@@ -224,6 +224,11 @@ def latency_figures(
     names = {e.name for e in evaluations}
     extra = sorted(set(timed) - names)
     warnings = [f"timed side by side but not evaluated (not compared): {extra}"] if extra else []
+    if timings.rounds < 3:
+        warnings.append(
+            f"the benchmark ran {timings.rounds} round(s): too few to estimate the noise, so "
+            "its intervals are too narrow; run at least 3 (benchmark rounds)"
+        )
     return out, warnings
 
 
