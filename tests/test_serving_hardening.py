@@ -265,6 +265,22 @@ def test_stalled_uploads_time_out_and_in_flight_bodies_are_limited(
         server.stop()
 
 
+def test_http_socket_is_tcp_so_answers_are_not_delayed() -> None:
+    """asyncio sets TCP_NODELAY only on sockets whose proto is TCP (else ~40 ms per answer)."""
+    from kfedge.serving.server import bind_http
+
+    sock = bind_http("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        sock.listen()
+        with socket.create_connection(sock.getsockname()[:2]):
+            conn, _ = sock.accept()
+            with conn:
+                assert conn.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
+
+
 # ------------------------------------------------------------------- 5: the gRPC port
 def test_a_second_server_cannot_share_the_grpc_port(tflite_copy: Path, tmp_path: Path) -> None:
     """Before: gRPC's SO_REUSEPORT let a second server start and take half the connections."""
