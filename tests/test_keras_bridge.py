@@ -269,10 +269,36 @@ def test_savedmodel_and_tf_keras_files_are_refused(tmp_path):
 def test_check_reads_only_the_config_without_tensorflow(residual_cnn):
     code = (
         "import sys; from kfedge.keras3_config import check_convertible, unsupported_layers; "
+        "from kfedge.keras3_config import check_fine_tunable; "
         f"v = check_convertible({str(residual_cnn)!r}); assert unsupported_layers("
-        f"{str(residual_cnn)!r}) == []; assert 'tensorflow' not in sys.modules, 'TF imported'; "
-        "print(v)"
+        f"{str(residual_cnn)!r}) == []; "
+        f"assert check_fine_tunable({str(residual_cnn)!r}, ['prune']) == v; "
+        "assert 'tensorflow' not in sys.modules, 'TF imported'; print(v)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("3")
+
+
+def test_fine_tunable_names_the_planned_techniques(keras3, tmp_path):
+    """check_fine_tunable: "" for tf_keras (no rebuild), the version for a convertible Keras 3
+    model, a one-line refusal naming the layers and the techniques otherwise."""
+    from kfedge import compat
+    from kfedge.keras3_config import check_fine_tunable
+
+    L = keras3.layers
+    inp = keras3.Input((8, 8, 1))
+    x = L.GroupNormalization(groups=2, name="gnorm")(L.Conv2D(4, 3, name="conv")(inp))
+    path = tmp_path / "k3group.keras"
+    keras3.Model(inp, L.Dense(3)(L.Flatten()(x))).save(path)
+    with pytest.raises(ModelFormatError) as exc:
+        check_fine_tunable(path, ["qat-int8", "prune"])
+    assert str(exc.value) == (
+        "k3group.keras: layers Keras 3 -> tf_keras cannot rebuild: GroupNormalization (layer "
+        f"'gnorm'), so qat-int8, prune cannot fine-tune it; {NO_FINE_TUNE}"
+    )
+    k2 = compat.keras()
+    k2_in = k2.Input((4,))
+    tfk = tmp_path / "tfk.keras"
+    k2.Model(k2_in, k2.layers.Dense(2)(k2_in)).save(tfk)
+    assert check_fine_tunable(tfk, ["prune"]) == ""

@@ -192,3 +192,55 @@ def test_provision_from_files_writes_the_runtime_spec_and_metadata(
     imported = SimpleNamespace(path=str(tmp_path / "imp"), metadata={})
     name = import_model_to(str(baseline_model), imported)
     assert name == imported.metadata["name"] == "baseline.keras"
+
+
+def test_keras3_model_the_bridge_cannot_rebuild_is_refused_only_for_fine_tuning(tmp_path: Path):
+    """Provision reads a Keras 3 model's config (no TensorFlow) when the plan fine-tunes and
+    refuses, in one line, the layers the tf_keras rebuild cannot map, naming the techniques."""
+    import zipfile
+
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "k3",
+            "layers": [
+                {"class_name": "InputLayer", "config": {"batch_shape": [None, 8, 8, 1]}},
+                {
+                    "module": "keras.layers",
+                    "class_name": "GroupNormalization",
+                    "config": {"name": "gnorm", "groups": 2},
+                },
+            ],
+        },
+    }
+    model = tmp_path / "k3model.keras"
+    with zipfile.ZipFile(model, "w") as zf:
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+    with pytest.raises(ModelFormatError) as exc:
+        provision(
+            str(model),
+            "sample://digits",
+            "cpu-amd64",
+            tmp_path / "m",
+            tmp_path / "d",
+            techniques="ptq-int8,qat-int8,prune",
+        )
+    assert str(exc.value) == (
+        "k3model.keras: layers Keras 3 -> tf_keras cannot rebuild: GroupNormalization (layer "
+        "'gnorm'), so qat-int8, prune cannot fine-tune it; techniques that do not fine-tune "
+        "(ptq-*, onnx-*, fp32-*) accept it as is"
+    )
+    assert not (tmp_path / "m").exists() and not (tmp_path / "d").exists()
+    exported = tmp_path / "exported"  # what Keras 3 model.export() writes: no Keras metadata
+    exported.mkdir()
+    (exported / "saved_model.pb").write_bytes(b"\x08\x01")
+    with pytest.raises(ModelFormatError, match=r"traced functions, not layers.* for cluster;"):
+        provision(
+            str(exported),
+            "sample://digits",
+            "cpu-amd64",
+            tmp_path / "m",
+            tmp_path / "d",
+            techniques=["cluster"],
+        )

@@ -121,16 +121,19 @@ def built(baseline_model: Path, sample_dataset: Path, work: Path):
 def test_registry_names_and_configs():
     names = techniques.list_techniques()
     assert " ".join(names) == (
-        "fp32-tflite fp32-onnx ptq-dynamic ptq-fp16 ptq-int8 onnx-int8-static onnx-int8-dynamic "
-        "onnx-fp16 qat-int8 prune cluster prune-cluster-int8 pqat-int8 cqat-int8 pcqat-int8"
+        "fp32-tflite fp32-onnx fp32-openvino ptq-dynamic ptq-fp16 ptq-int8 onnx-int8-static "
+        "onnx-int8-dynamic onnx-fp16 openvino-int8 openvino-fp16 tune-onnx-int8 "
+        "tune-openvino-int8 qat-int8 prune cluster prune-cluster-int8 pqat-int8 cqat-int8 "
+        "pcqat-int8"
     )
     for name in names:
         cfg = techniques.validate_config(name, {})
         assert cfg.model_config.get("extra") == "forbid"
         decl = techniques.get_technique(name)
         assert decl.name == name and decl.description and decl.Config is type(cfg)
-        assert decl.output_format in ("tflite", "onnx") and decl.model_file.endswith(
-            decl.output_format
+        assert decl.output_format in ("tflite", "onnx", "openvino")
+        assert decl.model_file == {"openvino": "model.xml"}.get(
+            decl.output_format, f"model.{decl.output_format}"
         )
         assert decl.quant_mode in ("fp32", "fp16", "int8", "dynamic")
         # a technique that fine-tunes takes epochs; one that does not, does not
@@ -140,7 +143,11 @@ def test_registry_names_and_configs():
 
 
 def test_declarations_feed_families_and_describe():
-    assert techniques.FAMILIES["export_fp32"] == {"tflite": "fp32-tflite", "onnx": "fp32-onnx"}
+    assert techniques.FAMILIES["export_fp32"] == {
+        "tflite": "fp32-tflite",
+        "onnx": "fp32-onnx",
+        "openvino": "fp32-openvino",
+    }
     assert list(techniques.FAMILIES["quantize"]) == [
         "ptq-dynamic",
         "ptq-fp16",
@@ -313,21 +320,69 @@ def test_refuses_tflite_for_pruning(fp32_tflite, sample_dataset, tmp_path):
     )
 
 
-def test_refuses_keras3_for_tfmot_with_load_keras_message(sample_dataset, tmp_path):
-    fake = tmp_path / "k3.keras"
-    with zipfile.ZipFile(fake, "w") as zf:
-        zf.writestr("config.json", "{}")
+def _keras3_file(path: Path, layers: list[dict]) -> Path:
+    """A .keras archive as Keras 3 writes it (config and metadata only: no weights needed)."""
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "k3",
+            "layers": [
+                {"class_name": "InputLayer", "config": {"batch_shape": [None, 32, 32, 1]}},
+                *layers,
+            ],
+        },
+    }
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", json.dumps(config))
         zf.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
-    for name in ("prune", "cluster", "qat-int8", "pcqat-int8"):
+    return path
+
+
+def test_keras3_refused_for_tfmot_only_when_the_bridge_cannot_rebuild_it(sample_dataset, tmp_path):
+    """A Keras 3 model is rebuilt in tf_keras for tfmot; a layer the bridge cannot map is
+    refused in one line naming it, before any framework work; a SavedModel without Keras
+    metadata (Keras 3 model.export()) cannot be rebuilt at all."""
+    group = {"module": "keras.layers", "class_name": "GroupNormalization"}
+    bad = _keras3_file(tmp_path / "k3.keras", [{**group, "config": {"name": "gnorm"}}])
+    for name, purpose in (
+        ("prune", "pruning"),
+        ("cluster", "clustering"),
+        ("qat-int8", "quantization-aware training"),
+        ("pcqat-int8", "pcqat-int8"),
+    ):
         _assert_refused(
             ModelFormatError,
-            r"saved by Keras 3.*tf_keras",
+            rf"^k3\.keras: layers Keras 3 -> tf_keras cannot rebuild: GroupNormalization "
+            rf"\(layer 'gnorm'\), so {purpose} cannot fine-tune it; techniques that do not "
+            r"fine-tune \(ptq-\*, onnx-\*, fp32-\*\) accept it as is$",
             name,
-            fake,
+            bad,
             sample_dataset,
             {},
             tmp_path / "out",
         )
+    sm = tmp_path / "exported"
+    sm.mkdir()
+    (sm / "saved_model.pb").write_bytes(b"\x08\x01")
+    _assert_refused(
+        ModelFormatError,
+        r"model\.export\(\) writes\) holds traced functions, not layers, so it cannot be rebuilt "
+        r"as a tf_keras model for pruning; pass the \.keras file instead",
+        "prune",
+        sm,
+        sample_dataset,
+        {},
+        tmp_path / "out",
+    )
+    from kfedge.techniques._base import Source, check_tf_keras
+
+    dense = {
+        "module": "keras.layers",
+        "class_name": "Dense",
+        "config": {"name": "fc", "units": 10, "activation": "softmax"},
+    }
+    ok = _keras3_file(tmp_path / "ok.keras", [dense])
+    check_tf_keras(Source(ok), "pruning")  # convertible: the technique will rebuild it
 
 
 def test_refuses_unknown_and_malformed_params(baseline_model, sample_dataset, tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,13 +188,14 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise ModelFormatError(f"{p} has no readable model config: {exc}") from exc
 
 
-def _require_keras3(p: Path) -> str:
+def _require_keras3(p: Path, techniques: Sequence[str] = ()) -> str:
     fmt = detect_format(p)
     if fmt == "savedmodel":
+        what = ", ".join(techniques) or "pruning, clustering or QAT"
         raise ModelFormatError(
             f"{p}: a SavedModel (such as Keras 3 model.export() writes) holds traced functions, "
-            "not layers, so it cannot be rebuilt as a tf_keras model for pruning, clustering or "
-            f"QAT; pass the .keras file instead; {NO_FINE_TUNE}"
+            f"not layers, so it cannot be rebuilt as a tf_keras model for {what}; pass the "
+            f".keras file instead; {NO_FINE_TUNE}"
         )
     if fmt not in ("keras", "h5"):
         raise ModelFormatError(f"{p} is a {fmt} model; the Keras 3 bridge reads .keras / .h5")
@@ -329,11 +330,12 @@ def unsupported_layers(path: str | Path) -> list[str]:
     return _describe(_problems(cfg))
 
 
-def check_convertible(path: str | Path) -> str:
+def check_convertible(path: str | Path, techniques: Sequence[str] = ()) -> str:
     """Refuse, in one line, a model the bridge cannot rebuild as tf_keras; cheap, no TF for .keras.
 
     Args:
         path: The model file.
+        techniques: The fine-tuning techniques that need the rebuild, named in the refusal.
 
     Returns:
         The Keras version that wrote the file (``3.x``).
@@ -342,10 +344,37 @@ def check_convertible(path: str | Path) -> str:
         ModelFormatError: A SavedModel, a non-Keras-3 file, or unsupported layers (named).
     """
     p = Path(path)
-    version = _require_keras3(p)
+    version = _require_keras3(p, techniques)
     bad = unsupported_layers(p)
     if bad:
+        need = f", so {', '.join(techniques)} cannot fine-tune it" if techniques else ""
         raise ModelFormatError(
-            f"{p.name}: layers Keras 3 -> tf_keras cannot rebuild: {', '.join(bad)}; {NO_FINE_TUNE}"
+            f"{p.name}: layers Keras 3 -> tf_keras cannot rebuild: {', '.join(bad)}{need}; "
+            f"{NO_FINE_TUNE}"
         )
     return version
+
+
+def check_fine_tunable(path: str | Path, techniques: Sequence[str] = ()) -> str:
+    """Whether the tfmot techniques can start from a Keras model; cheap, no TF for ``.keras``.
+
+    Args:
+        path: The model (``.keras``, ``.h5``, SavedModel; other formats are left to the
+            techniques' own checks).
+        techniques: The fine-tuning techniques planned, named in a refusal.
+
+    Returns:
+        ``""`` when the model needs no rebuild (tf_keras, or not a Keras model), else the Keras
+        version of a Keras 3 file the bridge will rebuild.
+
+    Raises:
+        ModelFormatError: In one line: a SavedModel without Keras metadata (Keras 3
+            ``model.export()``), or a Keras 3 model with layers the bridge cannot rebuild.
+    """
+    p = Path(path)
+    fmt = detect_format(p)
+    if fmt == "savedmodel" and not (p / "keras_metadata.pb").is_file():
+        _require_keras3(p, techniques)  # raises: traced functions, no layers
+    if fmt in ("keras", "h5") and needs_bridge(p):
+        return check_convertible(p, techniques)
+    return ""

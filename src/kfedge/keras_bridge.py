@@ -45,6 +45,7 @@ from kfedge.keras3_config import (
     OPS,
     activation_name,
     check_convertible,
+    check_fine_tunable,
     is_op,
     needs_bridge,
     read_config,
@@ -55,6 +56,7 @@ from kfedge.keras3_config import (
 __all__ = [
     "BridgeResult",
     "check_convertible",
+    "check_fine_tunable",
     "needs_bridge",
     "read_config",
     "rebuild",

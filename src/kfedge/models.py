@@ -1,14 +1,12 @@
-"""Load and save Keras models (tf_keras) and SavedModels; accept Keras 3 through a SavedModel.
+"""Load and save Keras models (tf_keras) and SavedModels; export Keras 3 models to a SavedModel.
 
-TensorFlow Model Optimization works only on tf_keras models. A Keras 3 ``.keras`` file is
-accepted for the post-training paths (TFLite, ONNX) by exporting it to a SavedModel first;
-tfmot techniques refuse it with a message that says what to do.
+TensorFlow Model Optimization works only on tf_keras models. A Keras 3 ``.keras`` / ``.h5``
+file is taken as it is by the post-training paths (TFLite, ONNX), through a SavedModel export;
+the fine-tuning techniques rebuild it in tf_keras first (:mod:`kfedge.keras_bridge`).
 """
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +14,20 @@ from kfedge import compat
 from kfedge.errors import ModelFormatError
 from kfedge.formats import detect_format
 from kfedge.fsutil import atomic_path
+from kfedge.keras3_config import NO_FINE_TUNE, source_keras_version
 
 
 def keras_file_version(path: str | Path) -> str:
-    """Keras version that wrote a ``.keras`` archive ("" when it does not say)."""
+    """Keras version that wrote a ``.keras`` / ``.h5`` model ("" when it does not say)."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            if "metadata.json" in zf.namelist():
-                return str(json.loads(zf.read("metadata.json")).get("keras_version", ""))
-    except (zipfile.BadZipFile, json.JSONDecodeError):
+        return source_keras_version(path)
+    except ModelFormatError:
         return ""
-    return ""
 
 
 def is_keras3_file(path: str | Path) -> bool:
-    """Whether ``path`` is a ``.keras`` archive written by Keras 3."""
-    return detect_format(path) == "keras" and keras_file_version(path).startswith("3")
+    """Whether ``path`` is a ``.keras`` or ``.h5`` model written by Keras 3 (not tf_keras)."""
+    return detect_format(path) in ("keras", "h5") and keras_file_version(path).startswith("3")
 
 
 def is_keras_savedmodel(path: str | Path) -> bool:
@@ -53,18 +49,18 @@ def load_keras(path: str | Path, custom_objects: dict[str, Any] | None = None) -
         ModelFormatError: Not a tf_keras model (e.g. Keras 3 or a plain SavedModel), or corrupt.
     """
     fmt = detect_format(path)
-    if fmt == "keras" and keras_file_version(path).startswith("3"):
+    if is_keras3_file(path):
         raise ModelFormatError(
-            f"{path} was saved by Keras 3 ({keras_file_version(path)}); TensorFlow Model "
-            "Optimization needs a tf_keras (Keras 2) model. Post-training quantization and ONNX "
-            "export accept it as is; for pruning, clustering or QAT rebuild the model with "
-            "tf_keras (import tf_keras as keras) or save it with TF_USE_LEGACY_KERAS=1"
+            f"{path} was saved by Keras 3 ({keras_file_version(path)}); this loader reads "
+            "tf_keras (Keras 2) models: kfedge's pruning, clustering and QAT rebuild a Keras 3 "
+            "model in tf_keras themselves (kfedge.keras_bridge.to_tf_keras) and "
+            f"{NO_FINE_TUNE}"
         )
     if fmt == "savedmodel" and not is_keras_savedmodel(path):
         raise ModelFormatError(
-            f"{path} is a SavedModel without Keras metadata; it can be quantized with TFLite or "
-            "exported to ONNX, but pruning, clustering and QAT need a tf_keras model "
-            "(.keras/.h5 saved with tf_keras)"
+            f"{path} is a SavedModel without Keras metadata (e.g. Keras 3 model.export()): it "
+            "holds traced functions, not layers, so pruning, clustering and QAT cannot start "
+            f"from it (pass the .keras / .h5 file); {NO_FINE_TUNE}"
         )
     if fmt not in ("keras", "h5", "savedmodel"):
         raise ModelFormatError(f"{path} is a {fmt} model, not a Keras model")
@@ -102,7 +98,7 @@ def export_savedmodel(path: str | Path, out_dir: str | Path) -> Path:
         return Path(path)
     dest = Path(out_dir) / "saved_model"
     with atomic_path(dest) as tmp:
-        if fmt == "keras" and keras_file_version(path).startswith("3"):
+        if is_keras3_file(path):
             compat.tf()
             keras3 = compat.require("keras")
             try:
@@ -132,7 +128,7 @@ def export_savedmodel(path: str | Path, out_dir: str | Path) -> Path:
 def count_params(path: str | Path) -> int | None:
     """Parameter count of a Keras model file, or None for other formats."""
     if detect_format(path) not in ("keras", "h5") or is_keras3_file(path):
-        return None
+        return None  # a Keras 3 file is not loaded with tf_keras
     return int(load_keras(path).count_params())
 
 

@@ -141,10 +141,38 @@ def resolve_model(
     return fetch(model_uri, work_dir)
 
 
-def model_io(path: Path) -> tuple[list[int], int]:
-    """Per-sample input shape and number of classes of a classifier, from its runner."""
+def check_fine_tuning(model: Path, plan: list[str]) -> None:
+    """Refuse, in one line and before any heavy work, a model the plan cannot fine-tune.
+
+    A Keras 3 ``.keras`` / ``.h5`` model is rebuilt in tf_keras by the fine-tuning techniques;
+    when the plan has any, its layers are checked now (config only, no TensorFlow for
+    ``.keras``). A SavedModel without Keras metadata (Keras 3 ``model.export()``) cannot be
+    rebuilt. A plan without fine-tuning techniques takes either as it is.
+
+    Raises:
+        ModelFormatError: Naming the layers the rebuild cannot map and the planned techniques.
+    """
+    from kfedge.keras3_config import check_fine_tunable
+
+    tuned = [t for t in plan if _declaration(t).fine_tunes]
+    if tuned:
+        check_fine_tunable(model, tuned)
+
+
+def model_io(path: Path, work_dir: Path | None = None) -> tuple[list[int], int]:
+    """Per-sample input shape and number of classes of a classifier, from its runner.
+
+    A Keras 3 ``.keras`` / ``.h5`` file is read through a SavedModel export in ``work_dir``
+    (a temporary folder when None), the form the TFLite and ONNX exports start from too.
+    """
+    from kfedge.models import export_savedmodel, is_keras3_file
     from kfedge.runners import load_runner
 
+    if is_keras3_file(path):
+        if work_dir is None:
+            with tempfile.TemporaryDirectory(prefix="kfedge-io-") as tmp:
+                return model_io(export_savedmodel(path, tmp))
+        path = export_savedmodel(path, work_dir)
     runner = load_runner(path, threads=1)
     if len(runner.inputs) != 1 or len(runner.outputs) < 1:
         raise ModelFormatError(
@@ -216,7 +244,8 @@ def provision(
         else:
             model_local = resolve_model(model_uri, None, work)
             fmt = detect_format(model_local)
-            shape, classes = model_io(model_local)
+            check_fine_tuning(model_local, plan)  # Keras 3: can the bridge rebuild it?
+            shape, classes = model_io(model_local, work / "io")
             if data_uri in (SAMPLE_URI, "sample"):
                 data_local: str | Path = SAMPLE_URI
             else:

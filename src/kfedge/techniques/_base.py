@@ -22,15 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from kfedge import compat
 from kfedge.candidate import META_FILE, Candidate, keras_path, load_candidate, model_path
 from kfedge.data import SPLITS, read_info, split_path
-from kfedge.errors import ConfigError, ModelFormatError
+from kfedge.errors import ConfigError, ModelFormatError, NotFoundError
 from kfedge.formats import KERAS_FORMATS, detect_format, model_size_bytes
-from kfedge.models import (
-    epoch_progress,
-    is_keras3_file,
-    is_keras_savedmodel,
-    load_keras,
-    save_keras,
-)
+from kfedge.keras3_config import check_fine_tunable, needs_bridge
+from kfedge.models import epoch_progress, load_keras, save_keras
 
 #: Layer classes whose kernels the techniques prune / cluster / report.
 KERNEL_LAYERS = ("Conv2D", "DepthwiseConv2D", "Dense", "Conv1D", "SeparableConv2D")
@@ -119,10 +114,12 @@ def check_convertible(src: Source, purpose: str) -> str:
 
 
 def check_tf_keras(src: Source, purpose: str) -> None:
-    """Refuse models tfmot cannot work on (Keras 3, plain SavedModels, TFLite, ONNX).
+    """Refuse models tfmot cannot work on, even through the Keras 3 bridge; no framework import.
 
-    The refusal for Keras 3 files and plain SavedModels is :func:`kfedge.models.load_keras`'s
-    own message; no framework is imported for a refused model.
+    A tf_keras model passes; so does a Keras 3 ``.keras`` / ``.h5`` file whose layers the bridge
+    rebuilds (:func:`load_tunable` rebuilds it). Refused in one line: TFLite / ONNX, a SavedModel
+    without Keras metadata (Keras 3 ``model.export()``), a Keras 3 model with layers the bridge
+    cannot rebuild (named).
     """
     fmt = detect_format(src.path)
     if fmt not in KERAS_FORMATS:
@@ -131,8 +128,7 @@ def check_tf_keras(src: Source, purpose: str) -> None:
             f"{src.path} is a {fmt} file; pass the baseline or a candidate that keeps its "
             "Keras model (keras/model.keras)"
         )
-    if is_keras3_file(src.path) or (fmt == "savedmodel" and not is_keras_savedmodel(src.path)):
-        load_keras(src.path)  # raises ModelFormatError with the explanation
+    check_fine_tunable(src.path, (purpose,))
 
 
 def check_data(data: str | Path | None, splits: tuple[str, ...], purpose: str) -> Path:
@@ -440,6 +436,52 @@ def export_tflite(
 def load_tf_keras(path: Path) -> Any:
     """Load a tf_keras model (``models.load_keras``)."""
     return load_keras(path)
+
+
+def bridge_samples(data: Path | None, limit: int) -> np.ndarray | None:
+    """Inputs to check a Keras 3 rebuild on: the calibration split, else the train split."""
+    if data is None:
+        return None
+    for split in ("calibration", "train"):
+        try:
+            return load_xy(data, split, limit)[0]
+        except NotFoundError:
+            continue
+    return None
+
+
+def load_tunable(src: Source, data: Path | None, purpose: str) -> tuple[Any, dict[str, Any]]:
+    """The tf_keras model a fine-tuning technique starts from, and what it took to get it.
+
+    A tf_keras model is loaded as it is (no stats). A Keras 3 ``.keras`` / ``.h5`` file is
+    rebuilt in tf_keras by :func:`kfedge.keras_bridge.to_tf_keras` in a scratch folder, checked
+    to give the same outputs on up to 64 calibration samples, and loaded from there; the stats
+    then hold ``keras_bridge``: the bridge's record (the scratch ``output`` left out).
+
+    Args:
+        src: The resolved source.
+        data: The split dataset (samples for the output check), or None (seeded random inputs).
+        purpose: What fine-tunes it, for the progress line.
+
+    Returns:
+        ``(model, stats)``.
+    """
+    if not needs_bridge(src.path):
+        return load_keras(src.path), {}
+    from kfedge import keras_bridge
+
+    samples = bridge_samples(data, keras_bridge.MAX_SAMPLES)
+    with tempfile.TemporaryDirectory(prefix="kfedge-bridge-") as tmp:
+        res = keras_bridge.to_tf_keras(src.path, Path(tmp) / "bridged.keras", samples)
+        model = load_keras(res.output)
+    record = {k: v for k, v in res.to_dict().items() if k != "output"}
+    print(
+        f"[kfedge] {purpose}: Keras {res.source_keras_version} model rebuilt in tf_keras "
+        f"{res.tf_keras_version} ({res.layers_mapped} layers, max |diff| {res.max_abs_diff:.2g} "
+        f"on {res.samples} samples)",
+        flush=True,
+    )
+    return model, {"keras_bridge": record}
 
 
 # -- config validation -----------------------------------------------------------------------

@@ -21,7 +21,7 @@ from kfedge.techniques._base import (
     Source,
     TechniqueConfig,
     export_tflite,
-    load_tf_keras,
+    load_tunable,
     save_stripped,
     sparsity_stats,
     unique_stats,
@@ -171,8 +171,7 @@ class Chain(KerasTechnique):
     def transform(self, src: Source, data: Path | None, cfg: Any, work: Path) -> dict[str, Any]:
         """Run the stages in order, then the export stage."""
         data = Path(data)  # type: ignore[arg-type]
-        model = load_tf_keras(src.path)
-        stats: dict[str, Any] = {}
+        model, stats = load_tunable(src, data, self.name)
         *tuned, last = self.stages
         for i, stage in enumerate(tuned):
             res = STAGES[stage](model, data, cfg, src, tuned[:i])

@@ -1,4 +1,8 @@
-"""The tfmot family: techniques that fine-tune a tf_keras model and export it to TFLite."""
+"""The tfmot family: techniques that fine-tune a tf_keras model and export it to TFLite.
+
+A Keras 3 model is rebuilt in tf_keras first (:func:`._base.load_tunable`); the candidate's
+``stats.keras_bridge`` records that rebuild.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from kfedge.techniques._base import (
     check_data,
     check_tf_keras,
     export_tflite,
-    load_tf_keras,
+    load_tunable,
     save_stripped,
 )
 from kfedge.techniques._declare import Technique
@@ -81,10 +85,12 @@ class StrippedTechnique(KerasTechnique):
         return f"{self.name}>ptq-int8" if cfg.quantize == "int8" else self.name
 
     def transform(self, src: Source, data: Path | None, cfg: Any, work: Path) -> dict[str, Any]:
-        """Tune, save the stripped model (``keras/model.keras``) and export it."""
-        model, stats = self.tune(load_tf_keras(src.path), data, cfg, src)  # type: ignore[arg-type]
+        """Tune (a Keras 3 model rebuilt first), save the stripped model, export it."""
+        model, bridged = load_tunable(src, data, self.purpose)
+        model, stats = self.tune(model, data, cfg, src)  # type: ignore[arg-type]
         save_stripped(model, work)
         return {
+            **bridged,
             **stats,
             **export_tflite(
                 model,

@@ -5,6 +5,10 @@ TFLite converter turns the learned ranges into an INT8 model. On a pruned and/or
 input (``preserve: auto``) the collaborative-optimization schemes keep its zeros / clusters:
 ``Default8BitPrunePreserveQuantizeScheme`` (PQAT), ``Default8BitClusterPreserveQuantizeScheme``
 (CQAT) and ``Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)`` (PCQAT).
+Layers without weights that tfmot's schemes do not list (``Rescaling``, ``Multiply``) get
+their output quantized only instead of a refusal; the converter may keep such an op in float
+(the QAT export allows float fallback), with the layers around it INT8. A Keras 3 model is
+rebuilt in tf_keras first.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from kfedge.techniques._base import (
     Source,
     export_tflite,
     fine_tune,
-    load_tf_keras,
+    load_tunable,
     measured_sparsity,
 )
 from kfedge.techniques._tfmot import KerasTechnique
@@ -63,6 +67,74 @@ class Quantized(NamedTuple):
     stats: dict[str, Any]
 
 
+def _scheme(preserve: Preserve) -> Any:
+    """The tfmot quantize scheme that keeps what ``preserve`` names."""
+    tfmot = compat.tfmot()
+    combine = tfmot.experimental.combine
+    return {
+        "none": lambda: tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme(),
+        "sparsity": lambda: combine.Default8BitPrunePreserveQuantizeScheme(),
+        "clusters": lambda: combine.Default8BitClusterPreserveQuantizeScheme(False),
+        "sparsity+clusters": lambda: combine.Default8BitClusterPreserveQuantizeScheme(True),
+    }[preserve]()
+
+
+def output_only_layers(model: Any) -> list[str]:
+    """Layers without weights tfmot's 8-bit registry cannot quantize (``Rescaling``), by name.
+
+    tfmot's whole-model annotation refuses them; quantizing only their output (a learned
+    range, as for activations) lets the layers after them run INT8. The collaborative schemes
+    build on the same registry (theirs answer ``supports()`` with True for any layer).
+    """
+    registry = _scheme("none").get_quantize_registry()
+    keras = compat.keras()
+    return [
+        layer.name
+        for layer in model.layers
+        if not isinstance(layer, keras.layers.InputLayer)
+        and not layer.weights
+        and not registry.supports(layer)
+    ]
+
+
+def quantize(model: Any, preserve: Preserve) -> tuple[Any, list[str]]:
+    """Annotate every layer and apply the scheme; weightless unsupported layers output-only.
+
+    Args:
+        model: A stripped tf_keras model.
+        preserve: What the scheme keeps.
+
+    Returns:
+        The QAT model (fake-quant wrappers) and the layers quantized at their output only.
+
+    Raises:
+        ModelFormatError: tfmot cannot quantize the model (a layer with weights it does not
+            support, a nested model...).
+    """
+    qk = compat.tfmot().quantization.keras
+    configs = compat.require(
+        "tensorflow_model_optimization.python.core.quantization.keras.default_8bit."
+        "default_8bit_quantize_configs"
+    )
+    scheme = _scheme(preserve)
+    special = output_only_layers(model)
+    try:
+        if not special:  # tfmot's own whole-model annotation
+            return qk.quantize_apply(qk.quantize_annotate_model(model), scheme), []
+
+        def annotate(layer: Any) -> Any:
+            if layer.name in special:
+                return qk.quantize_annotate_layer(layer, configs.Default8BitOutputQuantizeConfig())
+            return qk.quantize_annotate_layer(layer)
+
+        annotated = compat.keras().models.clone_model(model, clone_function=annotate)
+        scope = {"Default8BitOutputQuantizeConfig": configs.Default8BitOutputQuantizeConfig}
+        with qk.quantize_scope(scope):
+            return qk.quantize_apply(annotated, scheme), special
+    except (ValueError, RuntimeError) as exc:
+        raise ModelFormatError(f"qat-int8: tfmot cannot quantize this model: {exc}") from exc
+
+
 def qat_model(model: Any, data: Path, cfg: Any, preserve: Preserve) -> Quantized:
     """Apply the QAT scheme for ``preserve`` and fine-tune.
 
@@ -73,25 +145,14 @@ def qat_model(model: Any, data: Path, cfg: Any, preserve: Preserve) -> Quantized
         preserve: ``none``, ``sparsity``, ``clusters`` or ``sparsity+clusters``.
 
     Returns:
-        The trained QAT model (fake-quant wrappers) and stats.
+        The trained QAT model (fake-quant wrappers) and stats (``output_only_layers``: layers
+        such as ``Rescaling`` whose output alone is quantized).
     """
-    tfmot = compat.tfmot()
-    qk = tfmot.quantization.keras
-    combine = tfmot.experimental.combine
-    try:
-        if preserve == "none":
-            qat = qk.quantize_model(model)
-        else:
-            scheme = {
-                "sparsity": lambda: combine.Default8BitPrunePreserveQuantizeScheme(),
-                "clusters": lambda: combine.Default8BitClusterPreserveQuantizeScheme(False),
-                "sparsity+clusters": lambda: combine.Default8BitClusterPreserveQuantizeScheme(True),
-            }[preserve]()
-            qat = qk.quantize_apply(qk.quantize_annotate_model(model), scheme)
-    except (ValueError, RuntimeError) as exc:
-        raise ModelFormatError(f"qat-int8: tfmot cannot quantize this model: {exc}") from exc
+    qat, special = quantize(model, preserve)
     stats = fine_tune(qat, data, cfg)
     stats["preserve"] = preserve
+    if special:
+        stats["output_only_layers"] = special
     return Quantized(qat, stats)
 
 
@@ -117,10 +178,11 @@ class QatInt8(
 
     def transform(self, src: Source, data: Path | None, cfg: Config, work: Path) -> dict[str, Any]:
         """Quantization-aware fine-tune, then INT8 export from the learned ranges."""
-        model = load_tf_keras(src.path)
+        model, bridged = load_tunable(src, data, self.purpose)
         preserve = resolve_preserve(cfg.preserve, src.parent_chain, model)
         res = qat_model(model, data, cfg, preserve)  # type: ignore[arg-type]
         return {
+            **bridged,
             **res.stats,
             **export_tflite(res.model, work / self.model_file, "qat", io_dtype=cfg.io_dtype),
         }
