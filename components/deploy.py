@@ -1,6 +1,6 @@
 """KFP component ``deploy``: serve the selected candidate on KServe (or locally), smoke-test it."""
 
-from kfp.dsl import Artifact, Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Input, Model, Output
 
 from kfedge.components import component
 
@@ -9,13 +9,13 @@ from kfedge.components import component
 def deploy(
     model: Input[Model],
     evaluation: Input[Artifact],
-    dataset: Input[Dataset],
     target: str,
     endpoint: Output[Artifact],
     isvc_yaml: Output[Artifact],
     name: str = "",
-    namespace: str = "kserve",
+    namespace: str = "",
     service_account: str = "kfedge-s3",
+    storage_secret: str = "kfedge-s3",
     storage_uri: str = "",
     mode: str = "auto",
     runtime: str = "kfedge-edge",
@@ -33,16 +33,17 @@ def deploy(
 
     Args:
         model: The selected candidate (directory with the .tflite / .onnx model).
-        evaluation: The candidate's evaluation JSON (its outputs_sample is the expected answer).
-        dataset: The split dataset the evaluation ran on (the sample is read from it).
+        evaluation: The selection (or evaluation) JSON: its outputs_sample holds the input
+            sample and the expected answer, so no dataset is needed.
         target: Target profile name (e.g. cpu-arm64, nvidia-jetson, coral-edgetpu).
         endpoint: Result (endpoint.json): mode, url, per-protocol checks, max abs diff, passed.
         isvc_yaml: The InferenceService applied (inferenceservice.yaml); in local mode, the one
             that would be applied.
         name: InferenceService and model name (default: from the candidate's name).
-        namespace: Namespace of the InferenceService.
-        service_account: Service account holding the S3 credentials for KServe's storage
-            initializer (manifests/base/s3-serviceaccount.yaml).
+        namespace: Namespace of the InferenceService (default: the run's own namespace).
+        service_account: Service account of the predictor (manifests/overlays/*).
+        storage_secret: Secret with KServe's S3 settings (annotations / keys KServe reads),
+            named on the InferenceService (manifests/overlays/*).
         storage_uri: Where KServe fetches the model; default: this Model artifact's URI
             (s3://... or minio://... in a cluster).
         mode: auto (cluster when in-cluster config or KUBECONFIG is present, else local),
@@ -60,13 +61,14 @@ def deploy(
     return deploy_from_files(
         model,
         evaluation,
-        dataset,
+        None,
         target,
         endpoint,
         isvc_yaml,
         name=name,
         namespace=namespace,
         service_account=service_account,
+        storage_secret=storage_secret,
         storage_uri=storage_uri,
         mode=mode,
         runtime=runtime,

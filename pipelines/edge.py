@@ -267,7 +267,7 @@ def edge_optimize_deploy(
     calibration_samples: int = 0,
     latency_runs: int = EVAL_LATENCY_RUNS,
     benchmark_rounds: int = 5,
-    serving_namespace: str = "kserve",
+    serving_namespace: str = "",
     service_account: str = "kfedge-s3",
     deploy_mode: str = "auto",
     s3_endpoint: str = "",
@@ -289,7 +289,7 @@ def edge_optimize_deploy(
             evaluations may share the node).
         benchmark_rounds: Interleaved rounds of the side-by-side benchmark on the target node,
             whose timings decide latency (>= 3 for an interval).
-        serving_namespace: Namespace of the InferenceService.
+        serving_namespace: Namespace of the InferenceService (empty = the run's own).
         service_account: ServiceAccount whose Secret carries KServe's S3 settings.
         deploy_mode: auto (cluster when in a cluster, else local), cluster or local.
         s3_endpoint: S3 endpoint for s3:// URIs (e.g. http://seaweedfs.kubeflow:8333); empty =
@@ -302,14 +302,13 @@ def edge_optimize_deploy(
         dep = deploy(
             model=sel.outputs["chosen"],
             evaluation=sel.outputs["selection"],
-            dataset=prov.outputs["dataset"],
             target=target,
             namespace=serving_namespace,
             service_account=service_account,
             mode=deploy_mode,
         ).set_display_name("deploy to KServe + smoke test")
-        # an ordinary node: it only talks to the API server (the InferenceService is placed)
-        _s3(dep, s3_secret)
+        # an ordinary node: it only talks to the API server (the InferenceService is placed);
+        # no S3: KServe's storage initializer fetches the model with the storage Secret
         dep.set_caching_options(False)
 
 

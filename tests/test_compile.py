@@ -108,8 +108,9 @@ def test_placement_reaches_evaluate_and_benchmark_not_deploy():
         assert "provision-accelerator_type" in acc["resourceType"]
         assert "provision-accelerator_count" in acc["resourceCount"]
     (dep,) = _executor_for(spec, "deploy")
-    # deploy only talks to the API server: an ordinary node, no accelerator
-    assert "nodeSelector" not in executors[dep] and "tolerations" not in executors[dep]
+    # deploy only talks to the API server: an ordinary node, no accelerator, no S3 secret
+    # (KServe's storage initializer fetches the model with the storage Secret)
+    assert dep not in executors
     assert "accelerator" not in spec["deploymentSpec"]["executors"][dep]["container"].get(
         "resources", {}
     )
@@ -181,7 +182,9 @@ def test_evaluation_latency_is_a_rough_figure_and_rounds_are_a_parameter():
 def test_s3_secret_reaches_the_steps_that_touch_s3():
     spec, platform = _docs("edge-optimize-deploy")
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for task in ("provision", "deploy"):
+    (dep,) = _executor_for(spec, "deploy")
+    assert dep not in executors, "deploy touches no S3: KServe fetches with the storage Secret"
+    for task in ("provision",):
         (ex,) = _executor_for(spec, task)
         (sec,) = executors[ex]["secretAsEnv"]
         envs = {m["secretKey"]: m["envVar"] for m in sec["keyToEnv"]}

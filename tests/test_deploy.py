@@ -600,9 +600,10 @@ def test_deploy_from_files_fills_artifact_metadata(candidate, sample_dataset, tm
 
 # ------------------------------------------------------------------------------ component
 @pytest.mark.e2e
-def test_component_deploys_locally_under_kfp_local(candidate, sample_dataset, tmp_path) -> None:  # noqa: ANN001
+def test_component_deploys_locally_under_kfp_local(candidate, tmp_path) -> None:  # noqa: ANN001
+    """The deploy step needs no dataset: the evaluation carries the input sample."""
     from kfp import dsl, local
-    from kfp.dsl import Artifact, Dataset, Model, Output
+    from kfp.dsl import Artifact, Model, Output
 
     from kfedge.components.deploy import deploy as deploy_component
 
@@ -610,36 +611,32 @@ def test_component_deploys_locally_under_kfp_local(candidate, sample_dataset, tm
     def _inputs(
         model_dir: str,
         evaluation_file: str,
-        dataset_dir: str,
         model: Output[Model],
         evaluation: Output[Artifact],
-        dataset: Output[Dataset],
     ) -> None:
         import shutil
 
         shutil.copytree(model_dir, model.path)
         shutil.copy(evaluation_file, evaluation.path)
-        shutil.copytree(dataset_dir, dataset.path)
 
     @dsl.pipeline
-    def _pipe(model_dir: str, evaluation_file: str, dataset_dir: str) -> str:
-        made = _inputs(
-            model_dir=model_dir, evaluation_file=evaluation_file, dataset_dir=dataset_dir
-        )
+    def _pipe(model_dir: str, evaluation_file: str) -> str:
+        made = _inputs(model_dir=model_dir, evaluation_file=evaluation_file)
         return deploy_component(
             model=made.outputs["model"],
             evaluation=made.outputs["evaluation"],
-            dataset=made.outputs["dataset"],
             target="cpu-amd64",
             mode="local",
         ).outputs["Output"]
 
+    from kfedge.evaluation import SampleInput
+
+    raw = json.loads(candidate["evaluation"].read_text())
+    raw["outputs_sample"]["input"] = SampleInput.from_array(candidate["sample"]).to_dict()
+    ev = tmp_path / "selection.json"
+    ev.write_text(json.dumps(raw))
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path))
-    run = _pipe(
-        model_dir=str(candidate["dir"]),
-        evaluation_file=str(candidate["evaluation"]),
-        dataset_dir=str(sample_dataset),
-    )
+    run = _pipe(model_dir=str(candidate["dir"]), evaluation_file=str(ev))
     assert run.output.startswith("http://127.0.0.1:")
     endpoint = json.loads(next(tmp_path.rglob("endpoint.json")).read_text())
     assert endpoint["passed"] and endpoint["mode"] == "local"
