@@ -2,7 +2,8 @@
 
 KServe's own V2 routes answer unset optional fields as ``null``, which the OIP schema types as
 string / object; the routes here leave them out. Versioned model paths
-(``/v2/models/{name}/versions/{v}/...``) answer 501, as in KServe. The model repository
+(``/v2/models/{name}/versions/{v}/...``) answer 404 (KServe: 501, a server error): the served
+model has no versions, so no version of it exists. The model repository
 load/unload endpoints are not exposed (nor advertised): the server serves the one model it
 loaded at start.
 
@@ -32,6 +33,7 @@ from kserve.protocol.rest.v2_datamodels import (
     ServerReadyResponse,
 )
 from kserve.protocol.rest.v2_endpoints import V2Endpoints
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kfedge._version import __version__
 from kfedge.serving.binary import binary_response
@@ -113,25 +115,29 @@ def _register_v2_routes(
     router.add_api_route("/health/live", v2.live, response_model=ServerLiveResponse, **opts)
     router.add_api_route("/health/ready", v2.ready, response_model=ServerReadyResponse, **opts)
     router.add_api_route("/models", v2.models, response_model=ListModelsResponse, **opts)
-    for suffix in ("", "/versions/{model_version}"):
-        router.add_api_route(
-            "/models/{model_name}" + suffix,
-            v2.model_metadata,
-            response_model=ModelMetadataResponse,
-            **opts,
-        )
-        router.add_api_route(
-            "/models/{model_name}" + suffix + "/ready",
-            v2.model_ready,
-            response_model=ModelReadyResponse,
-            **opts,
+    router.add_api_route(
+        "/models/{model_name}", v2.model_metadata, response_model=ModelMetadataResponse, **opts
+    )
+    router.add_api_route(
+        "/models/{model_name}/ready", v2.model_ready, response_model=ModelReadyResponse, **opts
+    )
+
+    async def versioned(model_name: str, model_version: str) -> Response:
+        raise StarletteHTTPException(
+            404,
+            f"model '{model_name}' has no version '{model_version}': this server serves one "
+            f"unversioned model; use /v2/models/{model_name}/...",
         )
 
-    async def infer(
-        raw_request: Request, model_name: str, model_version: str | None = None
-    ) -> Response:
-        if model_version:
-            raise NotImplementedError("Model versioning not supported yet.")
+    for suffix in ("", "/ready", "/infer"):
+        router.add_api_route(
+            "/models/{model_name}/versions/{model_version}" + suffix,
+            versioned,
+            methods=["POST"] if suffix == "/infer" else ["GET"],
+            response_model=None,
+        )
+
+    async def infer(raw_request: Request, model_name: str) -> Response:
         payload, _, headers = await _checked_request(
             dataplane, decoder, raw_request, model_name, "v2"
         )
@@ -145,13 +151,7 @@ def _register_v2_routes(
         answer = InferenceResponse.model_validate(response).model_dump(exclude_none=True)
         return OrjsonResponse(answer, headers=response_headers)
 
-    for suffix in ("", "/versions/{model_version}"):
-        router.add_api_route(
-            "/models/{model_name}" + suffix + "/infer",
-            infer,
-            methods=["POST"],
-            response_model=None,
-        )
+    router.add_api_route("/models/{model_name}/infer", infer, methods=["POST"], response_model=None)
     app.include_router(router)
 
 

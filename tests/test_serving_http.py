@@ -423,7 +423,9 @@ def test_metadata_health_and_answers_conform_to_the_oip_schema(
     _oip_validator(reference_dir, "metadata_server_response").validate(smeta)
     for path in ("/v2/health/live", "/v2/health/ready", f"/v2/models/{server.name}/ready"):
         assert get(server.url + path)[0] == 200, path
-    assert get(f"{server.url}/v2/models/{server.name}/versions/1")[0] == 501
+    status, err = get(f"{server.url}/v2/models/{server.name}/versions/1")
+    assert status == 404 and "has no version '1'" in err["error"]  # not a 5xx (KServe: 501)
+    _oip_validator(reference_dir, "inference_error_response").validate(err)
     status, ans = post(
         f"{server.url}/v2/models/{server.name}/infer", v2_body(runner, eval_batch[:2])
     )
