@@ -172,11 +172,16 @@ def test_provision_from_files_writes_the_runtime_spec_and_metadata(
     assert spec["params"]["onnx-int8-static"] == {"calibration_samples": 64, "isa": "x86-64"}
     assert out.node_selector == {"kubernetes.io/arch": "amd64"}
     assert (out.accelerator_type, out.accelerator_count, out.baseline_format) == ("", "0", "tflite")
-    assert json.loads(out.goals)["formats"] == ["tflite", "onnx"]
+    assert json.loads(out.goals)["formats"] == load_target("cpu-amd64").formats
     assert load_candidate(tmp_path / "m").name == "baseline"
     params = technique_params_from_file(tmp_path / "rt" / "runtime.json", "onnx-int8-static")
     assert json.loads(params) == {"calibration_samples": 64, "isa": "x86-64"}
     assert technique_params_from_file(tmp_path / "rt" / "runtime.json", "prune") == "{}"
+    with pytest.raises(ConfigError, match="fp32-tflite is the FP32 reference"):
+        provision_from_files(
+            str(baseline_model), "sample://digits", "cpu-amd64", tmp_path / "m2",
+            tmp_path / "d2", tmp_path / "rt2.json", techniques=["fp32-tflite", "ptq-int8"],
+        )  # fmt: skip
 
     arts = {k: SimpleNamespace(path=str(tmp_path / "b" / k), metadata={}) for k in "mdr"}
     provision_from_files(

@@ -28,6 +28,7 @@ DEFAULT_TECHNIQUES = [
     "ptq-fp16",
     "ptq-int8",
     "onnx-int8-static",
+    "openvino-int8",
     "qat-int8",
     "prune",
     "cluster",
@@ -37,7 +38,8 @@ DEFAULT_TECHNIQUES = [
 
 def baseline_technique(target_formats: list[str]) -> str:
     """The FP32 export every candidate is compared with: the target's preferred format."""
-    return "fp32-onnx" if target_formats and target_formats[0] == "onnx" else "fp32-tflite"
+    first = target_formats[0] if target_formats else "tflite"
+    return {"onnx": "fp32-onnx", "openvino": "fp32-openvino"}.get(first, "fp32-tflite")
 
 
 def _declaration(technique: str) -> Any:
@@ -230,6 +232,12 @@ def provision(
     tgt = load_target(target)
     # refuses bad plans before any download or training
     plan = plan_techniques(techniques, tgt) if optimize else []
+    requested = techniques.split(",") if isinstance(techniques, str) else list(techniques or [])
+    if optimize and plan and plan[0] in [t.strip() for t in requested]:
+        raise ConfigError(
+            f"{plan[0]} is the FP32 reference every run exports for {tgt.name}; leave it out of "
+            "techniques (a second copy would clash with it by name in the benchmark and selection)"
+        )
     model_out, dataset_out = Path(model_out), Path(dataset_out)
     with tempfile.TemporaryDirectory(prefix="kfedge-provision-") as tmp:
         work = Path(tmp)
