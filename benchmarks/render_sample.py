@@ -239,13 +239,19 @@ def traps_md(res: dict[str, Any]) -> str:
     for it in res["tf_process"]:
         r = it["ratio"]
         same, other = r["in-process, TF busy"], r["subprocess, TF busy here"]
-        if same > other * 1.05:
+        if same > 1.05 and same > other * 1.05:
             why = (
-                "the difference is in-process interference, not CPU count — hence "
-                "`evaluate(isolate=True)` times every candidate in a fresh subprocess"
+                "TensorFlow working in the same process costs more than TensorFlow working in "
+                "another one, so the difference is in-process interference, not CPU count — "
+                "hence `evaluate(isolate=True)` times every candidate in a fresh subprocess"
+            )
+        elif same > 1.05:
+            why = (
+                "TensorFlow working slowed ONNX Runtime about as much from another process as "
+                "from the same one: CPU contention, no in-process interference beyond it"
             )
         else:
-            why = "no in-process interference beyond CPU contention showed in this run"
+            why = "TensorFlow in the timing process did not slow ONNX Runtime down in this run"
         notes.append(
             f"{it['label']}: TensorFlow busy in the same process {ratio_str(same)} vs alone, "
             f"busy in another process {ratio_str(other)}, loaded but idle "

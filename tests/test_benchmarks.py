@@ -295,7 +295,9 @@ def test_compression_goal_is_checked_against_the_recorded_ratio() -> None:
     res["compression"]["goal"]["gzip_ratio"] = 0.12
     assert "Measured: 0.120x — it misses the goal." in render(res)
     res["compression"]["model"] = "mobilenet-tiny-32"
-    assert "so it does not test the goal" in render(res)
+    md = render(res)
+    assert "instead (0.120x), so it does not test the goal." in md
+    assert "misses the goal" not in md and "meets the goal" not in md
     assert "`prune-80` keeps the FP32 file size (1.00x) but gzips to 0.30x" in render(res)
 
 
@@ -364,6 +366,130 @@ def test_olive_footprint_keeps_the_fastest_configuration(tmp_path: Path) -> None
     assert got["tried"] == 3 and got["failed"] == 1
     assert got["settings"] == {"per_channel": True, "quant_format": "QDQ"}
     assert got["olive_p50_ms"] == 0.3
+
+
+def _seed_row(name: str, kind: str, fmt: str, acc: float, p50s: list[float], ref: str | None):  # noqa: ANN202
+    return {
+        "name": name,
+        "kind": kind,
+        "technique": name,
+        "format": fmt,
+        "reference": ref,
+        "accuracy": acc,
+        "accuracy_ci": [acc - 0.01, min(1.0, acc + 0.01)],
+        "num_samples": 360,
+        "accuracy_delta_points": None if ref is None else 100 * (acc - 0.99),
+        "size_bytes": 80_000,
+        "size_gzip_bytes": 70_000,
+        "size_ratio": None if ref is None else 0.5,
+        "gzip_ratio": None if ref is None else 0.4,
+        "sparsity": 0.0,
+        "peak_rss_mb": 50.0,
+        "technique_seconds": 2.0,
+        "details": None,
+        "latency": {
+            "1": {
+                "p50": median(p50s),
+                "p50_ci": [min(p50s), max(p50s)],
+                "p90": max(p50s),
+                "p99": max(p50s),
+                "p50_rounds": p50s,
+                "spread": spread(p50s),
+                "ratio": None if ref is None else _est(1.5, 1.4, 1.6, len(p50s)),
+            }
+        },
+    }
+
+
+def test_sample_sections_render_from_their_results() -> None:
+    res = synthetic()
+    res["seeds"] = {
+        "config": {
+            "threads": [1],
+            "rounds": 3,
+            "latency_runs": 100,
+            "warmup": 10,
+            "epochs": 1,
+            "reference": True,
+        },
+        "training": {"params": 19786, "eval_accuracy": 0.99, "epochs": 12, "wall_seconds": 20.0},
+        "candidates": [
+            _seed_row("fp32-onnx", "kfedge", "onnx", 0.99, [0.04] * 3, None),
+            _seed_row("onnx-int8-static", "kfedge", "onnx", 0.95, [0.06] * 3, "fp32-onnx"),
+        ],
+        "failed": [{"name": "olive-static-search", "kind": "peer", "error": "evaluate failed"}],
+        "peers": None,
+        "seeds": [
+            {
+                "format": "ONNX Runtime",
+                "threads": 1,
+                "accuracy_original": 0.99,
+                "accuracy_ptq": 0.95,
+                "accuracy_qat": None,
+                "latency_original": 0.04,
+                "latency_ptq": 0.06,
+                "latency_qat": None,
+                "size_original_mb": 0.08,
+                "size_optimized_mb": 0.04,
+            }
+        ],
+    }
+    cells = {"fp32": 1.0, "int8": 0.8}
+    res["traps"] = {
+        "config": {"rounds": 2, "trap_threads": 2},
+        "spinning": [
+            {
+                "label": "pair",
+                "threads": 2,
+                "models": ["a.onnx", "b.onnx"],
+                "cells": {
+                    f"{m}/spin-{s}": dict(cells)
+                    for m in ("block", "alternate")
+                    for s in ("on", "off")
+                },
+                "ratio": {"spin-on": 1.3, "spin-off": 1.0},
+            }
+        ],
+        "tf_process": [
+            {
+                "label": "pair",
+                "threads": 2,
+                "cells": {"subprocess, TF idle here": 1.0, "in-process, TF busy": 2.0},
+                "ratio": {
+                    "subprocess, TF idle here": 1.0,
+                    "in-process, TF loaded idle": 1.0,
+                    "in-process, TF busy": 2.0,
+                    "subprocess, TF busy here": 1.0,
+                },
+            }
+        ],
+    }
+    res["e2e"] = {
+        "command": "kfedge run",
+        "seconds": 700.0,
+        "returncode": 0,
+        "ok": True,
+        "selected": "ptq-int8",
+        "budget_s": 900,
+        "goal_s": 600,
+        "tail": [],
+    }
+    md = render(res)
+    assert "it meets the target of >= 95 % in <= 2 minutes" in md
+    line = _notes_line(md, "- `onnx-int8-static` at 1 thread is")
+    assert "1.50x slower than `fp32-onnx`" in line and "-4.00 accuracy points" in line
+    assert "`olive-static-search` could not be made: evaluate failed" in md
+    assert "alternating costs more with spinning on" in md
+    assert "so the difference is in-process interference" in md
+    assert "Result: within the budget; it misses the 10-minute goal." in md
+    # TensorFlow that made ORT no slower is not called interference
+    res["traps"]["tf_process"][0]["ratio"].update(
+        {"in-process, TF busy": 0.9, "subprocess, TF busy here": 0.6}
+    )
+    md = render(res)
+    assert "so the difference is in-process interference" not in md
+    assert "did not slow ONNX Runtime down in this run" in md
+    assert "## Not in this run" in md and "- 7. Serving" in md
 
 
 # -- the quick code path ---------------------------------------------------------------------
