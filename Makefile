@@ -7,7 +7,7 @@ LOCK   := constraints/requirements.lock
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench bench-peers images compile clean lock
+.PHONY: run test lint format bench bench-peers images compile clean lock soak
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,18 @@ $(PEERS_STAMP): benchmarks/peers-requirements.txt
 ## bench-peers: create .venv-peers (Olive) if missing, then `make bench` with Olive required
 bench-peers: $(STAMP) $(PEERS_STAMP)
 	$(BIN)/python -m benchmarks.run --peers $(PEERS_VENV) --require-peers $(BENCH_ARGS)
+
+## soak: reliability figures (a soak at concurrency 32, 100,000+ fuzzed requests, S3 faults,
+## credentials, throughput under concurrency) -> benchmarks/reliability.json -> RELIABILITY.md.
+## SOAK_SECONDS=600 (the real run, about 35 minutes); fewer seconds = a short run, marked so
+SOAK_SECONDS ?= 600
+SOAK_STAMP  := $(VENV)/.kfedge-soak-installed
+$(SOAK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -c $(LOCK) -e ".[soak]"
+	touch $(SOAK_STAMP)
+
+soak: $(SOAK_STAMP)
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m benchmarks.reliability
 
 ## images: build (and push) kfedge's images for their platforms (src/kfedge/data/images.yaml);
 ## needs Docker buildx; REGISTRY=ghcr.io/you overrides the registry (default: kfedge._version)

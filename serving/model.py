@@ -565,6 +565,10 @@ def _numeric_array(data: Any, spec: TensorSpec, where: str) -> np.ndarray:
         raise InvalidInput(f"{where} expects {want} integers, got fractional numbers")
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise InvalidInput(f"{where} contains NaN or infinite values")
+    if kind == "f" and arr.size:
+        top = float(np.finfo(np.dtype(spec.dtype)).max)
+        if float(arr.max()) > top or float(arr.min()) < -top:  # would become infinite
+            raise InvalidInput(f"{where}: values out of the {want} range [-{top:.4g}, {top:.4g}]")
     if kind in "iu" and arr.size:
         info = np.iinfo(np.dtype(spec.dtype))
         if arr.min() < info.min or arr.max() > info.max:

@@ -330,6 +330,18 @@ def test_lone_surrogates_are_not_server_errors(loaded) -> None:  # noqa: ANN001
     assert r.status_code == 400, r.text
 
 
+def test_values_out_of_the_fp32_range_are_refused(loaded) -> None:  # noqa: ANN001
+    """Found by the fuzzer: 1e39 is finite as JSON (float64) but infinite once cast to FP32."""
+    c = _client(loaded)
+    name = loaded.runner.inputs[0].name
+    body = v2_body(name, _x(1))
+    body["inputs"][0]["data"][5] = -1e39
+    r = c.post("/v2/models/digits/infer", json=body)
+    assert r.status_code == 400 and "out of the FP32 range" in r.json()["error"], r.text
+    r = c.post("/v1/models/digits:predict", json={"instances": [[[[1e39]] * 32] * 32]})
+    assert r.status_code == 400 and "out of the FP32 range" in r.json()["error"], r.text
+
+
 # ----------------------------------------------------------------- 7: one-line failures
 def test_corrupt_candidate_json_is_one_line_and_exit_2(tflite_copy: Path, tmp_path: Path) -> None:
     """Before: a traceback and exit status 1."""
