@@ -530,6 +530,7 @@ def quick(sample_dataset: Path, baseline_model: Path, tmp_path_factory) -> dict[
     )
 
 
+@pytest.mark.slow
 def test_quick_code_path_results(quick: dict[str, Any]) -> None:
     assert quick["mode"] == "quick" and quick["schema"] == 2
     assert json.loads(dump(quick)) == quick  # JSON-ready, no scratch paths
@@ -553,6 +554,7 @@ def test_quick_code_path_results(quick: dict[str, Any]) -> None:
     assert quick["peers"]["olive"]["available"] is False
 
 
+@pytest.mark.slow
 def test_quick_code_path_renders(quick: dict[str, Any]) -> None:
     md = render(quick)
     assert "not representative" in md
