@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from kfedge import compat
+from kfedge.errors import ModelFormatError
 from kfedge.formats import detect_format
 
 #: TFLite ops whose weight input is a kernel -> index of that input.
@@ -172,6 +173,15 @@ def _zero_point_array(values: np.ndarray, zps: np.ndarray, axis: int) -> np.ndar
         return 0
     if zps.size == 1:
         return zps.reshape(()).astype(values.dtype)
+    if values.shape[axis] != zps.size:
+        # QOperator ops carry no axis: a per-column zero point (MatMul weights K x N) lies on
+        # whichever axis has that many entries, the last one first
+        fits = [i for i, d in enumerate(values.shape) if d == zps.size]
+        if not fits:
+            raise ModelFormatError(
+                f"{zps.size} zero points fit no axis of a weight of shape {values.shape}"
+            )
+        axis = fits[-1]
     shape = [1] * values.ndim
     shape[axis] = zps.size
     return zps.reshape(shape).astype(values.dtype)
