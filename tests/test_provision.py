@@ -122,15 +122,16 @@ def test_plan_the_model_cannot_take_is_refused_in_provision(fp32_tflite: Path, t
             techniques=["prune"],
         )
     assert not (tmp_path / "m").exists() and not (tmp_path / "d").exists()
-    spec = provision(
+    spec = provision(  # evaluation only: no technique plan to hold the .tflite to
         str(fp32_tflite),
         "sample://digits",
         "cpu-amd64",
         tmp_path / "m",
         tmp_path / "d",
-        techniques=["fp32-tflite"],
+        techniques=["prune"],
+        optimize=False,
     )
-    assert spec["techniques"] == ["fp32-tflite"]
+    assert spec["techniques"] == [] and spec["model_format"] == "tflite"
 
 
 @pytest.mark.parametrize(
