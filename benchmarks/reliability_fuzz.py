@@ -252,7 +252,7 @@ def fuzz_schemathesis(model: Path, work: Path, examples: int) -> dict[str, Any]:
             capture_output=True,
             text=True,
             env=child_env(),
-            cwd=ROOT,
+            cwd=work,  # schemathesis keeps a cache (.schemathesis/) in its working directory
             timeout=3600,
             check=False,
         )
