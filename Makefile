@@ -56,7 +56,7 @@ bench-peers: $(STAMP) $(PEERS_STAMP)
 
 ## soak: reliability figures (a soak at concurrency 32, 100,000+ fuzzed requests, S3 faults,
 ## credentials, throughput under concurrency) -> benchmarks/reliability.json -> RELIABILITY.md.
-## SOAK_SECONDS=600 (the real run, about 35 minutes); fewer seconds = a short run, marked so
+## SOAK_SECONDS=600 (the real run, about 45 minutes); fewer seconds = a short run, marked so
 SOAK_SECONDS ?= 600
 SOAK_STAMP  := $(VENV)/.kfedge-soak-installed
 $(SOAK_STAMP): $(STAMP)

@@ -2,7 +2,7 @@
 
 Usage (from the repository root)::
 
-    python -m benchmarks.reliability                       # the real run (about 35 minutes)
+    python -m benchmarks.reliability                       # the real run (about 45 minutes)
     SOAK_SECONDS=20 python -m benchmarks.reliability        # short mode: every section, small
     python -m benchmarks.reliability --sections soak,fuzz --json /tmp/r.json --out /tmp/r.md
     python -m benchmarks.reliability_render                 # RELIABILITY.md again from the JSON
