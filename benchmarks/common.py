@@ -261,3 +261,31 @@ class Stopwatch:
 def log(msg: str) -> None:
     """Progress line on stderr (the run prints its result as Markdown at the end)."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def serving_command(model: Path | str, name: str, port: int, *args: str) -> list[str]:
+    """The ``python -m kfedge.serving`` command line serving ``model`` on ``127.0.0.1:port``.
+
+    Args:
+        model: The model directory.
+        name: The model name the server publishes.
+        port: The HTTP port.
+        *args: More command-line arguments, appended as given.
+
+    Returns:
+        The argument list for ``subprocess.Popen``.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "kfedge.serving",
+        "--model_name",
+        name,
+        "--model_dir",
+        str(model),
+        "--http_port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        *args,
+    ]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import ROOT, child_env, log, percentiles
+from benchmarks.common import ROOT, child_env, log, percentiles, serving_command
 from benchmarks.serving import build_request, drive, free_port, in_process
 
 #: Protocols the soak sends in turn.
@@ -85,24 +84,9 @@ def served(model: Path, name: str, log_path: Path, args: list[str] | None = None
         RuntimeError: The server exited or was not ready within two minutes.
     """
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "kfedge.serving",
-        "--model_name",
-        name,
-        "--model_dir",
-        str(model),
-        "--http_port",
-        str(port),
-        "--host",
-        "127.0.0.1",
-        "--enable_grpc",
-        "false",
-        "--log_level",
-        "WARNING",
-        *(args or []),
-    ]
+    cmd = serving_command(
+        model, name, port, "--enable_grpc", "false", "--log_level", "WARNING", *(args or [])
+    )
     with log_path.open("w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env(), cwd=ROOT)
         proc.port = port  # type: ignore[attr-defined]

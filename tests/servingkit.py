@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.common import serving_command
+
 __all__ = ["ServerProcess", "free_port", "get", "post", "request", "run_server", "v2_body"]
 
 
@@ -113,20 +115,7 @@ class ServerProcess:
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.name = name
         self.log = tmp / f"{name}-{self.port}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "kfedge.serving",
-            "--model_name",
-            name,
-            "--model_dir",
-            str(model),
-            "--http_port",
-            str(self.port),
-            "--host",
-            "127.0.0.1",
-            *(args or []),
-        ]
+        cmd = serving_command(model, name, self.port, *(args or []))
         cmd += ["--grpc_port", str(self.grpc_port)] if grpc else ["--enable_grpc", "false"]
         self._fh = self.log.open("w")
         self.proc = subprocess.Popen(cmd, stdout=self._fh, stderr=subprocess.STDOUT)
@@ -156,3 +145,21 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._fh.close()
+
+
+def grpc_infer(port: int, model: str, input_name: str, x: np.ndarray) -> Any:
+    """One KServe v2 gRPC inference of ``x`` (FP32, binary) on ``127.0.0.1:port``; the response."""
+    import asyncio
+
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    async def call() -> Any:
+        client = InferenceGRPCClient(f"127.0.0.1:{port}")
+        try:
+            inp = InferInput(input_name, list(x.shape), "FP32")
+            inp.set_data_from_numpy(x, binary_data=True)
+            return await client.infer(InferRequest(model_name=model, infer_inputs=[inp]))
+        finally:
+            await client.close()
+
+    return asyncio.run(call())

@@ -7,7 +7,6 @@ HTTP port, only served extensions advertised, gzip bodies, the model file change
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import gzip
 import ipaddress
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from servingkit import ServerProcess, free_port, get, post, request, run_server, v2_body
+from servingkit import ServerProcess, free_port, get, grpc_infer, post, request, run_server, v2_body
 
 pytest.importorskip("kserve")
 
@@ -381,28 +380,17 @@ def test_http_port_in_use_fails_before_it_says_it_serves(tflite_copy: Path) -> N
 
 def test_bad_grpc_request_is_one_log_line(tflite_copy: Path, runner, tmp_path: Path) -> None:  # noqa: ANN001
     """Before: ~24 ERROR lines with a traceback per bad gRPC request (REST: one line)."""
-    from kserve import InferenceGRPCClient, InferInput, InferRequest
-
     server = ServerProcess(tflite_copy, "digits", tmp_path, grpc=True)
+    name = runner.inputs[0].name
     try:
-
-        async def call(x: np.ndarray) -> Any:
-            client = InferenceGRPCClient(f"127.0.0.1:{server.grpc_port}")
-            try:
-                inp = InferInput(runner.inputs[0].name, list(x.shape), "FP32")
-                inp.set_data_from_numpy(x, binary_data=True)
-                return await client.infer(InferRequest(model_name="digits", infer_inputs=[inp]))
-            finally:
-                await client.close()
-
         before = len(server.log_text().splitlines())
         with pytest.raises(Exception, match="INVALID_ARGUMENT"):
-            asyncio.run(call(_x(1)[:, :, :, 0]))
+            grpc_infer(server.grpc_port, "digits", name, _x(1)[:, :, :, 0])
         time.sleep(0.3)
         new = server.log_text().splitlines()[before:]
         assert len(new) == 1, new
         assert "expects shape [-1, 32, 32, 1]" in new[0] and "Traceback" not in new[0]
-        res = asyncio.run(call(_x(2)))
+        res = grpc_infer(server.grpc_port, "digits", name, _x(2))
         np.testing.assert_allclose(res.outputs[0].as_numpy(), runner.predict(_x(2)), atol=1e-6)
     finally:
         server.stop()

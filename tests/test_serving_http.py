@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import servingkit
 import yaml
 
 pytest.importorskip("kserve")
@@ -66,49 +64,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
-    """A kfedge model server subprocess on 127.0.0.1."""
+class Server(servingkit.ServerProcess):
+    """A kfedge model server subprocess on 127.0.0.1 with this module's body and batch limits."""
 
     def __init__(self, model: Path, name: str, tmp: Path, grpc: bool = False) -> None:
-        self.port = free_port()
-        self.grpc_port = free_port() if grpc else None
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.name = name
-        self.log = tmp / f"{name}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "kfedge.serving",
-            "--model_name",
-            name,
-            "--model_dir",
-            str(model),
-            "--http_port",
-            str(self.port),
-            "--host",
-            "127.0.0.1",
-            "--max_body_bytes",
-            str(MAX_BODY),
-            "--max_batch",
-            str(MAX_BATCH),
-        ]
-        cmd += ["--grpc_port", str(self.grpc_port)] if grpc else ["--enable_grpc", "false"]
-        self._fh = self.log.open("w")
-        self.proc = subprocess.Popen(cmd, stdout=self._fh, stderr=subprocess.STDOUT)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if get(f"{self.url}/v2/health/ready")[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"server not ready: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
-        self._fh.close()
+        limits = ["--max_body_bytes", str(MAX_BODY), "--max_batch", str(MAX_BATCH)]
+        super().__init__(model, name, tmp, args=limits, grpc=grpc)
 
 
 def _request(url: str, data: bytes | None, headers: dict[str, str]) -> tuple[int, dict, bytes]:
@@ -450,29 +411,18 @@ def test_server_listens_on_loopback_only(served) -> None:  # noqa: ANN001
 
 # ----------------------------------------------------------------------------------- gRPC
 def test_grpc_inference_on_loopback(fp32_tflite: Path, eval_batch, tmp_path) -> None:  # noqa: ANN001
-    import asyncio
-
-    from kserve import InferenceGRPCClient, InferInput, InferRequest
 
     from kfedge.runners import load_runner
 
     runner = load_runner(fp32_tflite)
     server = Server(fp32_tflite, "digits", tmp_path, grpc=True)
     try:
-
-        async def call(x: np.ndarray) -> Any:
-            client = InferenceGRPCClient(f"127.0.0.1:{server.grpc_port}")
-            try:
-                inp = InferInput(runner.inputs[0].name, list(x.shape), "FP32")
-                inp.set_data_from_numpy(x, binary_data=True)
-                return await client.infer(InferRequest(model_name="digits", infer_inputs=[inp]))
-            finally:
-                await client.close()
-
-        res = asyncio.run(call(eval_batch))
+        res = servingkit.grpc_infer(server.grpc_port, "digits", runner.inputs[0].name, eval_batch)
         np.testing.assert_allclose(res.outputs[0].as_numpy(), runner.predict(eval_batch), atol=1e-6)
         with pytest.raises(Exception, match="INVALID_ARGUMENT") as info:
-            asyncio.run(call(eval_batch[:, :, :, 0]))
+            servingkit.grpc_infer(
+                server.grpc_port, "digits", runner.inputs[0].name, eval_batch[:, :, :, 0]
+            )
         assert "expects shape [-1, 32, 32, 1]" in str(info.value)
         assert get(f"{server.url}/v2/health/live")[0] == 200
     finally:
