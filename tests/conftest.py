@@ -57,3 +57,15 @@ def reference_dir() -> Path:
     if not REFERENCE.is_dir():
         pytest.skip(f"{REFERENCE} is absent (only the kfedge workspace has the reference specs)")
     return REFERENCE
+
+
+@pytest.fixture(scope="module")
+def keras3():  # noqa: ANN201
+    """Keras 3 (beside tf_keras), seeded (the Keras 3 bridge tests)."""
+    from kfedge import compat
+
+    compat.tf()
+    keras = pytest.importorskip("keras")
+    assert keras.__version__.startswith("3")
+    keras.utils.set_random_seed(0)
+    return keras

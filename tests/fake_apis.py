@@ -75,12 +75,7 @@ class FakeJsonApi:
                 )
                 fake.requests.append(req)
                 code, obj = fake.answer(req)
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, code, obj)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle  # noqa: N815
 
@@ -477,15 +472,6 @@ class FakeKfpApi(FakeJsonApi):
         return 404, _rpc_error(5, f"no {req.method} {req.path}")
 
 
-def _display_name_filter(query: dict[str, str]) -> str | None:
-    raw = query.get("filter", "")
-    if not raw:
-        return None
-    preds = json.loads(raw)["predicates"]
-    (pred,) = [p for p in preds if p["key"] == "display_name"]
-    return pred["stringValue"]
-
-
 @pytest.fixture(name="fake_kfp")
 def fake_kfp_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeKfpApi, str]]:
     """A fake KFP v2beta1 API on 127.0.0.1 (records requests; runs nothing): ``(api, url)``."""
@@ -497,3 +483,13 @@ def fake_kfp_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeKfpA
         yield api, api.url
     finally:
         api.close()
+
+
+def send_json(handler: BaseHTTPRequestHandler, code: int, obj: Any) -> None:
+    """Answer ``handler``'s request with status ``code`` and ``obj`` as a JSON body."""
+    data = json.dumps(obj).encode()
+    handler.send_response(code)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

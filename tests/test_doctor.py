@@ -9,7 +9,6 @@ equality label selector, 404 / 403 as ``Status`` objects. Nothing here is a real
 from __future__ import annotations
 
 import base64
-import json
 import socket
 import threading
 import urllib.parse
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from fake_apis import send_json
 
 from kfedge.doctor import Finding, main, run_doctor
 
@@ -63,12 +63,7 @@ class FakeCluster:
                 url = urllib.parse.urlsplit(self.path)
                 fake.requests.append(self.path)
                 code, body = fake.answer(url.path, urllib.parse.parse_qs(url.query))
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, code, body)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

@@ -21,18 +21,6 @@ MAPPED = ("Rescaling", "Conv2D", "BatchNormalization", "ReLU", "MaxPooling2D", "
 
 
 @pytest.fixture(scope="module")
-def keras3():
-    """Keras 3 (beside tf_keras), seeded."""
-    from kfedge import compat
-
-    compat.tf()
-    keras = pytest.importorskip("keras")
-    assert keras.__version__.startswith("3")
-    keras.utils.set_random_seed(0)
-    return keras
-
-
-@pytest.fixture(scope="module")
 def digits8() -> tuple[np.ndarray, np.ndarray]:
     from kfedge.data import sample_digits
 

@@ -29,18 +29,6 @@ def _random_bn_stats(model) -> None:
 
 
 @pytest.fixture(scope="module")
-def keras3():
-    """Keras 3 (beside tf_keras), seeded."""
-    from kfedge import compat
-
-    compat.tf()
-    keras = pytest.importorskip("keras")
-    assert keras.__version__.startswith("3")
-    keras.utils.set_random_seed(0)
-    return keras
-
-
-@pytest.fixture(scope="module")
 def samples() -> np.ndarray:
     return np.random.default_rng(0).uniform(0, 1, (40, 16, 16, 3)).astype("float32")
 
