@@ -52,7 +52,14 @@ def test_technique_params_come_from_the_declarations():
     calibrated = {
         n for n in TECHNIQUES if "calibration_samples" in technique_params(n, coral, None, 64)
     }
-    assert calibrated == {"ptq-int8", "onnx-int8-static", "prune-cluster-int8"}
+    assert calibrated == {
+        "ptq-int8",
+        "onnx-int8-static",
+        "openvino-int8",
+        "tune-onnx-int8",
+        "tune-openvino-int8",
+        "prune-cluster-int8",
+    }
 
 
 def test_provision_existing_model_and_npz(

@@ -121,8 +121,11 @@ def require_format(path: str | Path, allowed: tuple[str, ...], purpose: str) -> 
 
 
 def model_size_bytes(path: str | Path) -> int:
-    """Bytes of a model file, or of all files in a SavedModel directory."""
+    """Bytes of a model file (an OpenVINO IR ``.xml`` with its ``.bin``), or of a SavedModel."""
     p = Path(path)
     if p.is_dir():
         return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    weights = p.with_suffix(".bin")
+    if p.suffix.lower() == ".xml" and weights.is_file():
+        return p.stat().st_size + weights.stat().st_size
     return p.stat().st_size

@@ -57,7 +57,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 #: Accepted deployment modes: legacy and current KServe names.
 DEPLOYMENT_MODES = ("RawDeployment", "Standard", "Serverless", "Knative")
-MODEL_FORMATS = ("tflite", "onnx")
+MODEL_FORMATS = ("tflite", "onnx", "openvino")
 PROTOCOLS = ("v1", "v2")
 DEFAULT_RUNTIME = "kfedge-edge"
 DEFAULT_SERVICE_ACCOUNT = "kfedge-s3"

@@ -44,7 +44,7 @@ __all__ = [
     "targets_table",
 ]
 
-FORMATS = ("tflite", "onnx")
+FORMATS = ("tflite", "onnx", "openvino")
 QUANTIZATION_MODES = ("fp32", "fp16", "dynamic", "int8", "int8-full-integer-io", "uint8-io")
 #: Modes that only qualify ``int8`` (the IO dtype of a full-integer model).
 IO_MODES = ("int8-full-integer-io", "uint8-io")
@@ -56,7 +56,7 @@ IMAGE_PLACEHOLDERS = {
     "version": __version__,
 }
 
-Format = Literal["tflite", "onnx"]
+Format = Literal["tflite", "onnx", "openvino"]
 QuantizationMode = Literal["fp32", "fp16", "dynamic", "int8", "int8-full-integer-io", "uint8-io"]
 
 # Kubernetes label syntax: optional DNS-subdomain prefix + "/" + name (<= 63 chars).

@@ -34,7 +34,7 @@ from kfedge.techniques._base import (
     validate,
 )
 
-OutputFormat = Literal["tflite", "onnx"]
+OutputFormat = Literal["tflite", "onnx", "openvino"]
 QuantMode = Literal["fp32", "fp16", "int8", "dynamic"]
 Group = Literal["PTQ", "QAT"]
 
@@ -53,7 +53,7 @@ class Technique:
         name: Technique name (``ptq-int8``); also the last step of its candidates' chain.
         description: One line for ``kfedge techniques`` (default: the class docstring).
         Config: Its pydantic parameter model (``extra="forbid"``).
-        output_format: ``tflite`` or ``onnx``: what the deployable file is.
+        output_format: ``tflite``, ``onnx`` or ``openvino`` (IR): what the deployable file is.
         quant_mode: ``fp32``, ``fp16``, ``int8`` or ``dynamic``: what provision matches
             against the target's quantization modes.
         needs_data: Whether it reads the split dataset.

@@ -149,6 +149,51 @@ def input_name(path: str | Path) -> str:
     return names[0]
 
 
+#: ONNX ops that hold the weights of a layer (what ``keep_float`` leaves in float).
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+def weighted_nodes(path: str | Path) -> list[str]:
+    """Names of the weighted nodes (Conv, MatMul, Gemm...) in graph (topological) order."""
+    model = compat.onnx().load(str(path), load_external_data=False)
+    return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS and n.name]
+
+
+def kept_float(path: str | Path, keep: str) -> list[str]:
+    """Nodes ``keep`` (``none``, ``first``, ``last``, ``first_last``) leaves in float."""
+    nodes = weighted_nodes(path)
+    if keep == "none" or not nodes:
+        return []
+    out = [nodes[0]] if keep in ("first", "first_last") else []
+    if keep in ("last", "first_last") and nodes[-1] not in out:
+        out.append(nodes[-1])
+    return out
+
+
+#: Offline graph optimization levels kfedge saves (``all`` is left out: its layout
+#: transformations, e.g. NCHWc blocking, are specific to the CPU that ran them).
+OFFLINE_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED"}
+
+
+def optimize_offline(src: Path, dest: Path, level: str) -> dict[str, Any]:
+    """Write ONNX Runtime's graph-optimized form of ``src`` (``level``) to ``dest``.
+
+    ONNX Runtime applies these optimizations itself whenever it loads a model, so the saved
+    form saves load time; whether it changes inference time is for the benchmark to measure.
+    Up to ``extended`` the result holds standard and ``com.microsoft`` ops that every CPU build
+    of ONNX Runtime runs, independent of the instruction set.
+
+    Returns:
+        What was done, for ``candidate.json``.
+    """
+    ort = compat.require("onnxruntime")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OFFLINE_LEVELS[level])
+    opts.optimized_model_filepath = str(dest)
+    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+    return {"level": level, "onnxruntime": ort.__version__}
+
+
 def calibration_reader(model: Path, data: Path, samples: int, batch: int = 16) -> Any:
     """An ORT ``CalibrationDataReader`` over the calibration split."""
     q = compat.require("onnxruntime.quantization")
