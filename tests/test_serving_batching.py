@@ -38,20 +38,27 @@ def _batcher(run: Any, workers: int = 1, size: int = 8, wait: float = 0.05) -> A
     return DynamicBatcher(run, ThreadPoolExecutor(workers), workers, size, wait)
 
 
+def _run_all(calls: list[int], xs: list[np.ndarray], return_exceptions: bool = False) -> list[Any]:
+    """Every ``xs`` request at once through one fake-run batcher; the results in order."""
+
+    async def main() -> list[Any]:
+        b = _batcher(_fake_run(calls))
+        try:
+            reqs = (b.run({"x": x}) for x in xs)
+            return await asyncio.gather(*reqs, return_exceptions=return_exceptions)
+        finally:
+            b.close()
+
+    return asyncio.run(main())
+
+
 def test_concurrent_requests_run_as_one_batch_and_are_split_back() -> None:
     calls: list[int] = []
     sizes = [1, 2, 1, 3, 1, 1]
     rng = np.random.default_rng(0)
     xs = [rng.random((n, 4), dtype=np.float32) for n in sizes]
 
-    async def main() -> list[dict[str, np.ndarray]]:
-        b = _batcher(_fake_run(calls))
-        try:
-            return await asyncio.gather(*(b.run({"x": x}) for x in xs))
-        finally:
-            b.close()
-
-    results = asyncio.run(main())
+    results = _run_all(calls, xs)
     for x, r in zip(xs, results):
         np.testing.assert_allclose(r["y"], x.sum(axis=1, keepdims=True) * 2, rtol=1e-6)
     assert sum(calls) == sum(sizes)
@@ -64,14 +71,7 @@ def test_a_failing_request_fails_alone() -> None:
     xs = [np.ones((1, 4), np.float32) * i for i in range(4)]
     xs[2][0, 0] = np.nan
 
-    async def main() -> list[Any]:
-        b = _batcher(_fake_run(calls))
-        try:
-            return await asyncio.gather(*(b.run({"x": x}) for x in xs), return_exceptions=True)
-        finally:
-            b.close()
-
-    results = asyncio.run(main())
+    results = _run_all(calls, xs, return_exceptions=True)
     assert isinstance(results[2], ValueError)
     for i in (0, 1, 3):
         np.testing.assert_allclose(results[i]["y"], [[8.0 * i]])
@@ -81,14 +81,7 @@ def test_requests_of_other_shapes_are_not_mixed() -> None:
     calls: list[int] = []
     xs = [np.ones((1, 4), np.float32), np.ones((1, 3), np.float32), np.ones((2, 4), np.float32)]
 
-    async def main() -> list[Any]:
-        b = _batcher(_fake_run(calls))
-        try:
-            return await asyncio.gather(*(b.run({"x": x}) for x in xs))
-        finally:
-            b.close()
-
-    results = asyncio.run(main())
+    results = _run_all(calls, xs)
     assert [r["y"].tolist() for r in results] == [[[8.0]], [[6.0]], [[8.0], [8.0]]]
     assert sorted(calls) == [1, 3]  # (1x4 + 2x4) together, 1x3 alone
 
