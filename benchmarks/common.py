@@ -10,6 +10,8 @@ import gzip
 import json
 import os
 import platform
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -289,3 +291,26 @@ def serving_command(model: Path | str, name: str, port: int, *args: str) -> list
         "127.0.0.1",
         *args,
     ]
+
+
+def find_weed() -> str | None:
+    """The ``weed`` binary: on PATH, or next to the running Python (a venv's bin/)."""
+    found = shutil.which("weed")
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / "weed"
+    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (held together while picked)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

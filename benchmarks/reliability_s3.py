@@ -26,41 +26,18 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, child_env, log
+from benchmarks.common import ROOT, child_env, find_weed, free_ports, log, serving_command
 
 MIB = 1024 * 1024
 #: Fake credentials of the credentials section (never valid anywhere but its own server).
 FAKE_ACCESS_KEY = "KFEDGEFAKEACCESSKEY7Q2Z"
 FAKE_SECRET_KEY = "kfedge/FAKE+secret-7Q2ZpX9wLm3vRt8YbN0cDs"
-
-
-def find_weed() -> str | None:
-    """The ``weed`` binary: on PATH or next to the running Python."""
-    found = shutil.which("weed")
-    if found:
-        return found
-    here = Path(sys.executable).parent / "weed"
-    return str(here) if here.is_file() and os.access(here, os.X_OK) else None
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Weed:
@@ -81,7 +58,7 @@ class Weed:
         }
         config.write_text(json.dumps({"identities": [ident]}))
         config.chmod(0o600)
-        self.ports = _free_ports(8)
+        self.ports = free_ports(8)
         m, mg, v, vg, f, fg, s3, s3g = self.ports
         self.port = s3
         self.cmd = [
@@ -409,25 +386,17 @@ def _serve_from_s3(bucket: str, endpoint: str, files: Path) -> dict[str, bool]:
         )
         port = free_port()
         logf = files / f"server-{label.replace(' ', '-')}.log"
-        cmd = [
-            sys.executable,
-            "-m",
-            "kfedge.serving",
-            "--model_name",
-            "m",
-            "--model_dir",
+        cmd = serving_command(
             f"s3://{bucket}/cand/model.tflite",
-            "--http_port",
-            str(port),
-            "--host",
-            "127.0.0.1",
+            "m",
+            port,
             "--enable_grpc",
             "false",
             "--download_dir",
             str(files / "dl"),
             "--log_level",
             "DEBUG",
-        ]
+        )
         with logf.open("w") as fh:
             proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         ok = False

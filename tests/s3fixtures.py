@@ -20,12 +20,10 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -35,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from benchmarks.common import find_weed, free_ports
 
 __all__ = [
     "FaultyProxy",
@@ -106,29 +106,6 @@ class S3Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
-
-
-def find_weed() -> str | None:
-    """The ``weed`` binary: on PATH, or next to the running Python (a venv's bin/)."""
-    found = shutil.which("weed")
-    if found:
-        return found
-    candidate = Path(sys.executable).parent / "weed"
-    return str(candidate) if candidate.is_file() and os.access(candidate, os.X_OK) else None
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1 (held together while picked)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def make_bucket(server: S3Server, prefix: str = "kfedge-test") -> str:
