@@ -92,16 +92,7 @@ class FakeJsonApi:
 
     def kubeconfig(self, path: Path) -> Path:
         """Write a kubeconfig whose cluster is this fake (bearer token ``fake-token``)."""
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
-        }
-        path.write_text(yaml.safe_dump(config))
-        return path
+        return write_kubeconfig(path, self.url)
 
     def close(self) -> None:
         """Stop the server."""
@@ -493,3 +484,17 @@ def send_json(handler: BaseHTTPRequestHandler, code: int, obj: Any) -> None:
     handler.send_header("content-length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+def write_kubeconfig(path: Path, url: str) -> Path:
+    """Write a kubeconfig whose one cluster is ``url`` (bearer token ``fake-token``); ``path``."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": url}}],
+        "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path

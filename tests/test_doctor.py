@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fake_apis import send_json
+from fake_apis import send_json, write_kubeconfig
 
 from kfedge.doctor import Finding, main, run_doctor
 
@@ -109,19 +109,7 @@ class FakeCluster:
         return 404, _status(404, "NotFound", f"{path.rsplit('/', 1)[-1]} not found")
 
     def kubeconfig(self, path: Path) -> Path:
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "current-context": "fake",
-                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-                    "users": [{"name": "fake", "user": {"token": "fake-token"}}],
-                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
-                }
-            )
-        )
-        return path
+        return write_kubeconfig(path, self.url)
 
     # ------------------------------------------------------------------ a healthy cluster
     def healthy(self, target: str = "nvidia-jetson") -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from timings_kit import evaluation
 
 from kfedge.errors import ConfigError, InvalidInputError, NotFoundError
 from kfedge.evaluation import Evaluation, OutputsSample
@@ -23,18 +24,9 @@ def ev(
     fmt: str = "tflite",
     threads: int = 2,
 ) -> Evaluation:
-    return Evaluation.model_validate(
-        {
-            "name": name,
-            "technique": technique,
-            "format": fmt,
-            "accuracy": acc,
-            "latency_ms": {"p50": p50, "p90": p50 * 1.2, "p99": p50 * 1.5},
-            "size_bytes": size,
-            "size_gzip_bytes": int(size * 0.8),
-            "threads": threads,
-        }
-    )
+    d = {**evaluation(name, technique, acc, p50, size, fmt), "threads": threads}
+    d["latency_ms"].pop("runs")
+    return Evaluation.model_validate(d)
 
 
 @pytest.fixture
