@@ -15,6 +15,7 @@ from benchmarks.text import (
     ratio_str,
     relation,
     threads_word,
+    unstable_note,
     verdict,
 )
 
@@ -129,18 +130,10 @@ def model_notes(m: dict[str, Any], threads: list[str]) -> list[str]:
                     f"`{r['name']}` at {threads_word(t)} is "
                     f"{relation(fr, '`' + fr['reference'] + '` (same runtime)')}."
                 )
-    shaky = [
-        f"`{r['name']}` @{t}t " + "/".join(ms(v) for v in r["latency"][t]["p50_rounds"]) + " ms"
-        for t in threads
-        for r in rows
-        if r["latency"][t]["spread"] > 0.2
-    ]
-    if shaky:
-        notes.append(
-            "Unstable (per-round p50s differ by more than 20 % of their median): "
-            + "; ".join(shaky)
-            + ". Trust these files' intervals, not their medians alone."
-        )
+    if unstable := unstable_note(
+        rows, threads, " Trust these files' intervals, not their medians alone."
+    ):
+        notes.append(unstable)
     for f in m.get("failed", []):
         notes.append(f"`{f['name']}` could not be made: {f['error']}")
     return notes

@@ -15,18 +15,13 @@ from benchmarks.text import (
     ratio_str,
     relation,
     threads_word,
+    unstable_note,
 )
+from kfedge import report_table
 
+#: The report's summary header, with the PTQ accuracy column naming its int8 precision.
 SEEDS_HEADER = [
-    "Model",
-    "Accuracy original",
-    "Accuracy PTQ (int8)",
-    "Accuracy QAT",
-    "Latency original (ms)",
-    "Latency PTQ",
-    "Latency QAT",
-    "Size original (MB)",
-    "Size optimized (MB)",
+    "Accuracy PTQ (int8)" if h == "Accuracy PTQ" else h for h in report_table.SEEDS_HEADER
 ]
 
 
@@ -134,18 +129,8 @@ def seeds_md(res: dict[str, Any]) -> str:
             f"; {r['accuracy_delta_points']:+.2f} accuracy points; file "
             f"{ratio_str(r['size_ratio'])}."
         )
-    shaky = [
-        f"`{r['name']}` @{t}t " + "/".join(ms(v) for v in r["latency"][t]["p50_rounds"]) + " ms"
-        for t in threads
-        for r in rows
-        if r["latency"][t]["spread"] > 0.2
-    ]
-    if shaky:
-        notes.append(
-            "Unstable (per-round p50s differ by more than 20 % of their median): "
-            + "; ".join(shaky)
-            + "."
-        )
+    if unstable := unstable_note(rows, threads):
+        notes.append(unstable)
     ref = _by(rows, "fp32-tflite")
     if ref and ref["latency"][t0]["p50"] < 0.2:
         notes.append(

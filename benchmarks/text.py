@@ -24,6 +24,7 @@ __all__ = [
     "ratio_str",
     "relation",
     "threads_word",
+    "unstable_note",
     "verdict",
 ]
 
@@ -111,3 +112,30 @@ def relation(d: dict[str, Any] | None, other: str) -> str:
 def threads_word(t: int | str) -> str:
     """``1 thread`` / ``2 threads``."""
     return f"{t} thread" + ("" if int(t) == 1 else "s")
+
+
+def unstable_note(rows: Sequence[dict[str, Any]], threads: Sequence[Any], advice: str = "") -> str:
+    """The note naming rows whose per-round p50s spread more than 20 % ("" when none does).
+
+    Args:
+        rows: Result rows, each with ``latency[t]["p50_rounds"]`` and ``["spread"]``.
+        threads: The thread counts (keys of ``latency``) to look at.
+        advice: A sentence appended after the list (with its leading space).
+
+    Returns:
+        The note, or an empty string.
+    """
+    shaky = [
+        f"`{r['name']}` @{t}t " + "/".join(ms(v) for v in r["latency"][t]["p50_rounds"]) + " ms"
+        for t in threads
+        for r in rows
+        if r["latency"][t]["spread"] > 0.2
+    ]
+    if not shaky:
+        return ""
+    return (
+        "Unstable (per-round p50s differ by more than 20 % of their median): "
+        + "; ".join(shaky)
+        + "."
+        + advice
+    )
