@@ -15,16 +15,9 @@ from kfedge.formats import DEPLOYABLE
 from kfedge.select import Goals, find_baseline, parse_goals, select, select_from_files
 
 
-def ev(
-    name: str,
-    technique: str,
-    acc: float,
-    p50: float,
-    size: int,
-    fmt: str = "tflite",
-    threads: int = 2,
-) -> Evaluation:
-    d = {**evaluation(name, technique, acc, p50, size, fmt), "threads": threads}
+def ev(*args: Any, threads: int = 2, **kw: Any) -> Evaluation:
+    """An :class:`Evaluation` from :func:`timings_kit.evaluation`'s arguments (no ``runs``)."""
+    d = {**evaluation(*args, **kw), "threads": threads}
     d["latency_ms"].pop("runs")
     return Evaluation.model_validate(d)
 

@@ -93,26 +93,21 @@ def test_renderer_judges_the_goals_from_the_figures() -> None:
             "throughput_rps": rps,
         }
 
-    sample = {
-        "model": "sample",
-        "workers": 2,
-        "requests": 10,
-        "rows": [
-            row("in-process", "-", 1, 1.0, 1.5, 900.0),
-            row("in-process", "-", 8, 2.0, 3.0, 2000.0),
-            row("served", "v2-json", 1, 2.0, 3.0, 400.0),
-            row("served", "v2-json", 8, 12.0, 30.0, 600.0),
-        ],
-    }
-    mnv2 = {
-        "model": "mobilenetv2-224-int8",
-        "workers": 2,
-        "requests": 10,
-        "rows": [
-            row("in-process", "-", 8, 50.0, 60.0, 100.0),
-            row("served", "v2-binary", 8, 55.0, 70.0, 92.0),
-        ],
-    }
+    def result(model: str, *rows: dict) -> dict:
+        return {"model": model, "workers": 2, "requests": 10, "rows": list(rows)}
+
+    sample = result(
+        "sample",
+        row("in-process", "-", 1, 1.0, 1.5, 900.0),
+        row("in-process", "-", 8, 2.0, 3.0, 2000.0),
+        row("served", "v2-json", 1, 2.0, 3.0, 400.0),
+        row("served", "v2-json", 8, 12.0, 30.0, 600.0),
+    )
+    mnv2 = result(
+        "mobilenetv2-224-int8",
+        row("in-process", "-", 8, 50.0, 60.0, 100.0),
+        row("served", "v2-binary", 8, 55.0, 70.0, 92.0),
+    )
     text = throughput_md({"models": {}, "results": [sample, mnv2]})
     assert "p50 at 1: **not met** (6.00x)" in text  # 12 / 2
     assert "(8 clients): **not met** (2.50x)" in text  # 30 / 12
