@@ -22,15 +22,21 @@ def cand(res: dict[str, Any], name: str) -> dict[str, Any]:
     return next(c for c in res["candidates"] if c["name"] == name)
 
 
+def _side_by_side(
+    p50s: dict[str, float], evals: list[dict[str, Any]], name: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Select with side-by-side timings of ``p50s``; the result and ``name``'s latency."""
+    res = select(evals, {}, timings=make_timings(p50s))
+    return res, cand(res, name)["latency"]
+
+
 def test_a_true_5_percent_difference_is_found():
-    timings = make_timings({"fp32-tflite": 10.0, "ptq-int8": 9.5})
     # the evaluations' rough figures say the opposite (int8 timed while a neighbour trained)
     evals = [
         ev("fp32-tflite", "fp32", 0.990, 7.25, 80_000),
         ev("ptq-int8", "ptq-int8", 0.990, 14.99, 22_000),
     ]
-    res = select(evals, {}, timings=timings)
-    lat = cand(res, "ptq-int8")["latency"]
+    res, lat = _side_by_side({"fp32-tflite": 10.0, "ptq-int8": 9.5}, evals, "ptq-int8")
     assert lat["verdict"] == "faster" and lat["source"] == "side-by-side"
     assert lat["ratio_ci"][1] < 1.0 and lat["ratio"] == pytest.approx(0.95, abs=0.01)
     assert res["selected"] == "ptq-int8"
@@ -43,14 +49,12 @@ def test_a_true_5_percent_difference_is_found():
 
 
 def test_a_0_percent_difference_is_a_tie_and_accuracy_decides():
-    timings = make_timings({"fp32-tflite": 10.0, "prune-50": 10.0})
+    # a dense pruned copy: same arithmetic, a hair less accurate, rough p50 looks faster
     evals = [
         ev("fp32-tflite", "fp32", 0.990, 10.0, 80_000),
-        # a dense pruned copy: same arithmetic, a hair less accurate, rough p50 looks faster
         ev("prune-50", "prune", 0.989, 8.0, 80_000),
     ]
-    res = select(evals, {}, timings=timings)
-    lat = cand(res, "prune-50")["latency"]
+    res, lat = _side_by_side({"fp32-tflite": 10.0, "prune-50": 10.0}, evals, "prune-50")
     assert lat["verdict"] == "tie"
     assert lat["ratio_ci"][0] <= 1.0 <= lat["ratio_ci"][1] or abs(lat["ratio"] - 1) < 0.02
     assert cand(res, "prune-50")["latency_tier"] == cand(res, "fp32-tflite")["latency_tier"]
