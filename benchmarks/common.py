@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -314,3 +314,24 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def interleaved_rounds(
+    names: Sequence[str], rounds: int, threads: Iterable[int], dropped: set[str]
+) -> Iterator[tuple[int, int, str]]:
+    """``(round, threads, name)`` in measuring order: per round, per thread count, interleaved.
+
+    Args:
+        names: The candidates.
+        rounds: How many rounds.
+        threads: The thread counts, in order, each round.
+        dropped: Names to skip; read at each step, so a name the caller adds is skipped from then.
+
+    Yields:
+        The round index (from 0), the thread count and the candidate name.
+    """
+    for r in range(rounds):
+        for t in threads:
+            for name in interleaved(names, r):
+                if name not in dropped:
+                    yield r, t, name

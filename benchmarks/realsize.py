@@ -26,7 +26,7 @@ from benchmarks import models as bmodels
 from benchmarks.common import (
     Stopwatch,
     file_sizes,
-    interleaved,
+    interleaved_rounds,
     log,
     median,
     run_json_child,
@@ -199,27 +199,23 @@ def time_side_by_side(
         n: {t: [] for t in cfg.threads} for n in names
     }
     dropped: set[str] = set()
-    for r in range(cfg.rounds):
-        for t in cfg.threads:
-            for name in interleaved(names, r):
-                if name in dropped:
-                    continue
-                log(f"round {r + 1}/{cfg.rounds}, {t} thread(s): {name}")
-                time.sleep(cfg.pause_s)
-                path = by[name]["path"]
-                args = ["block", path, "--threads", str(t), "--runs", str(cfg.runs)]
-                args += ["--warmup", str(cfg.warmup), "--budget", str(cfg.budget_s)]
-                try:
-                    res = run_json_child("benchmarks.child", args)
-                except RuntimeError as exc:
-                    dropped.add(name)
-                    if failed is not None:
-                        failed.append(failure(name, by[name]["kind"], f"timing failed: {exc}"))
-                    continue
-                if res["tensorflow_loaded"]:
-                    raise TensorFlowLoaded("the timing process imported TensorFlow")
-                p = res["models"][path]
-                out[name][t].append({k: p[k] for k in ("p50", "p90", "p99", "n")})
+    for r, t, name in interleaved_rounds(names, cfg.rounds, cfg.threads, dropped):
+        log(f"round {r + 1}/{cfg.rounds}, {t} thread(s): {name}")
+        time.sleep(cfg.pause_s)
+        path = by[name]["path"]
+        args = ["block", path, "--threads", str(t), "--runs", str(cfg.runs)]
+        args += ["--warmup", str(cfg.warmup), "--budget", str(cfg.budget_s)]
+        try:
+            res = run_json_child("benchmarks.child", args)
+        except RuntimeError as exc:
+            dropped.add(name)
+            if failed is not None:
+                failed.append(failure(name, by[name]["kind"], f"timing failed: {exc}"))
+            continue
+        if res["tensorflow_loaded"]:
+            raise TensorFlowLoaded("the timing process imported TensorFlow")
+        p = res["models"][path]
+        out[name][t].append({k: p[k] for k in ("p50", "p90", "p99", "n")})
     return {n: v for n, v in out.items() if n not in dropped}
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Stopwatch, interleaved, log, mb, median, spread
+from benchmarks.common import Stopwatch, interleaved_rounds, log, mb, median, spread
 
 #: What ``make bench`` optimizes on the sample: the default CPU plan plus the ONNX techniques.
 DEFAULT_TECHNIQUES = (
@@ -213,51 +213,47 @@ def measure(
     names = list(cands)
     res: dict[str, Any] = {n: {"latency": {str(t): [] for t in cfg.threads}} for n in names}
     dropped: set[str] = set()
-    for r in range(cfg.rounds):
-        for t in cfg.threads:
-            for name in interleaved(names, r):
-                if name in dropped:
-                    continue
-                log(f"round {r + 1}/{cfg.rounds}, {t} thread(s): evaluating {name}")
-                try:
-                    ev = _as_dict(
-                        evaluate(
-                            cands[name]["dir"],
-                            dataset,
-                            name=name,
-                            threads=t,
-                            isolate=True,
-                            latency_runs=cfg.latency_runs,
-                            warmup=cfg.warmup,
-                            time_budget_s=cfg.time_budget_s,
-                            **(eval_kwargs or {}),
-                        )
-                    )
-                except Exception as exc:  # noqa: BLE001 - one file must not end the run
-                    traceback.print_exc()
-                    dropped.add(name)
-                    if failed is not None:
-                        failed.append(
-                            {
-                                "name": name,
-                                "kind": cands[name]["kind"],
-                                "error": f"evaluate failed: {type(exc).__name__}: {exc}"[:300],
-                            }
-                        )
-                    continue
-                lat = ev["latency_ms"]
-                res[name]["latency"][str(t)].append(
-                    {"p50": lat["p50"], "p90": lat["p90"], "p99": lat["p99"], "runs": lat["runs"]}
+    for r, t, name in interleaved_rounds(names, cfg.rounds, cfg.threads, dropped):
+        log(f"round {r + 1}/{cfg.rounds}, {t} thread(s): evaluating {name}")
+        try:
+            ev = _as_dict(
+                evaluate(
+                    cands[name]["dir"],
+                    dataset,
+                    name=name,
+                    threads=t,
+                    isolate=True,
+                    latency_runs=cfg.latency_runs,
+                    warmup=cfg.warmup,
+                    time_budget_s=cfg.time_budget_s,
+                    **(eval_kwargs or {}),
                 )
-                res[name].update(
-                    accuracy=ev["accuracy"],
-                    num_samples=ev["num_samples"],
-                    size_bytes=ev["size_bytes"],
-                    size_gzip_bytes=ev.get("size_gzip_bytes"),
-                    sparsity=ev.get("sparsity"),
-                    peak_rss_mb=ev.get("peak_rss_mb"),
-                    format=ev["format"],
+            )
+        except Exception as exc:  # noqa: BLE001 - one file must not end the run
+            traceback.print_exc()
+            dropped.add(name)
+            if failed is not None:
+                failed.append(
+                    {
+                        "name": name,
+                        "kind": cands[name]["kind"],
+                        "error": f"evaluate failed: {type(exc).__name__}: {exc}"[:300],
+                    }
                 )
+            continue
+        lat = ev["latency_ms"]
+        res[name]["latency"][str(t)].append(
+            {"p50": lat["p50"], "p90": lat["p90"], "p99": lat["p99"], "runs": lat["runs"]}
+        )
+        res[name].update(
+            accuracy=ev["accuracy"],
+            num_samples=ev["num_samples"],
+            size_bytes=ev["size_bytes"],
+            size_gzip_bytes=ev.get("size_gzip_bytes"),
+            sparsity=ev.get("sparsity"),
+            peak_rss_mb=ev.get("peak_rss_mb"),
+            format=ev["format"],
+        )
     return {n: v for n, v in res.items() if n not in dropped}
 
 
