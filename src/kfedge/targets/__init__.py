@@ -223,11 +223,14 @@ class Target(_Strict):
         serving_resources: Requests and limits of the serving container.
         threads: Inference threads to use on the device (None: the runtime's default).
         notes: Free text: prerequisites, caveats.
+        devices: What pods need to reach the device: RuntimeClass, device-plugin resources,
+            host device paths (see :mod:`kfedge.targets.devices`).
         isa: The nodes' CPU instruction set when known (``x86-64-avx512-vnni``, ``arm64-dotprod``;
             see :mod:`kfedge.cpu`); ONNX Runtime INT8 weights follow it. None: ``arch`` alone,
             the settings accurate on every CPU of that architecture.
-        devices: What pods need to reach the device: RuntimeClass, device-plugin resources,
-            host device paths (see :mod:`kfedge.targets.devices`).
+        allow_cpu_fallback: When the node lacks the accelerator the profile asks for (ONNX
+            Runtime provider, TFLite delegate, OpenVINO device): False (default) fails the
+            evaluation in one line; True runs on the CPU and every figure is marked as CPU.
     """
 
     name: str
@@ -245,7 +248,9 @@ class Target(_Strict):
     serving_resources: Resources = Field(default_factory=Resources)
     threads: int | None = Field(default=None, ge=1)
     notes: str = ""
+    devices: DeviceNeeds = Field(default_factory=DeviceNeeds)
     isa: str | None = None
+    allow_cpu_fallback: bool = False
 
     @field_validator("isa")
     @classmethod
@@ -260,7 +265,6 @@ class Target(_Strict):
         if isa.arch != {"amd64": "x86-64", "arm64": "arm64"}.get(info.data.get("arch", "")):
             raise ValueError(f"isa {v!r} contradicts arch {info.data.get('arch')}")
         return isa.name
-    devices: DeviceNeeds = Field(default_factory=DeviceNeeds)
 
     @field_validator("name")
     @classmethod
