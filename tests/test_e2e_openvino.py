@@ -17,14 +17,14 @@ TECHNIQUES = ["openvino-int8", "fp32-onnx"]
 @pytest.fixture(scope="module")
 def vino_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("e2e-openvino")
+    goals = {"max_accuracy_drop": 0.02, "objective": "latency", "formats": ["openvino"]}
+    quick = {"calibration_samples": 64, "latency_runs": 30, "quiet": True}
     return run_local(
         target="intel-cpu-openvino",
         techniques=",".join(TECHNIQUES),
-        goals={"max_accuracy_drop": 0.02, "objective": "latency", "formats": ["openvino"]},
-        calibration_samples=64,
-        latency_runs=30,
+        goals=goals,
         output_dir=out,
-        quiet=True,
+        **quick,
     )
 
 

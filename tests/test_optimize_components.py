@@ -141,10 +141,14 @@ def test_export_fp32_keeps_what_the_edge_runs_and_exports_keras(
     from kfedge.formats import detect_format
     from kfedge.reference import export_fp32_into
 
-    keras_cand = tmp_path / "keras-in"
-    keras_cand.mkdir()
-    shutil.copy(baseline_model, keras_cand / "model.keras")
-    save_candidate(Candidate("my-model.keras", "imported", "keras", "model.keras"), keras_cand)
+    def imported(dirname: str, src: Path, name: str, fmt: str) -> Path:
+        where = tmp_path / dirname
+        where.mkdir()
+        shutil.copy(src, where / f"model.{fmt}")
+        save_candidate(Candidate(name, "imported", fmt, f"model.{fmt}"), where)
+        return where
+
+    keras_cand = imported("keras-in", baseline_model, "my-model.keras", "keras")
     out = _Artifact(tmp_path / "keras-out")
     assert export_fp32_into(out, keras_cand, keep_deployable=True, target="cpu-amd64") == (
         "my-model.keras"
@@ -158,10 +162,7 @@ def test_export_fp32_keeps_what_the_edge_runs_and_exports_keras(
     export_fp32_into(out, keras_cand, "tflite", keep_deployable=True, target="nvidia-gpu")
     assert load_candidate(out.path).format == "onnx"
 
-    onnx_cand = tmp_path / "onnx-in"
-    onnx_cand.mkdir()
-    shutil.copy(fp32_onnx, onnx_cand / "model.onnx")
-    save_candidate(Candidate("theirs.onnx", "imported", "onnx", "model.onnx"), onnx_cand)
+    onnx_cand = imported("onnx-in", fp32_onnx, "theirs.onnx", "onnx")
     out = _Artifact(tmp_path / "onnx-out")
     # an ONNX model on a TFLite-first target is measured as it is, not converted
     assert export_fp32_into(out, onnx_cand, keep_deployable=True, target="cpu-amd64") == (

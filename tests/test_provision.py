@@ -119,25 +119,12 @@ def test_provision_bad_inputs(tmp_path: Path, fp32_tflite: Path):
 
 def test_plan_the_model_cannot_take_is_refused_in_provision(fp32_tflite: Path, tmp_path: Path):
     """Pruning needs a Keras model: a .tflite baseline is refused before anything is written."""
+    args = (str(fp32_tflite), "sample://digits", "cpu-amd64", tmp_path / "m", tmp_path / "d")
     with pytest.raises(ModelFormatError, match="pruning needs a tf_keras model"):
-        provision(
-            str(fp32_tflite),
-            "sample://digits",
-            "cpu-amd64",
-            tmp_path / "m",
-            tmp_path / "d",
-            techniques=["prune"],
-        )
+        provision(*args, techniques=["prune"])
     assert not (tmp_path / "m").exists() and not (tmp_path / "d").exists()
-    spec = provision(  # evaluation only: no technique plan to hold the .tflite to
-        str(fp32_tflite),
-        "sample://digits",
-        "cpu-amd64",
-        tmp_path / "m",
-        tmp_path / "d",
-        techniques=["prune"],
-        optimize=False,
-    )
+    # evaluation only: no technique plan to hold the .tflite to
+    spec = provision(*args, techniques=["prune"], optimize=False)
     assert spec["techniques"] == [] and spec["model_format"] == "tflite"
 
 

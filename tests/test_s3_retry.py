@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,12 @@ from kfedge import storage
 from kfedge.errors import NotFoundError, StorageError, TransientStorageError
 
 pytestmark = pytest.mark.s3
+
+
+@pytest.fixture()
+def faulty_s3(s3_bucket: str, s3_env: S3Server, through):  # noqa: ANN001
+    """The bucket, the real S3 server and the fault-injecting proxy factory, together."""
+    return s3_bucket, s3_env, through
 
 
 @pytest.fixture
@@ -43,12 +50,11 @@ def _retries(caplog: pytest.LogCaptureFixture) -> list[str]:
 @pytest.mark.parametrize("mode", ["reset", "slowdown"])
 def test_transient_fault_is_retried_and_the_fetch_succeeds(
     mode: str,
-    s3_bucket: str,
-    s3_env: S3Server,
-    through,  # noqa: ANN001
+    faulty_s3: tuple[str, S3Server, Callable[..., FaultyProxy]],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    s3_bucket, s3_env, through = faulty_s3
     data = os.urandom(50_000)
     src = tmp_path / "model.tflite"
     src.write_bytes(data)
@@ -90,13 +96,12 @@ def test_upload_through_reset_connections_succeeds(
 
 
 def test_server_listening_only_after_a_delay_is_waited_for(
-    s3_bucket: str,
-    s3_env: S3Server,
-    through,  # noqa: ANN001
+    faulty_s3: tuple[str, S3Server, Callable[..., FaultyProxy]],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Connection refused (a server restarting) is transient: the retries bridge 1 s."""
+    s3_bucket, s3_env, through = faulty_s3
     s3_env.client().put_object(s3_bucket, "k", __import__("io").BytesIO(b"abc"), 3)
     through(delay=1.0)
     caplog.set_level(logging.WARNING, logger="kfedge.retry")

@@ -69,6 +69,17 @@ class Isa:
         return bool({"vnni", "amx"} & self.extensions)
 
 
+def known_isa(value: str | None) -> str | None:
+    """A pydantic validator for an optional ISA name: refuses names :func:`parse_isa` refuses.
+
+    Reused by every technique config with an ``isa`` field
+    (``_known_isa = field_validator("isa")(known_isa)``).
+    """
+    if value:
+        parse_isa(value)
+    return value
+
+
 def parse_isa(name: str) -> Isa:
     """Parse an ISA name (``x86-64-avx2``, ``arm64-dotprod``, ``host``...).
 

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from kfedge import compat
-from kfedge.cpu import OrtInt8Settings, ort_int8_settings, parse_isa
+from kfedge.cpu import OrtInt8Settings, known_isa, ort_int8_settings, parse_isa
 from kfedge.errors import ModelFormatError
 from kfedge.formats import KERAS_FORMATS, detect_format
 from kfedge.fsutil import remove_path
@@ -41,12 +41,7 @@ class IsaConfig(OnnxConfig):
         description="7-bit weights; None: chosen for isa (on wherever VNNI is not known).",
     )
 
-    @field_validator("isa")
-    @classmethod
-    def _known_isa(cls, v: str | None) -> str | None:
-        if v:
-            parse_isa(v)
-        return v
+    _known_isa = field_validator("isa")(known_isa)
 
 
 def int8_settings(cfg: Any) -> OrtInt8Settings:

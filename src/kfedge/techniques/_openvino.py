@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from kfedge import compat
-from kfedge.cpu import Isa, parse_isa
+from kfedge.cpu import Isa, known_isa, parse_isa
 from kfedge.errors import ModelFormatError
 from kfedge.formats import KERAS_FORMATS, detect_format
 from kfedge.fsutil import remove_path
@@ -158,12 +158,7 @@ class NncfConfig(OpenVinoConfig):
         description="Keep the first / last weighted layer (Conv, MatMul) in float.",
     )
 
-    @field_validator("isa")
-    @classmethod
-    def _known_isa(cls, v: str | None) -> str | None:
-        if v:
-            parse_isa(v)
-        return v
+    _known_isa = field_validator("isa")(known_isa)
 
 
 def overflow_fix(cfg: Any) -> tuple[str, str]:

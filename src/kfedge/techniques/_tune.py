@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from kfedge.cpu import detect_isa, parse_isa
+from kfedge.cpu import detect_isa, known_isa, parse_isa
 from kfedge.errors import KfedgeError, ModelFormatError
 from kfedge.fsutil import remove_path
 from kfedge.techniques._base import Source, TechniqueConfig, check_data, load_xy
@@ -77,12 +77,7 @@ class TuneConfig(TechniqueConfig):
         default=None, ge=1, description="Quick-check threads (None: the CPUs this may use)."
     )
 
-    @field_validator("isa")
-    @classmethod
-    def _known_isa(cls, v: str | None) -> str | None:
-        if v:
-            parse_isa(v)
-        return v
+    _known_isa = field_validator("isa")(known_isa)
 
 
 class TuneTechnique(Technique):
