@@ -118,9 +118,14 @@ def test_checker_catches_placement_from_the_wrong_type_or_dag(deploy_docs: list)
     assert any("nodeSelectorJson" in p for p in pipeline_problems(docs))
     docs = copy.deepcopy(deploy_docs)
     execs = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    execs["exec-deploy"]["secretAsEnv"][0]["secretNameParameter"] = {
-        "componentInputParameter": "s3_secret"  # a root input, but deploy runs in condition-2
-    }
+    # deploy has no Secret of its own (KServe fetches the model); give it one whose name is a
+    # root input, though deploy runs in condition-2, where that input does not exist
+    execs.setdefault("exec-deploy", {})["secretAsEnv"] = [
+        {
+            "keyToEnv": [{"envVar": "AWS_ACCESS_KEY_ID", "secretKey": "accesskey"}],
+            "secretNameParameter": {"componentInputParameter": "s3_secret"},
+        }
+    ]
     assert any("secretNameParameter" in p for p in pipeline_problems(docs))
 
 
