@@ -96,19 +96,24 @@ def test_tensorflow_models_are_skipped_with_a_reason(baseline_model: Path) -> No
 def test_benchmark_step_names_from_candidates_and_refuses_duplicates(
     fp32_tflite: Path, fp32_onnx: Path, sample_dataset: Path, tmp_path: Path
 ) -> None:
-    from kfedge.candidate import load_candidate
+    from kfedge.candidate import Candidate, save_candidate
 
+    dirs = []
+    for src, fmt in ((fp32_tflite, "tflite"), (fp32_onnx, "onnx")):
+        d = tmp_path / f"fp32-{fmt}"
+        d.mkdir()
+        shutil.copy(sidebyside_model(src), d / f"model.{fmt}")
+        save_candidate(Candidate(f"fp32-{fmt}", f"fp32-{fmt}", fmt, f"model.{fmt}"), d)
+        dirs.append(d)
     out = tmp_path / "timings.json"
     res = sidebyside.benchmark_from_files(
-        [fp32_tflite, fp32_onnx], sample_dataset, out, rounds=2, round_budget_s=0.05, threads=1
+        dirs, sample_dataset, out, rounds=2, round_budget_s=0.05, threads=1
     )
-    assert set(res.models) == {load_candidate(fp32_tflite).name, load_candidate(fp32_onnx).name}
+    assert set(res.models) == {"fp32-tflite", "fp32-onnx"}  # the candidates' own names
     assert sidebyside.load(out).rounds == 2
     assert res.kfp_metadata()["threads"] == 1
     with pytest.raises(InvalidInputError, match="unique"):
-        sidebyside.benchmark_from_files(
-            [fp32_tflite, fp32_tflite], sample_dataset, out, rounds=1, threads=1
-        )
+        sidebyside.benchmark_from_files([dirs[0], dirs[0]], sample_dataset, out, threads=1)
 
 
 def test_absent_accelerator_fails_the_benchmark_in_one_line(
