@@ -14,7 +14,7 @@ from typing import Any
 from kfedge import compat, fsutil
 from kfedge.errors import ModelFormatError
 from kfedge.formats import KERAS_FORMATS, detect_format
-from kfedge.fsutil import write_atomic  # noqa: F401  (re-export for older imports)
+from kfedge.fsutil import write_atomic
 from kfedge.models import export_savedmodel, is_keras3_file, load_keras
 
 DEFAULT_OPSET = 17

@@ -43,6 +43,8 @@ _FLAGS = {
     "asimddp": "dotprod",
     "i8mm": "i8mm",
 }
+#: The /proc/cpuinfo flags that move INT8 speed and accuracy (what reports list).
+CPUINFO_FLAGS: tuple[str, ...] = tuple(_FLAGS)
 
 
 @dataclass(frozen=True)

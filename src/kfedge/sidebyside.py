@@ -283,14 +283,10 @@ class _Worker:
         return peak
 
 
-def _peak_rss_mb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 2)
-    except OSError:
-        pass
-    return None
+def _peak_rss_mb() -> float:
+    from kfedge.timing import _peak_rss_mb as peak
+
+    return round(peak()[0], 2)
 
 
 def worker_main(path: str, batch_file: str, options: dict[str, Any]) -> int:
@@ -333,23 +329,29 @@ def worker_main(path: str, batch_file: str, options: dict[str, Any]) -> int:
 
 # -------------------------------------------------------------------------------- session
 def machine_info() -> dict[str, Any]:
-    """CPU model, instruction-set flags that move INT8 speed, and platform."""
+    """The measuring machine, its platform name and the ISA flags that move INT8 speed.
+
+    The CPU, cores and OS come from :func:`kfedge.timing.machine_info`; the flags are those of
+    :data:`kfedge.cpu.CPUINFO_FLAGS` this CPU has.
+    """
     import platform
 
-    info: dict[str, Any] = {"machine": platform.machine(), "cpu": platform.processor() or ""}
+    from kfedge.cpu import CPUINFO_FLAGS
+    from kfedge.timing import machine_info as base_info
+
     flags: set[str] = set()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key = line.split(":", 1)[0].strip()
-            if key == "model name" and not info["cpu"]:
-                info["cpu"] = line.split(":", 1)[1].strip()
-            if key in ("flags", "Features"):
-                flags.update(line.split(":", 1)[1].split())
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("flags", "Features"):
+                flags.update(value.split())
     except OSError:
         pass
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
-    info["isa"] = sorted(f for f in wanted if f in flags)
-    return info
+    return {
+        **base_info(),
+        "machine": platform.machine(),
+        "isa": sorted(f for f in CPUINFO_FLAGS if f in flags),
+    }
 
 
 def time_side_by_side(
