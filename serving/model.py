@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -49,11 +48,10 @@ INLINE_VALUES = 16 * 1024
 
 
 def default_workers() -> int:
-    """One inference worker per CPU this process may run on (its affinity, else the count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    """One inference worker per CPU this process may use (affinity and cgroup CPU quota)."""
+    from kfedge.cpu import usable_cpus
+
+    return usable_cpus()[0]
 
 
 #: numpy dtype name -> Open Inference Protocol datatype.

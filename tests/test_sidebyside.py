@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kfedge import sidebyside, stats
+from kfedge import cpu, sidebyside, stats
 from kfedge.errors import InvalidInputError
 
 
 def test_threads_never_exceed_usable_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sidebyside.os, "cpu_count", lambda: 8)
-    monkeypatch.setattr(sidebyside.os, "sched_getaffinity", lambda _pid: {0})
-    monkeypatch.setattr(sidebyside, "_cgroup_quota", lambda: None)
-    assert sidebyside.usable_cpus() == (1, "affinity")
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda _pid: {0})
+    monkeypatch.setattr(cpu, "_cgroup_quota", lambda: None)
+    assert cpu.usable_cpus() == (1, "affinity")
     assert sidebyside.resolve_threads(4) == (1, 1, "affinity")
-    monkeypatch.setattr(sidebyside.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
-    monkeypatch.setattr(sidebyside, "_cgroup_quota", lambda: 2)
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    monkeypatch.setattr(cpu, "_cgroup_quota", lambda: 2)
     assert sidebyside.resolve_threads(0) == (2, 2, "cgroup cpu quota")
 
 
@@ -30,10 +30,10 @@ def test_cgroup_v2_quota_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         return tmp_path / "cpu.max" if p == "/sys/fs/cgroup/cpu.max" else real(p)
 
     (tmp_path / "cpu.max").write_text("250000 100000\n")
-    monkeypatch.setattr(sidebyside, "Path", fake)
-    assert sidebyside._cgroup_quota() == 2
+    monkeypatch.setattr(cpu, "Path", fake)
+    assert cpu._cgroup_quota() == 2
     (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert sidebyside._cgroup_quota() is None
+    assert cpu._cgroup_quota() is None
 
 
 @pytest.fixture(scope="module")

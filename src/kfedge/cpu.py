@@ -21,6 +21,7 @@ CPU this code runs on (:func:`detect_isa`).
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,3 +204,41 @@ def ort_int8_settings(isa: Isa | None, weight_type: str = "int8") -> OrtInt8Sett
         f"{isa.name}{unknown}: U8S8 runs with VPMADDUBSW, whose int16 pair sums saturate; "
         "7-bit weights (reduce_range) avoid it",
     )
+
+
+def usable_cpus() -> tuple[int, str]:
+    """How many CPUs this process may really use, and how that was decided.
+
+    The smallest of: the CPU affinity mask, the cgroup v2 quota (``cpu.max``) or v1 quota
+    (``cpu.cfs_quota_us / cpu.cfs_period_us``), rounded down (at least 1).
+
+    Returns:
+        ``(cpus, source)`` where source names the limiting rule.
+    """
+    best, source = os.cpu_count() or 1, "os.cpu_count"
+    try:
+        aff = len(os.sched_getaffinity(0))
+        if aff < best:
+            best, source = aff, "affinity"
+    except (AttributeError, OSError):
+        pass
+    quota = _cgroup_quota()
+    if quota is not None and quota < best:
+        best, source = quota, "cgroup cpu quota"
+    return max(1, best), source
+
+
+def _cgroup_quota() -> int | None:
+    try:
+        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if text and text[0] != "max":
+            return max(1, int(int(text[0]) / int(text[1])))
+        return None
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return max(1, q // p) if q > 0 and p > 0 else None
+    except (OSError, ValueError):
+        return None

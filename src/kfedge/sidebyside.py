@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from kfedge import stats
+from kfedge import cpu, stats
 from kfedge.errors import AcceleratorError, InvalidInputError, KfedgeError
 from kfedge.formats import DEPLOYABLE
 
@@ -41,51 +41,13 @@ TIMED_FORMATS = DEPLOYABLE
 
 
 # ----------------------------------------------------------------------------------- CPUs
-def usable_cpus() -> tuple[int, str]:
-    """How many CPUs this process may really use, and how that was decided.
-
-    The smallest of: the CPU affinity mask, the cgroup v2 quota (``cpu.max``) or v1 quota
-    (``cpu.cfs_quota_us / cpu.cfs_period_us``), rounded down (at least 1).
-
-    Returns:
-        ``(cpus, source)`` where source names the limiting rule.
-    """
-    best, source = os.cpu_count() or 1, "os.cpu_count"
-    try:
-        aff = len(os.sched_getaffinity(0))
-        if aff < best:
-            best, source = aff, "affinity"
-    except (AttributeError, OSError):
-        pass
-    quota = _cgroup_quota()
-    if quota is not None and quota < best:
-        best, source = quota, "cgroup cpu quota"
-    return max(1, best), source
-
-
-def _cgroup_quota() -> int | None:
-    try:
-        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if text and text[0] != "max":
-            return max(1, int(int(text[0]) / int(text[1])))
-        return None
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        return max(1, q // p) if q > 0 and p > 0 else None
-    except (OSError, ValueError):
-        return None
-
-
 def resolve_threads(requested: int | None) -> tuple[int, int, str]:
     """Threads to time with: the request (0/None = all usable CPUs), never above usable CPUs.
 
     Returns:
         ``(threads, usable, source)``.
     """
-    usable, source = usable_cpus()
+    usable, source = cpu.usable_cpus()
     want = requested or usable
     return min(want, usable), usable, source
 
