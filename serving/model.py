@@ -154,6 +154,7 @@ class EdgeModel(Model):
         model_dir: Candidate directory, model file, or storage URI.
         threads: Inference threads of the runtime (default ``KFEDGE_THREADS`` or all cores).
         providers: ONNX Runtime execution providers in order of preference.
+        device: OpenVINO device of an OpenVINO IR model (``CPU``, ``GPU``, ``NPU``).
         max_batch: Largest batch one request may carry.
         infer_workers: Inference workers: threads running inference off the event loop, each
             with its own interpreter (TFLite, OpenVINO: the runner's pool; the ``threads`` are
@@ -172,6 +173,7 @@ class EdgeModel(Model):
         *,
         threads: int | None = None,
         providers: list[str] | None = None,
+        device: str = "CPU",
         max_batch: int = DEFAULT_MAX_BATCH,
         infer_workers: int | None = DEFAULT_INFER_WORKERS,
         download_dir: str | Path | None = None,
@@ -191,6 +193,7 @@ class EdgeModel(Model):
         self.model_dir = str(model_dir)
         self.threads = threads
         self.providers = providers
+        self.device = device
         self.max_batch = max_batch
         self.infer_workers = infer_workers or default_workers()
         self.download_dir = download_dir
@@ -214,6 +217,7 @@ class EdgeModel(Model):
             threads=self.threads,
             providers=self.providers,
             instances=self.infer_workers,
+            device=self.device,
         )
         for spec in [*self.runner.inputs, *self.runner.outputs]:
             v2_datatype(spec.dtype)  # refuse unservable dtypes at load, not per request

@@ -94,6 +94,12 @@ def add_server_options(parser: Any, kserve_parser: bool = False) -> None:
         default=None,
         help="comma-separated ONNX Runtime execution providers, in order of preference",
     )
+    parser.add_argument(
+        "--device",
+        default="CPU",
+        help="OpenVINO device for OpenVINO IR models: CPU, GPU or NPU (default %(default)s; "
+        "an absent device falls back to the CPU, and /v2/models/NAME says so)",
+    )
     parser.add_argument("--download_dir", default=None, help="where a remote model is downloaded")
     parser.add_argument("--log_level", default=os.environ.get("KFEDGE_LOG_LEVEL", "INFO"))
 
@@ -114,6 +120,7 @@ def server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "ssl_keyfile": args.ssl_keyfile,
         "threads": args.threads,
         "providers": providers,
+        "device": args.device,
         "max_batch": args.max_batch,
         "max_body_bytes": args.max_body_bytes,
         "body_timeout": args.body_timeout,

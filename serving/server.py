@@ -339,6 +339,7 @@ def serve(
     grpc_port: int | None = None,
     threads: int | None = None,
     providers: list[str] | None = None,
+    device: str = "CPU",
     max_batch: int = DEFAULT_MAX_BATCH,
     max_body_bytes: int | None = None,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
@@ -364,6 +365,7 @@ def serve(
         grpc_port: Also serve the V2 gRPC protocol on this port (on ``host``); None = off.
         threads: Inference threads of the runtime, in all.
         providers: ONNX Runtime execution providers in order of preference.
+        device: OpenVINO device of an OpenVINO IR model (``CPU``, ``GPU``, ``NPU``).
         max_batch: Largest batch one request may carry (bigger -> 400).
         max_body_bytes: Request body limit (bigger -> 400); None = derived from the model.
         body_timeout: Seconds a request body may take to arrive (then 408).
@@ -388,6 +390,7 @@ def serve(
         model_path_or_uri,
         threads=threads,
         providers=providers,
+        device=device,
         max_batch=max_batch,
         infer_workers=infer_workers,
         download_dir=download_dir,

@@ -89,6 +89,24 @@ def test_jetson_specifics_gpu_toleration_and_onnx_providers() -> None:
     ]
 
 
+def test_openvino_models_are_served_on_the_profiles_openvino_device() -> None:
+    npu = build_inference_service("d", "s3://m/d", "intel-npu", model_format="openvino")
+    assert npu["spec"]["predictor"]["model"]["args"] == ["--device=NPU"]
+    cpu = build_inference_service("d", "s3://m/d", "intel-cpu-openvino", model_format="openvino")
+    assert not cpu["spec"]["predictor"]["model"].get("args")
+
+
+def test_serving_options_carry_the_openvino_device() -> None:
+    import argparse
+
+    from kfedge.serving.options import add_server_options, server_kwargs
+
+    parser = argparse.ArgumentParser()
+    add_server_options(parser)
+    assert server_kwargs(parser.parse_args([]))["device"] == "CPU"
+    assert server_kwargs(parser.parse_args(["--device", "NPU"]))["device"] == "NPU"
+
+
 def test_modes_and_uris() -> None:
     isvc = build_inference_service(
         "d", "minio://mlpipeline/v2/artifacts/x", "cpu-amd64", deployment_mode="Standard"

@@ -47,3 +47,18 @@ def test_absent_device_refused_or_marked(ir_model: Path) -> None:
         load_runner(ir_model, threads=1, device="NPU", allow_cpu_fallback=False)
     r = load_runner(ir_model, threads=1, device="NPU", allow_cpu_fallback=True)
     assert r.describe()["device"] == "CPU" and r.describe()["fallback_to_cpu"] is True
+
+
+def test_model_server_loads_ir_on_the_requested_device(ir_model: Path) -> None:
+    from kfedge.serving.model import EdgeModel
+
+    m = EdgeModel("ov", ir_model, threads=1, device="NPU", infer_workers=1)
+    m.load()
+    try:
+        d = m.runner.describe()
+        # no NPU on a CI machine: the server's runner fell back to the CPU and says so
+        assert d["device"] in ("CPU", "NPU")
+        assert d["fallback_to_cpu"] is (d["device"] == "CPU")
+        assert d["requested_device"] == "NPU"
+    finally:
+        m.stop()

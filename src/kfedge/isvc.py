@@ -230,6 +230,8 @@ def build_inference_service(
     args = None
     if model_format == "onnx" and tgt.onnx_providers != ["CPUExecutionProvider"]:
         args = [f"--providers={','.join(tgt.onnx_providers)}"]
+    if model_format == "openvino" and tgt.openvino_device != "CPU":
+        args = [f"--device={tgt.openvino_device}"]
     from kfedge._version import SERVING_IMAGE
 
     image = tgt.runtime_image if tgt.runtime_image != SERVING_IMAGE else None

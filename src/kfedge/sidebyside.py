@@ -443,9 +443,7 @@ def runner_options(target: str | None) -> tuple[dict[str, Any], int | None]:
         "delegate": p.tflite_delegate,
         "allow_cpu_fallback": p.allow_cpu_fallback,
     }
-    ov = p.onnx_provider_options.get("OpenVINOExecutionProvider", {})
-    if ov.get("device_type"):
-        opts["device"] = str(ov["device_type"]).split("_")[0]
+    opts["device"] = p.openvino_device
     return opts, p.threads
 
 

@@ -350,6 +350,17 @@ class Target(_Strict):
             )
         return self
 
+    @property
+    def openvino_device(self) -> str:
+        """The OpenVINO device OpenVINO IR models run on (``CPU``, ``GPU``, ``NPU``).
+
+        Read from the ``OpenVINOExecutionProvider`` options' ``device_type`` (``GPU_FP16`` ->
+        ``GPU``), so ONNX and IR candidates of one profile use the same device; ``CPU`` when
+        the profile names none.
+        """
+        ov = self.onnx_provider_options.get("OpenVINOExecutionProvider", {})
+        return str(ov.get("device_type") or "CPU").split("_")[0]
+
     def k8s_node_selector(self) -> dict[str, str]:
         """The node selector with ``kubernetes.io/arch`` set from ``arch``."""
         return {ARCH_LABEL: self.arch, **self.node_selector}
