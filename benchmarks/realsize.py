@@ -33,12 +33,34 @@ from benchmarks.common import (
     spread,
 )
 
-#: kfedge techniques applied to every real-size model.
-TECHNIQUES = ("fp32-tflite", "fp32-onnx", "ptq-dynamic", "ptq-fp16", "ptq-int8", "onnx-int8-static")
+#: kfedge techniques applied to every real-size model: every post-training technique of the
+#: ``cpu-amd64`` plan, the OpenVINO ones and both tuning searches.
+TECHNIQUES = (
+    "fp32-tflite",
+    "fp32-onnx",
+    "fp32-openvino",
+    "ptq-dynamic",
+    "ptq-fp16",
+    "ptq-int8",
+    "onnx-int8-static",
+    "openvino-int8",
+    "tune-onnx-int8",
+    "tune-openvino-int8",
+)
+#: Techniques that take a calibration-sample count.
+CALIBRATED = (
+    "ptq-int8",
+    "onnx-int8-static",
+    "openvino-int8",
+    "tune-onnx-int8",
+    "tune-openvino-int8",
+)
 #: Every ratio's denominator: ONNX Runtime running kfedge's FP32 ONNX export.
 BASELINE = "fp32-onnx"
 #: The FP32 model of each format (a second, same-format ratio).
-FORMAT_FP32 = {"tflite": "fp32-tflite", "onnx": "fp32-onnx"}
+FORMAT_FP32 = {"tflite": "fp32-tflite", "onnx": "fp32-onnx", "openvino": "fp32-openvino"}
+#: The issue's speed goals: kfedge's choice at most this ratio to ORT FP32, per model.
+GOALS = {"mobilenetv2-224": 0.60, "resnet50": 0.50}
 #: Name of the hand-written ONNX Runtime reference.
 ORT_REFERENCE = "ort-static-qdq-reference"
 
@@ -128,7 +150,7 @@ def kfedge_candidates(
         names.insert(0, BASELINE)
     for name in names:
         params: dict[str, Any] = {}
-        if name in ("ptq-int8", "onnx-int8-static"):
+        if name in CALIBRATED:
             params["calibration_samples"] = cfg.calibration_samples
         source = work / BASELINE if name.startswith("onnx-") else keras_path
         dest = work / name
@@ -150,6 +172,7 @@ def kfedge_candidates(
                     seconds,
                     technique=name,
                     settings=cand.stats.get("int8_settings"),
+                    **_search_facts(cand.stats),
                 )
             )
         except Exception as exc:  # noqa: BLE001 - one failed technique must not end the run
@@ -157,6 +180,104 @@ def kfedge_candidates(
             traceback.print_exc()
             failed.append(failure(name, "kfedge", exc))
     return made, failed
+
+
+def _search_facts(st: dict[str, Any]) -> dict[str, Any]:
+    """A tuning search's facts from ``candidate.json`` stats (nothing for other techniques)."""
+    if "search" not in st:
+        return {}
+    tried = st["search"]
+    return {
+        "search": {
+            "seconds": st.get("search_seconds"),
+            "tried": len(tried),
+            "chosen_params": st.get("chosen_params"),
+            "stopped": st.get("stopped"),
+            "variants": [
+                {k: v for k, v in e.items() if k in ("params", "ratio", "accurate", "error")}
+                for e in tried
+            ],
+        }
+    }
+
+
+def kfedge_choice(rows: list[dict[str, Any]], threads: int) -> dict[str, Any] | None:
+    """The candidate kfedge's selection keeps among its own files, by the side-by-side figures.
+
+    The selection's latency rule (:mod:`kfedge.select`): a candidate counts only when it is not
+    slower than ORT FP32 (FP32 itself is a candidate); the fastest (lowest paired ratio) anchors
+    the first tier, every candidate not really slower than it (:func:`kfedge.stats.compare_ratio`
+    on their own paired ratio) is tied with it, and ties go to the smaller file. Accuracy is not
+    judged here (random weights): the sample's section carries the accuracy drops.
+
+    Returns:
+        ``{"name", "threads", "ratio", "ratio_ci", "tied", "rule"}``, or None (no kfedge file).
+    """
+    from kfedge.stats import compare_ratio, ratio_estimate
+
+    t = str(threads)
+
+    def not_slower(r: dict[str, Any]) -> bool:
+        return compare_ratio(_est(r["latency"][t]["vs_ort_fp32"])) != "slower"
+
+    pool = [r for r in rows if r["kind"] == "kfedge" and (r["name"] == BASELINE or not_slower(r))]
+    if not pool:
+        return None
+    ratio = {r["name"]: (r["latency"][t]["vs_ort_fp32"] or {"ratio": 1.0})["ratio"] for r in pool}
+    best = min(pool, key=lambda r: (ratio[r["name"]], r["name"]))
+    tied = []
+    for r in pool:
+        if r is best:
+            tied.append(r)
+            continue
+        est = ratio_estimate(r["latency"][t]["p50_rounds"], best["latency"][t]["p50_rounds"])
+        if compare_ratio(est) != "slower":
+            tied.append(r)
+    chosen = min(tied, key=lambda r: (r["size_bytes"], ratio[r["name"]]))
+    lat = chosen["latency"][t]["vs_ort_fp32"]
+    return {
+        "name": chosen["name"],
+        "threads": threads,
+        "ratio": lat["ratio"] if lat else 1.0,
+        "ratio_ci": [lat["low"], lat["high"]] if lat else [1.0, 1.0],
+        "tied": sorted(r["name"] for r in tied),
+        "rule": "fastest kfedge file not slower than ORT FP32; ties within noise go to the smaller",
+    }
+
+
+def op_profiles(
+    made: list[dict[str, Any]], choice: dict[str, Any] | None, threads: int, runs: int = 50
+) -> dict[str, Any]:
+    """Per-operator profiles of ORT FP32 and of kfedge's choice (:mod:`benchmarks.opprofile`).
+
+    Each in a fresh process without TensorFlow, after the timing rounds.
+
+    Returns:
+        ``{name: profile}``; a profile that failed says why (``available`` false).
+    """
+    by = {e["name"]: e for e in made}
+    names = [BASELINE] + ([choice["name"]] if choice and choice["name"] != BASELINE else [])
+    out: dict[str, Any] = {}
+    for name in names:
+        if name not in by:
+            continue
+        log(f"profiling {name} per operator ({threads} thread(s))")
+        args = [by[name]["path"], "--threads", str(threads), "--runs", str(runs)]
+        try:
+            out[name] = run_json_child("benchmarks.opprofile", args)
+        except RuntimeError as exc:
+            out[name] = {"available": False, "reason": str(exc).splitlines()[0][:300]}
+    return out
+
+
+def _est(d: dict[str, Any] | None) -> Any:
+    """A :class:`kfedge.stats.RatioEstimate` from its dict (a tie at 1 for the baseline)."""
+    from kfedge.stats import RatioEstimate
+
+    if d is None:
+        return RatioEstimate(ratio=1.0, low=1.0, high=1.0, rounds=0, confidence=0.95, spread=0.0)
+    keys = ("ratio", "low", "high", "rounds", "confidence", "spread")
+    return RatioEstimate(**{k: d[k] for k in keys if k in d})
 
 
 def reference_candidate(fp32_onnx: Path, data: Path, work: Path, samples: int) -> dict[str, Any]:
@@ -294,6 +415,9 @@ def run_model(
                 (failed if pe.get("status") == "failed" else made).append(pe)
     timing = time_side_by_side(made, cfg, failed)
     made = [e for e in made if e["name"] in timing]
+    rows = summarize(made, timing, cfg.threads)
+    t_choice = max(cfg.threads)
+    choice = kfedge_choice(rows, t_choice)
     return {
         "model": key,
         "label": s.label,
@@ -301,7 +425,10 @@ def run_model(
         "params": prep["params"],
         "input_shape": list(s.input_shape),
         "classes": s.classes,
-        "rows": summarize(made, timing, cfg.threads),
+        "rows": rows,
+        "choice": choice,
+        "profiles": op_profiles(made, choice, t_choice),
+        "goal": GOALS.get(key),
         "failed": failed,
         "peers": peer_info,
         # scratch paths for later sections (benchmarks.run drops "_" keys before saving)

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.render_fidelity import TITLE as FIDELITY_TITLE
+from benchmarks.render_fidelity import fidelity_md
 from benchmarks.render_real import compression_md, olive_md, sidebyside_md
 from benchmarks.render_sample import e2e_md, seeds_md, serving_md, traps_md
 from benchmarks.text import md_table
@@ -34,6 +36,7 @@ SECTION_TITLES = {
     "traps": "6. Measuring traps",
     "serving": "7. Serving",
     "e2e": "8. `make run` end to end",
+    "fidelity": FIDELITY_TITLE,
 }
 _VNNI = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 
@@ -112,6 +115,7 @@ def header_md(results: dict[str, Any]) -> str:
         f"{results['seconds'] / 60:.1f} min (sections: {secs or 'none'}). Nothing here is "
         "written by hand: a test renders the JSON again and requires this file to match.",
         "",
+        *updates_md(results),
         "How to read the figures:",
         "",
         "- Latency is batch-1 inference with warm-up excluded, timed in a fresh process per file "
@@ -129,17 +133,56 @@ def header_md(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def search_md(results: dict[str, Any]) -> str:
-    """Section: the tuning search's time (a slot until kfedge has a search)."""
-    s = results.get("search") or {"status": "not available", "reason": "not recorded"}
-    out = ["## 5. Tuning search", ""]
-    if s.get("status") == "measured":
+def updates_md(results: dict[str, Any]) -> list[str]:
+    """Lines for the sections measured later by ``--update`` runs (each with its provenance)."""
+    out = []
+    for u in results.get("updates", []):
+        load = u.get("load_average_at_start") or []
+        load_s = f", 1-minute load at start {load[0]:.2f}" if load else ""
         out.append(
-            f"kfedge's search took {s['seconds']:.1f} s and tried {s['tried']} configurations."
+            f"- Measured later, {u['mode']} run: {', '.join(u['sections'])} "
+            f"(`{u['command']}` on {u['date']}, {u['seconds'] / 60:.1f} min{load_s}); these "
+            "sections replace the first run's and the quick-run warning does not apply to them."
+            if u["mode"] == "full" and results["mode"] == "quick"
+            else f"- Measured later, {u['mode']} run: {', '.join(u['sections'])} "
+            f"(`{u['command']}` on {u['date']}, {u['seconds'] / 60:.1f} min{load_s})."
         )
-    else:
+    return [*out, ""] if out else []
+
+
+def search_md(results: dict[str, Any]) -> str:
+    """Section: the tuning searches' time (from the side-by-side section's ``tune-*`` files)."""
+    s = results.get("search") or {"status": "not measured", "reason": "not recorded"}
+    out = ["## 5. Tuning search", ""]
+    if s.get("status") != "measured":
         out.append(f"Search time: {s['status']} — {s['reason']}.")
-    return "\n".join(out + [""])
+        return "\n".join(out + [""])
+    out.append(
+        "What this shows: how long each of kfedge's bounded tuning searches took on this "
+        "machine (variants applied, scored and quick-checked side by side with their FP32 "
+        "model), how many variants it tried, why it stopped and what it kept. Budget: 3 "
+        "minutes per search."
+    )
+    rows = []
+    for f in s["searches"]:
+        chosen = ", ".join(f"{k}={v}" for k, v in (f.get("chosen_params") or {}).items())
+        over = " (over the 3-minute budget)" if (f["seconds"] or 0) > 180 else ""
+        rows.append(
+            [
+                f["model"],
+                f"`{f['technique']}`",
+                f"{f['seconds']:.0f} s{over}" if f["seconds"] is not None else "-",
+                f["tried"],
+                f["stopped"] or "-",
+                chosen or "defaults",
+            ]
+        )
+    out += [
+        "",
+        md_table(["Model", "Search", "Time", "Variants tried", "Stopped", "Kept"], rows),
+        "",
+    ]
+    return "\n".join(out)
 
 
 def not_run_md(results: dict[str, Any]) -> str | None:
@@ -181,6 +224,8 @@ def render(results: dict[str, Any]) -> str:
         parts.append(serving_md(results["serving"]))
     if "e2e" in results:
         parts.append(e2e_md(results["e2e"]))
+    if "fidelity" in results:
+        parts.append(fidelity_md(results["fidelity"]))
     skipped = not_run_md(results)
     if skipped:
         parts.append(skipped)

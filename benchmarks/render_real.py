@@ -139,6 +139,70 @@ def model_notes(m: dict[str, Any], threads: list[str]) -> list[str]:
     return notes
 
 
+def _choice_md(m: dict[str, Any]) -> list[str]:
+    """The candidate kfedge chooses for the model, against the issue's goal for it."""
+    c = m.get("choice")
+    if not c:
+        return []
+    lo, hi = c["ratio_ci"]
+    line = (
+        f"**kfedge's choice** (at {threads_word(str(c['threads']))}; {c['rule']}): "
+        f"`{c['name']}`, {c['ratio']:.2f}x ORT FP32 [{lo:.2f}, {hi:.2f}]"
+    )
+    tied = [n for n in c["tied"] if n != c["name"]]
+    if tied:
+        line += "; tied with it: " + ", ".join(f"`{n}`" for n in tied)
+    goal = m.get("goal")
+    if goal is not None:
+        if c["ratio"] <= goal:
+            line += f". Goal <= {goal:.2f}x: met"
+            line += "." if hi <= goal else f" (the interval reaches {hi:.2f}x)."
+        else:
+            line += (
+                f". Goal <= {goal:.2f}x: missed by {c['ratio'] - goal:.2f} "
+                f"({(c['ratio'] / goal - 1) * 100:.0f} % slower than the goal)."
+            )
+    else:
+        line += "."
+    return [line, ""]
+
+
+def _profile_md(m: dict[str, Any], top: int = 6) -> list[str]:
+    """Where the time goes: each profiled file's largest operator types (runtime profilers)."""
+    profs = m.get("profiles") or {}
+    if not profs:
+        return []
+    out = [
+        "Where the time goes (each runtime's own operator profiler, batch 1, per-run averages; "
+        "operator time excludes the runtime's overhead between operators):",
+        "",
+    ]
+    for name, p in profs.items():
+        if not p.get("available"):
+            out.append(f"- `{name}`: no profile ({p.get('reason', 'unknown')}).")
+            continue
+        ops = p["ops"][:top]
+        parts = []
+        for o in ops:
+            k = [x for x in o.get("kernels", []) if x]
+            ks = f" [{', '.join(k)}]" if k and p["runtime"].startswith("openvino") else ""
+            parts.append(f"{o['op']} {o['ms']:.2f} ms ({o['share'] * 100:.0f} %){ks}")
+        out.append(
+            f"- `{name}` ({p['runtime']}, {p['runs']} runs, {threads_word(p['threads'])}, "
+            f"{p['total_ms']:.2f} ms of operator time): " + ", ".join(parts) + "."
+        )
+    c, goal = m.get("choice"), m.get("goal")
+    cp = profs.get(c["name"]) if c else None
+    if c and goal is not None and c["ratio"] > goal and cp and cp.get("available") and cp["ops"]:
+        big = cp["ops"][0]
+        out.append(
+            f"- What limits `{c['name']}`: its largest operator type, {big['op']}, takes "
+            f"{big['share'] * 100:.0f} % of its operator time ({big['ms']:.2f} ms); reaching "
+            f"{goal:.2f}x needs {(1 - goal / c['ratio']) * 100:.0f} % less time in all."
+        )
+    return [*out, ""]
+
+
 def sidebyside_md(res: dict[str, Any]) -> str:
     """Section: real-size models side by side."""
     cfg = res["config"]
@@ -169,6 +233,8 @@ def sidebyside_md(res: dict[str, Any]) -> str:
             model_table(m, threads),
             "",
         ]
+        out += _choice_md(m)
+        out += _profile_md(m)
         notes = model_notes(m, threads)
         if notes:
             out += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]

@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python -m benchmarks.run                   # the full run (see BENCHMARKS.md for its length)
     python -m benchmarks.run --quick           # the code path only: small models, few rounds
     python -m benchmarks.run --sections seeds,serving --json /tmp/b.json --out /tmp/b.md
+    python -m benchmarks.run --sections fidelity,e2e --update   # re-measure these sections only
     python -m benchmarks.render                # BENCHMARKS.md again from the saved JSON
 
 Every figure and every sentence of ``BENCHMARKS.md`` is computed from the JSON by
@@ -27,10 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import compression, e2e, peers, realsize, seeds, serving, traps
+from benchmarks import compression, e2e, fidelity, peers, realsize, seeds, serving, traps
 from benchmarks.common import ROOT, load_average, log, machine
 
-SECTIONS = ("seeds", "sidebyside", "compression", "traps", "serving", "e2e")
+SECTIONS = ("seeds", "sidebyside", "compression", "traps", "serving", "e2e", "fidelity")
 #: Where ``make bench`` saves the results (committed) and the Markdown rendered from them.
 RESULTS = ROOT / "benchmarks" / "results.json"
 MARKDOWN = ROOT / "BENCHMARKS.md"
@@ -66,6 +67,10 @@ def configs(quick: bool) -> dict[str, Any]:
             "serving": serving.ServingConfig(
                 cases=((1, 1, 150), (8, 1, 200), (1, 32, 40)), rounds=2, warmup=10
             ),
+            "fidelity": fidelity.FidelityConfig(
+                model="mobilenetv2-0.35-96", images=32, repeats=2, budget_s=0.5, dense_rounds=3
+            ),
+            "e2e": {"repeats": 1},
         }
     return {
         "seeds": seeds.SeedsConfig(threads=(1, 2), rounds=5, latency_runs=1000, warmup=100),
@@ -74,23 +79,43 @@ def configs(quick: bool) -> dict[str, Any]:
         "peers": peers.PeersConfig(),
         "traps": traps.TrapsConfig(),
         "serving": serving.ServingConfig(),
+        "fidelity": fidelity.FidelityConfig(),
+        "e2e": {"repeats": 3},
     }
 
 
-def search_slot() -> dict[str, Any]:
-    """The tuning-search slot: kfedge's search time, once kfedge has a search to time."""
-    import importlib.util
+def search_slot(real: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The tuning searches' time, from the side-by-side section's ``tune-*`` files.
 
-    for mod in ("kfedge.search", "kfedge.tune"):
-        if importlib.util.find_spec(mod) is not None:
-            return {
-                "status": "not measured",
-                "reason": f"{mod} exists, but the benchmarks do not drive it yet",
-            }
-    return {
-        "status": "not available",
-        "reason": "this version of kfedge has no tuning search (no kfedge.search module)",
-    }
+    Args:
+        real: The side-by-side section's results (None: it did not run).
+
+    Returns:
+        ``{"status": "measured", "searches": [{"model", "technique", "seconds", "tried",
+        "stopped", "chosen_params"}]}``, or ``{"status", "reason"}`` when nothing was timed.
+    """
+    if not real:
+        return {"status": "not measured", "reason": "the side-by-side section did not run"}
+    found = []
+    for m in real.get("models", []):
+        for r in m["rows"]:
+            if r.get("search"):
+                found.append(
+                    {
+                        "model": m["label"],
+                        "technique": r["name"],
+                        "seconds": r["search"]["seconds"],
+                        "tried": r["search"]["tried"],
+                        "stopped": r["search"]["stopped"],
+                        "chosen_params": r["search"]["chosen_params"],
+                    }
+                )
+    if not found:
+        return {
+            "status": "not measured",
+            "reason": "no tune-* technique was among the side-by-side techniques",
+        }
+    return {"status": "measured", "searches": found}
 
 
 def _public(obj: Any) -> Any:
@@ -155,7 +180,6 @@ def run(
         results["peers"] = olive.info()
         if not olive.status["available"]:
             olive = None
-    results["search"] = search_slot()
 
     def timed(name: str, fn: Any) -> Any:
         t0 = time.perf_counter()
@@ -190,6 +214,7 @@ def run(
                 lambda: realsize.run(work_dir / "sidebyside", cfgs["sidebyside"], olive),
             )
             results["sidebyside"] = real
+            results["search"] = search_slot(_public(real))
         if "compression" in sections:
             ccfg = cfgs["compression"]
             reuse = next(
@@ -228,16 +253,66 @@ def run(
                 ),
             )
         if "e2e" in sections:
-            results["e2e"] = timed("e2e", lambda: e2e.run(work_dir / "e2e"))
+            reps = int(cfgs["e2e"]["repeats"])
+            results["e2e"] = timed("e2e", lambda: e2e.run(work_dir / "e2e", repeats=reps))
+        if "fidelity" in sections:
+            results["fidelity"] = timed(
+                "fidelity", lambda: fidelity.run(work_dir / "fidelity", cfgs["fidelity"])
+            )
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     results["machine"]["load_average_at_end"] = load_average()
     results["seconds"] = round(time.perf_counter() - t_start, 1)
     results["configs"] = {
-        k: (v.to_dict() if hasattr(v, "to_dict") else dict(v.__dict__)) for k, v in cfgs.items()
+        k: (v.to_dict() if hasattr(v, "to_dict") else dict(getattr(v, "__dict__", v)))
+        for k, v in cfgs.items()
     }
     return json.loads(json.dumps(_public(results), default=str))
+
+
+def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` results with ``new``'s sections in place of theirs (an ``--update`` run).
+
+    The update's provenance (sections, command, date, mode, wall time, load) is appended to
+    ``updates``, so the rendered file says which sections were measured when.
+
+    Raises:
+        ValueError: ``old`` is of another schema, or from another machine (CPU or cores).
+    """
+    if old.get("schema") != new.get("schema"):
+        raise ValueError(
+            f"cannot update results of schema {old.get('schema')!r} with schema "
+            f"{new.get('schema')!r}: run all sections again"
+        )
+    for key in ("cpu", "cpu_count", "arch"):
+        if old["machine"].get(key) != new["machine"].get(key):
+            raise ValueError(
+                f"cannot update results from another machine ({key}: "
+                f"{old['machine'].get(key)!r} there, {new['machine'].get(key)!r} here)"
+            )
+    out = json.loads(json.dumps(old))
+    for s in new["sections"]:
+        if s in new:
+            out[s] = new[s]
+        if s in new["section_seconds"]:
+            out["section_seconds"][s] = new["section_seconds"][s]
+        if s not in out["sections"]:
+            out["sections"].append(s)
+        if s in new.get("configs", {}):
+            out.setdefault("configs", {})[s] = new["configs"][s]
+    out.setdefault("updates", []).append(
+        {
+            "sections": list(new["sections"]),
+            "command": new["command"],
+            "date": new["date"],
+            "mode": new["mode"],
+            "seconds": new["seconds"],
+            "load_average_at_start": new["machine"].get("load_average_at_start"),
+            "load_average_at_end": new["machine"].get("load_average_at_end"),
+        }
+    )
+    return out
 
 
 def _measuring_args(argv: list[str]) -> list[str]:
@@ -250,7 +325,7 @@ def _measuring_args(argv: list[str]) -> list[str]:
         if a in ("--json", "--out", "--work-dir"):
             skip = True
             continue
-        if a.split("=", 1)[0] in ("--json", "--out", "--work-dir"):
+        if a.split("=", 1)[0] in ("--json", "--out", "--work-dir") or a == "--update":
             continue
         out.append(a)
     return out
@@ -277,7 +352,17 @@ def main(argv: list[str] | None = None) -> int:
         "--require-peers", action="store_true", help="fail when Olive cannot run (bench-peers)"
     )
     ap.add_argument("--work-dir", type=Path, default=None, help="keep scratch files here")
+    ap.add_argument(
+        "--update",
+        action="store_true",
+        help="measure only --sections and merge them into the existing --json (the "
+        "rendered file says which sections were measured when)",
+    )
     args = ap.parse_args(argv)
+    if args.update and not args.sections:
+        ap.error("--update needs --sections (the sections to measure again)")
+    if args.update and not args.json.is_file():
+        ap.error(f"--update: {args.json} does not exist (run without --update first)")
     if args.sections:
         sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
         bad = [s for s in sections if s not in SECTIONS]
@@ -305,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         f" {shlex.quote(a)}" for a in _measuring_args(argv if argv is not None else sys.argv[1:])
     )
     results = run(sections, args.quick, args.work_dir, cfgs, command)
+    if args.update:
+        results = merge(json.loads(args.json.read_text()), results)
     from benchmarks.render import dump, render
     from kfedge.fsutil import write_text_atomic
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks import compression, peers, realsize, render_real
+from benchmarks import compression, e2e, fidelity, peers, realsize, render_real
 from benchmarks import run as bench
 from benchmarks.common import interleaved, md_table, median, spread
 from benchmarks.render import MARKDOWN, RESULTS, dump, render
@@ -310,6 +310,197 @@ def test_missing_sections_are_listed_and_schema_is_checked() -> None:
         render(res)
 
 
+def test_repeated_runs_agree_only_on_the_same_or_a_mutually_tied_candidate() -> None:
+    def r(sel: str | None, tied: list[str]) -> dict[str, Any]:
+        return {"selected": sel, "tied": tied}
+
+    same = e2e.consistency([r("a", ["a"]), r("a", ["a", "b"]), r("a", ["a"])])
+    assert same["same"] and same["agree"] and same["disagreeing"] == []
+    tied = e2e.consistency([r("a", ["a", "b"]), r("b", ["a", "b"])])
+    assert not tied["same"] and tied["agree"]
+    # b's report says a is slower: the two runs do not agree, whatever a's report says
+    one_sided = e2e.consistency([r("a", ["a", "b"]), r("b", ["b"]), r("a", ["a", "b"])])
+    assert not one_sided["agree"] and one_sided["disagreeing"] == [[1, 2], [2, 3]]
+    assert not e2e.consistency([r(None, []), r(None, [])])["agree"]
+
+
+def test_tied_with_selected_reads_the_selected_tier_among_passing_rows() -> None:
+    rows = [
+        {"name": "a", "selected": True, "latency_tier": 0, "passed_goals": True},
+        {"name": "b", "selected": False, "latency_tier": 0, "passed_goals": True},
+        {"name": "c", "selected": False, "latency_tier": 0, "passed_goals": False},
+        {"name": "d", "selected": False, "latency_tier": 1, "passed_goals": True},
+    ]
+    assert e2e.tied_with_selected({"selected": "a", "candidates": rows}) == ["a", "b"]
+    assert e2e.tied_with_selected({"selected": None, "candidates": []}) == []
+
+
+def _fidelity(devs: list[float], dense_verdict: str = "tie") -> dict[str, Any]:
+    rows = [
+        {
+            "name": f"m{i}",
+            "format": "onnx",
+            "reported_p50_ms": 10.0 * (1 + d),
+            "reported_p50_ci_ms": [9.0, 11.0],
+            "alone_p50_ms": 10.0,
+            "alone_repeats_p50_ms": [10.0, 10.0, 10.0],
+            "deviation": d,
+            "within": abs(d) <= 0.15,
+            "selected": i == 0,
+            "verdict": "tie",
+        }
+        for i, d in enumerate(devs)
+    ]
+    return {
+        "config": fidelity.FidelityConfig().to_dict(),
+        "model": "mobilenetv2-224",
+        "label": "MobileNetV2 1.0 224x224",
+        "run": {"command": "kfedge run ...", "seconds": 600.0, "returncode": 0, "tail": []},
+        "threads": 2,
+        "usable_cpus": 2,
+        "rounds": 5,
+        "selected": "m0",
+        "reason": "m0 is fastest",
+        "rows": rows,
+        "within": all(r["within"] for r in rows),
+        "worst_deviation": max(abs(d) for d in devs),
+        "dense": {
+            "sparsity": 0.5,
+            "format": "onnx",
+            "threads": 2,
+            "rounds": 9,
+            "p50_ms": {"baseline": 8.0, "dense-pruned-50": 8.05},
+            "ratio": 1.006,
+            "ratio_ci": [0.99, 1.02],
+            "verdict": dense_verdict,
+        },
+    }
+
+
+def test_fidelity_compares_each_reported_p50_with_the_file_alone() -> None:
+    report = {
+        "candidates": [
+            {"name": "a", "latency_ms": {"p50": 11.0, "p50_ci": [10.5, 11.5]}, "selected": True},
+            {"name": "b", "latency_ms": {"p50": 5.0, "p50_ci": None}},
+        ]
+    }
+    timings = {
+        "models": {
+            "a": {"format": "onnx", "p50_ms": 11.0, "p50_ci_ms": [10.5, 11.5]},
+            "b": {"format": "tflite", "p50_ms": 5.0, "p50_ci_ms": [4.9, 5.1]},
+        }
+    }
+    alone = {"a": {"p50": 10.0, "repeats_p50": [10.0]}, "b": {"p50": 4.0, "repeats_p50": [4.0]}}
+    rows = {r["name"]: r for r in fidelity.compare(report, timings, alone, 0.15)}
+    assert rows["a"]["deviation"] == pytest.approx(0.10) and rows["a"]["within"]
+    assert rows["a"]["selected"] and rows["a"]["reported_p50_ci_ms"] == [10.5, 11.5]
+    assert rows["b"]["deviation"] == pytest.approx(0.25) and not rows["b"]["within"]
+    assert rows["b"]["reported_p50_ci_ms"] == [4.9, 5.1]  # the timings' interval
+
+
+def test_fidelity_goal_is_judged_from_the_recorded_deviations() -> None:
+    from benchmarks.render_fidelity import fidelity_md
+
+    md = fidelity_md(_fidelity([0.02, -0.14, 0.10]))
+    assert "the goal is met" in md and "largest difference is 14.0 %" in md
+    assert "reads 1.00x within its interval" in md
+    md = fidelity_md(_fidelity([0.02, 0.40], dense_verdict="slower"))
+    assert "the goal is missed: `m1` differ" in md and "the method is wrong" in md
+    assert "| **no** |" in md
+
+
+def test_update_merges_sections_and_records_their_provenance() -> None:
+    old = synthetic()
+    new = {
+        "schema": old["schema"],
+        "mode": "full",
+        "command": "python -m benchmarks.run --sections fidelity",
+        "date": "2026-11-30 15:00 UTC",
+        "seconds": 900.0,
+        "sections": ["fidelity"],
+        "section_seconds": {"fidelity": 900.0},
+        "machine": dict(old["machine"]),
+        "fidelity": _fidelity([0.01]),
+        "configs": {"fidelity": {"model": "mobilenetv2-224"}},
+    }
+    merged = bench.merge(old, new)
+    assert merged["fidelity"] == new["fidelity"] and "fidelity" in merged["sections"]
+    assert merged["updates"][0]["sections"] == ["fidelity"]
+    assert all(
+        merged[k] == old[k] for k in old if k not in ("sections", "section_seconds", "configs")
+    )
+    md = render(merged)
+    assert "Measured later, full run: fidelity" in md and "## 9. Measurement fidelity" in md
+    other = copy.deepcopy(new)
+    other["machine"]["cpu"] = "another CPU"
+    with pytest.raises(ValueError, match="another machine"):
+        bench.merge(old, other)
+
+
+def test_kfedge_choice_follows_the_selection_rule() -> None:
+    rows = synthetic()["sidebyside"]["models"][0]["rows"]
+    c = realsize.kfedge_choice(rows, 1)
+    # the reference is not kfedge's; slowpoke is really slower; tied is slower than int8
+    assert c["name"] == "onnx-int8-static" and c["tied"] == ["onnx-int8-static"]
+    assert c["ratio"] == 0.8 and c["ratio_ci"] == [0.78, 0.82]
+    small = _row("int8-small", "kfedge", "onnx", [8.02] * 5, _est(0.802, 0.79, 0.81))
+    small["size_bytes"] = 500_000
+    c = realsize.kfedge_choice([*rows, small], 1)
+    assert c["name"] == "int8-small" and c["tied"] == ["int8-small", "onnx-int8-static"]
+    only_slow = [rows[0], rows[1]]
+    assert realsize.kfedge_choice(only_slow, 1)["name"] == "fp32-onnx"
+
+
+def test_choice_goal_and_profile_are_rendered_from_the_results() -> None:
+    res = synthetic()
+    m = res["sidebyside"]["models"][0]
+    m["choice"] = realsize.kfedge_choice(m["rows"], 1)
+    m["goal"] = 0.60
+    m["profiles"] = {
+        "fp32-onnx": {"available": False, "reason": "boom"},
+        "onnx-int8-static": {
+            "available": True,
+            "runtime": "onnxruntime 1.0",
+            "runs": 50,
+            "threads": 1,
+            "total_ms": 7.5,
+            "ops": [
+                {"op": "QLinearConv", "ms": 6.0, "share": 0.8, "count": 52, "kernels": []},
+                {"op": "Add", "ms": 1.5, "share": 0.2, "count": 10, "kernels": []},
+            ],
+        },
+    }
+    md = render(res)
+    line = _notes_line(md, "**kfedge's choice**")
+    assert "`onnx-int8-static`, 0.80x ORT FP32 [0.78, 0.82]" in line
+    assert "missed by 0.20 (33 % slower than the goal)" in line
+    assert "- `fp32-onnx`: no profile (boom)." in md
+    assert "QLinearConv 6.00 ms (80 %)" in md
+    assert "its largest operator type, QLinearConv, takes 80 %" in md and "25 % less time" in md
+    m["goal"] = 0.85
+    line = _notes_line(render(res), "**kfedge's choice**")
+    assert "Goal <= 0.85x: met." in line
+
+
+def test_search_time_comes_from_the_tuning_rows() -> None:
+    assert bench.search_slot(None)["status"] == "not measured"
+    real = synthetic()["sidebyside"]
+    assert "no tune-*" in bench.search_slot(real)["reason"]
+    real["models"][0]["rows"][2]["search"] = {
+        "seconds": 95.0,
+        "tried": 3,
+        "stopped": "clearly fast",
+        "chosen_params": {"per_channel": True},
+        "variants": [],
+    }
+    s = bench.search_slot(real)
+    assert s["status"] == "measured" and s["searches"][0]["seconds"] == 95.0
+    res = synthetic()
+    res["search"] = s
+    md = render(res)
+    assert "| Model M | `onnx-int8-static` | 95 s | 3 | clearly fast | per_channel=True |" in md
+
+
 def test_render_check_mode(tmp_path: Path) -> None:
     from benchmarks.render import main
 
@@ -464,15 +655,21 @@ def test_sample_sections_render_from_their_results() -> None:
             }
         ],
     }
-    res["e2e"] = {
+    run1 = {
         "command": "kfedge run",
         "seconds": 700.0,
         "returncode": 0,
         "ok": True,
         "selected": "ptq-int8",
+        "tied": ["ptq-int8", "qat-int8"],
+        "tail": [],
+    }
+    runs = [run1, {**run1, "seconds": 500.0}, {**run1, "selected": "qat-int8", "seconds": 550.0}]
+    res["e2e"] = {
+        "runs": runs,
         "budget_s": 900,
         "goal_s": 600,
-        "tail": [],
+        "consistency": e2e.consistency(runs),
     }
     md = render(res)
     assert "it meets the target of >= 95 % in <= 2 minutes" in md
@@ -481,7 +678,8 @@ def test_sample_sections_render_from_their_results() -> None:
     assert "`olive-static-search` could not be made: evaluate failed" in md
     assert "alternating costs more with spinning on" in md
     assert "so the difference is in-process interference" in md
-    assert "Result: within the budget; it misses the 10-minute goal." in md
+    assert "every run is within the 15-minute budget; the slowest (11.7 min) misses" in md
+    assert "every run's report calls the others' choices tied with its own" in md
     # TensorFlow that made ORT no slower is not called interference
     res["traps"]["tf_process"][0]["ratio"].update(
         {"in-process, TF busy": 0.9, "subprocess, TF busy here": 0.6}
@@ -552,6 +750,10 @@ def test_quick_code_path_results(quick: dict[str, Any]) -> None:
     assert rows["prune-50"]["sparsity"] == pytest.approx(0.5, abs=0.05)
     assert rows["prune-50"]["gzip_ratio"] < 1.0
     assert quick["peers"]["olive"]["available"] is False
+    assert m["choice"]["name"] in names and m["choice"]["threads"] == 1
+    prof = m["profiles"]["fp32-onnx"]
+    assert prof["available"] and prof["ops"][0]["ms"] > 0
+    assert sum(o["share"] for o in prof["ops"]) == pytest.approx(1.0)
 
 
 @pytest.mark.slow
@@ -562,3 +764,20 @@ def test_quick_code_path_renders(quick: dict[str, Any]) -> None:
     assert "**Olive: not run**" in md
     assert "## 4. The built-in sample" in md
     assert "- 8. `make run` end to end" in md
+
+
+def test_operator_profiles_of_onnx_and_openvino_files(fp32_onnx: Path, tmp_path: Path) -> None:
+    from benchmarks import opprofile
+    from kfedge.candidate import model_path
+
+    onnx_file = str(model_path(fp32_onnx))
+    p = opprofile.profile(onnx_file, threads=1, runs=5, warmup=2)
+    assert p["available"] and p["runs"] == 5 and "Conv" in {o["op"] for o in p["ops"]}
+    assert p["total_ms"] == pytest.approx(sum(o["ms"] for o in p["ops"]))
+    assert not opprofile.profile(str(tmp_path / "m.tflite"), 1)["available"]
+    ov = pytest.importorskip("openvino")
+    ir = tmp_path / "model.xml"
+    ov.save_model(ov.convert_model(onnx_file), str(ir), compress_to_fp16=False)
+    q = opprofile.profile(str(ir), threads=1, runs=5, warmup=2)
+    assert q["available"] and q["ops"] and all(o["kernels"] for o in q["ops"])
+    assert sum(o["share"] for o in q["ops"]) == pytest.approx(1.0)
