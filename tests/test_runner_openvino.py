@@ -34,9 +34,10 @@ def test_openvino_answers_like_onnx_runtime(ir_model: Path, fp32_onnx: Path) -> 
     ovr = load_runner(ir_model, threads=1, instances=2)
     ort = load_runner(model_path(fp32_onnx), threads=1)
     shape = [1 if d is None else d for d in ort.inputs[0].shape]
-    for n in (1, 4):
+    for n in (1, 4, 1, 3):  # batch 1 on the static model, others on the free-batch one
         x = np.random.default_rng(n).random([n, *shape[1:]], dtype=np.float32)
         np.testing.assert_allclose(ovr.predict(x), ort.predict(x), atol=1e-4)
+    assert ovr._compiled.inputs[0].get_partial_shape()[0].get_length() == 1  # static batch 1
     d = ovr.describe()
     assert d["format"] == "openvino" and d["device"] == "CPU" and d["fallback_to_cpu"] is False
     assert ovr.inputs[0].shape[0] is None  # free batch dimension
