@@ -112,6 +112,20 @@ def test_renderer_judges_the_goals_from_the_figures() -> None:
     assert "p50 at 1: **not met** (6.00x)" in text  # 12 / 2
     assert "(8 clients): **not met** (2.50x)" in text  # 30 / 12
     assert "at least 90%: met (92%)" in text
+    # the missed p50 goal comes with its cause, computed: 50 % of a request is handling, and
+    # 8 / 600 per s = 13.3 ms by Little's law; the goal needs 8 / (5 x 2 ms) = 800 requests/s
+    assert "so 50% of it is the server's request handling" in text
+    assert "8 / 600 per s = 13.3 ms (Little's law)" in text and "needs 800 requests/s" in text
+    assert "compute-bound throughput:" not in text  # that goal is met
+    slow = result(
+        "mobilenetv2-224-int8",
+        row("in-process", "-", 1, 10.0, 12.0, 100.0),
+        row("in-process", "-", 8, 50.0, 60.0, 100.0),
+        row("served", "v2-binary", 1, 16.0, 20.0, 60.0),
+        row("served", "v2-binary", 8, 90.0, 99.0, 60.0),
+    )
+    text = throughput_md({"models": {}, "results": [slow]})
+    assert "6.00 ms per request outside inference (38% of it" in text
     creds = {
         "steps": {"upload": True},
         "log_lines": 5,
