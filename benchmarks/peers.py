@@ -333,7 +333,10 @@ def run_olive(
     else:
         raise ValueError(f"unknown Olive mode {mode!r}; expected one of {MODES}")
     log(f"Olive {mode} on {fp32_onnx.parent.name}/{fp32_onnx.name}")
-    rc, seconds, tail = _run(cmd, out / "olive.log", cfg.timeout_s)
+    try:
+        rc, seconds, tail = _run(cmd, out / "olive.log", cfg.timeout_s)
+    except OSError as exc:  # one peer that cannot start must not end the benchmark
+        return failure(name, "peer", f"could not start Olive: {exc}")
     model = _newest_onnx(out / "output", fp32_onnx) if (out / "output").is_dir() else None
     if rc != 0 or model is None:
         why = "timed out" if rc is None else f"exit {rc}" if rc != 0 else "no ONNX output"
@@ -356,6 +359,8 @@ class Olive:
     """The peers hook of :func:`benchmarks.realsize.run_model` (a callable)."""
 
     def __init__(self, cfg: PeersConfig) -> None:
+        if cfg.venv is not None:  # Olive runs in its own directory: a relative path would break
+            cfg.venv = Path(cfg.venv).resolve()
         self.cfg = cfg
         self.status = olive_status(cfg.venv)
         if cfg.require and not self.status["available"]:

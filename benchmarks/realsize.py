@@ -155,14 +155,16 @@ def kfedge_candidates(
         source = work / BASELINE if name.startswith("onnx-") else keras_path
         dest = work / name
         try:
+            made_in = dest.parent / f"{name}.seconds"
             if cfg.reuse and (dest / META_FILE).is_file():
                 cand = load_candidate(dest)
-                seconds = cand.stats.get("bench_seconds")
+                seconds = float(made_in.read_text()) if made_in.is_file() else None
             else:
                 log(f"{keras_path.stem}: applying {name}")
                 with Stopwatch() as sw:
                     cand = techniques.apply(name, source, data, params, dest)
                 seconds = round(sw.seconds, 2)
+                made_in.write_text(str(seconds))
             made.append(
                 entry(
                     name,

@@ -292,6 +292,9 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
                 f"{old['machine'].get(key)!r} there, {new['machine'].get(key)!r} here)"
             )
     out = json.loads(json.dumps(old))
+    for key in ("peers", "search"):  # measured with the side-by-side section
+        if "sidebyside" in new["sections"] and key in new:
+            out[key] = new[key]
     for s in new["sections"]:
         if s in new:
             out[s] = new[s]
@@ -353,6 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--work-dir", type=Path, default=None, help="keep scratch files here")
     ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="side by side: reuse the models and kfedge candidates already in --work-dir "
+        "(their time to make is kept when this run made it)",
+    )
+    ap.add_argument(
         "--update",
         action="store_true",
         help="measure only --sections and merge them into the existing --json (the "
@@ -384,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         if not threads or min(threads) < 1:
             ap.error(f"--threads must be integers >= 1, got {args.threads!r}")
         cfgs["seeds"].threads = cfgs["sidebyside"].threads = threads
-    cfgs["peers"].venv = None if args.no_peers else args.peers
+    cfgs["peers"].venv = None if args.no_peers else args.peers.resolve()
+    cfgs["sidebyside"].reuse = args.reuse
     cfgs["peers"].require = args.require_peers
     command = "python -m benchmarks.run" + "".join(
         f" {shlex.quote(a)}" for a in _measuring_args(argv if argv is not None else sys.argv[1:])

@@ -535,6 +535,17 @@ def test_olive_status_without_the_venv(tmp_path: Path) -> None:
     assert not st["available"] and "make bench-peers" in st["reason"]
     with pytest.raises(RuntimeError, match="required"):
         peers.Olive(peers.PeersConfig(venv=tmp_path / "no-venv", require=True))
+    # Olive runs in its own directory: the venv path must not stay relative (make bench-peers
+    # passes `.venv-peers`)
+    olive = peers.Olive(peers.PeersConfig(venv=Path("no-such-venv")))
+    assert olive.cfg.venv.is_absolute() and olive.cfg.venv == Path.cwd() / "no-such-venv"
+
+
+def test_a_peer_that_cannot_start_is_a_failed_row(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    cfg = peers.PeersConfig(venv=tmp_path / "no-venv")
+    res = peers.run_olive("auto-opt", tmp_path / "m.onnx", data, tmp_path / "w", cfg)
+    assert res["status"] == "failed" and "could not start Olive" in res["error"]
 
 
 def test_olive_footprint_keeps_the_fastest_configuration(tmp_path: Path) -> None:
