@@ -6,7 +6,6 @@ functions that need them (through :mod:`kfedge.compat`).
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import platform
@@ -189,25 +188,25 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def file_sizes(path: str | Path) -> dict[str, int]:
-    """``{"size_bytes", "size_gzip_bytes"}`` of a model file (gzip level 9, streamed)."""
+def file_sizes(path: str | Path) -> dict[str, Any]:
+    """``{"size_bytes", "size_gzip_bytes", "size_files"}`` of a model, as kfedge counts it.
 
-    class _Count:
-        n = 0
+    An OpenVINO IR ``.xml`` counts with its ``.bin`` weights (:func:`kfedge.formats.
+    model_size_bytes`, :func:`kfedge.weights.gzip_size`: gzip level 9, each file on its own);
+    ``size_files`` names the files counted.
+    """
+    from kfedge.formats import model_size_bytes
+    from kfedge.weights import gzip_size
 
-        def write(self, data: bytes) -> int:
-            self.n += len(data)
-            return len(data)
-
-        def flush(self) -> None:
-            pass
-
-    sink = _Count()
-    with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=9, mtime=0) as gz:  # type: ignore[arg-type]
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                gz.write(chunk)
-    return {"size_bytes": os.path.getsize(path), "size_gzip_bytes": sink.n}
+    p = Path(path)
+    files = [p.name]
+    if p.suffix.lower() == ".xml" and p.with_suffix(".bin").is_file():
+        files.append(p.with_suffix(".bin").name)
+    return {
+        "size_bytes": model_size_bytes(p),
+        "size_gzip_bytes": gzip_size(p),
+        "size_files": files,
+    }
 
 
 def mb(n_bytes: float | None) -> float | None:

@@ -97,13 +97,18 @@ def profile_openvino(path: str, threads: int, runs: int, warmup: int) -> dict[st
     """OpenVINO's performance counters over ``runs`` batch-1 runs (after ``warmup``)."""
     import openvino as ov
 
+    from kfedge.runners.openvino import OpenVinoRunner
+
     core = ov.Core()
-    model = core.read_model(path)
+    # batch 1 compiled static, as kfedge's runner runs it
+    model = OpenVinoRunner._with_batch(core.read_model(path), 1)
     compiled = core.compile_model(
-        model, "CPU", {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": threads}
+        model,
+        "CPU",
+        {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads},
     )
     req = compiled.create_infer_request()
-    x = _input([d.get_length() if d.is_static else 1 for d in model.inputs[0].get_partial_shape()])
+    x = _input([d.get_length() for d in model.inputs[0].get_partial_shape()])
     for _ in range(warmup):
         req.infer({0: x})
     per_op: dict[str, float] = defaultdict(float)

@@ -71,13 +71,21 @@ def model_table(m: dict[str, Any], threads: list[str]) -> str:
             lat = r["latency"][t]
             cells.append(f"{ms(lat['p50'])} {ci(*lat['p50_ci'], spec='.3g')}")
             cells.append(ratio_cell(lat["vs_ort_fp32"], baseline=r["name"] == "fp32-onnx"))
-        cells += [
-            fmt(mb(r["size_bytes"]), ".3f"),
-            fmt(mb(r["size_gzip_bytes"]), ".3f"),
-            fmt(r.get("seconds"), ".1f"),
-        ]
+        sizes = (mb(r["size_bytes"]), mb(r["size_gzip_bytes"]))
+        if not ir_weights_counted(r):
+            sizes = (None, None)
+        cells += [fmt(sizes[0], ".3f"), fmt(sizes[1], ".3f"), fmt(r.get("seconds"), ".1f")]
         body.append(cells)
     return md_table(header, body)
+
+
+def ir_weights_counted(r: dict[str, Any]) -> bool:
+    """Whether a row's recorded size counts everything its runtime loads.
+
+    False for an OpenVINO row whose size is the ``.xml`` alone: results from before the sizes
+    named their files (``size_files``) counted the IR's graph without its ``.bin`` weights.
+    """
+    return r.get("format") != "openvino" or "size_files" in r
 
 
 def model_notes(m: dict[str, Any], threads: list[str]) -> list[str]:
@@ -152,6 +160,12 @@ def _choice_md(m: dict[str, Any]) -> list[str]:
     tied = [n for n in c["tied"] if n != c["name"]]
     if tied:
         line += "; tied with it: " + ", ".join(f"`{n}`" for n in tied)
+        by = {r["name"]: r for r in m["rows"]}
+        if any(not ir_weights_counted(by[n]) for n in c["tied"] if n in by):
+            line += (
+                " (the size tie-break of this run saw the OpenVINO IR's .xml without its .bin "
+                "weights, so which of the tied files is smallest is not known)"
+            )
     goal = m.get("goal")
     if goal is not None:
         if c["ratio"] <= goal:
@@ -236,6 +250,13 @@ def sidebyside_md(res: dict[str, Any]) -> str:
         out += _choice_md(m)
         out += _profile_md(m)
         notes = model_notes(m, threads)
+        uncounted = [r["name"] for r in m["rows"] if not ir_weights_counted(r)]
+        if uncounted:
+            notes.append(
+                "Sizes of "
+                + ", ".join(f"`{n}`" for n in uncounted)
+                + ": n/a; this run recorded the OpenVINO IR's .xml without its .bin weights."
+            )
         if notes:
             out += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(out)

@@ -482,6 +482,27 @@ def test_choice_goal_and_profile_are_rendered_from_the_results() -> None:
     assert "Goal <= 0.85x: met." in line
 
 
+def test_ir_sizes_count_the_weights_and_old_ir_sizes_are_not_shown(tmp_path: Path) -> None:
+    from benchmarks.common import file_sizes
+
+    xml, bin_ = tmp_path / "model.xml", tmp_path / "model.bin"
+    xml.write_bytes(b"<net/>" * 10)
+    bin_.write_bytes(bytes(range(256)) * 40)
+    sz = file_sizes(xml)
+    assert sz["size_bytes"] == 60 + 10240 and sz["size_files"] == ["model.xml", "model.bin"]
+    res = synthetic()
+    m = res["sidebyside"]["models"][0]
+    m["rows"][2]["format"] = "openvino"  # onnx-int8-static, recorded without size_files
+    m["choice"] = realsize.kfedge_choice(m["rows"], 1)
+    md = render(res)
+    assert "| `onnx-int8-static` | kfedge | openvino |" in md
+    row = _notes_line(md, "| `onnx-int8-static` | kfedge | openvino |")
+    assert row.endswith("| n/a | n/a | 1.0 |")
+    assert "Sizes of `onnx-int8-static`: n/a" in md
+    m["rows"][2].update(sz)
+    assert "Sizes of `onnx-int8-static`" not in render(res)
+
+
 def test_search_time_comes_from_the_tuning_rows() -> None:
     assert bench.search_slot(None)["status"] == "not measured"
     real = synthetic()["sidebyside"]
