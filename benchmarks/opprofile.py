@@ -36,8 +36,14 @@ def _input(shape: list[Any]) -> np.ndarray:
 
 
 def _summary(
-    per_op: dict[str, float], counts: dict[str, int], kernels: dict[str, set], runs: int
-) -> list[dict[str, Any]]:
+    runtime: str,
+    per_op: dict[str, float],
+    counts: dict[str, int],
+    kernels: dict[str, set],
+    runs: int,
+    threads: int,
+) -> dict[str, Any]:
+    """The profile: per-run averages per operator type, the largest first."""
     total = sum(per_op.values()) or 1.0
     ops = [
         {
@@ -49,7 +55,14 @@ def _summary(
         }
         for op, ms in per_op.items()
     ]
-    return sorted(ops, key=lambda o: -o["ms"])
+    return {
+        "available": True,
+        "runtime": runtime,
+        "runs": runs,
+        "threads": threads,
+        "total_ms": sum(o["ms"] for o in ops),
+        "ops": sorted(ops, key=lambda o: -o["ms"]),
+    }
 
 
 def profile_onnx(path: str, threads: int, runs: int, warmup: int) -> dict[str, Any]:
@@ -82,15 +95,7 @@ def profile_onnx(path: str, threads: int, runs: int, warmup: int) -> dict[str, A
         per_op[op] += e.get("dur", 0) / 1000.0
         counts[op] += 1
         kernels[op].add(e.get("args", {}).get("provider", ""))
-    ops = _summary(per_op, counts, kernels, runs)
-    return {
-        "available": True,
-        "runtime": f"onnxruntime {ort.__version__}",
-        "runs": runs,
-        "threads": threads,
-        "total_ms": sum(o["ms"] for o in ops),
-        "ops": ops,
-    }
+    return _summary(f"onnxruntime {ort.__version__}", per_op, counts, kernels, runs, threads)
 
 
 def profile_openvino(path: str, threads: int, runs: int, warmup: int) -> dict[str, Any]:
@@ -123,15 +128,7 @@ def profile_openvino(path: str, threads: int, runs: int, warmup: int) -> dict[st
             per_op[info.node_type] += ms
             counts[info.node_type] += 1
             kernels[info.node_type].add(info.exec_type)
-    ops = _summary(per_op, counts, kernels, runs)
-    return {
-        "available": True,
-        "runtime": f"openvino {ov.get_version()}",
-        "runs": runs,
-        "threads": threads,
-        "total_ms": sum(o["ms"] for o in ops),
-        "ops": ops,
-    }
+    return _summary(f"openvino {ov.get_version()}", per_op, counts, kernels, runs, threads)
 
 
 def profile(path: str, threads: int, runs: int = 50, warmup: int = 10) -> dict[str, Any]:

@@ -215,26 +215,24 @@ def kfedge_choice(rows: list[dict[str, Any]], threads: int) -> dict[str, Any] | 
     Returns:
         ``{"name", "threads", "ratio", "ratio_ci", "tied", "rule"}``, or None (no kfedge file).
     """
-    from kfedge.stats import compare_ratio, ratio_estimate
+    from benchmarks.text import pair_estimate, verdict
 
     t = str(threads)
 
-    def not_slower(r: dict[str, Any]) -> bool:
-        return compare_ratio(_est(r["latency"][t]["vs_ort_fp32"])) != "slower"
+    def not_slower(r: dict[str, Any]) -> bool:  # the baseline has no ratio: a tie with itself
+        return verdict(r["latency"][t]["vs_ort_fp32"]) != "slower"
 
-    pool = [r for r in rows if r["kind"] == "kfedge" and (r["name"] == BASELINE or not_slower(r))]
+    pool = [r for r in rows if r["kind"] == "kfedge" and not_slower(r)]
     if not pool:
         return None
     ratio = {r["name"]: (r["latency"][t]["vs_ort_fp32"] or {"ratio": 1.0})["ratio"] for r in pool}
     best = min(pool, key=lambda r: (ratio[r["name"]], r["name"]))
-    tied = []
-    for r in pool:
-        if r is best:
-            tied.append(r)
-            continue
-        est = ratio_estimate(r["latency"][t]["p50_rounds"], best["latency"][t]["p50_rounds"])
-        if compare_ratio(est) != "slower":
-            tied.append(r)
+    rounds = best["latency"][t]["p50_rounds"]
+    tied = [
+        r
+        for r in pool
+        if r is best or verdict(pair_estimate(r["latency"][t]["p50_rounds"], rounds)) != "slower"
+    ]
     chosen = min(tied, key=lambda r: (r["size_bytes"], ratio[r["name"]]))
     lat = chosen["latency"][t]["vs_ort_fp32"]
     return {
@@ -270,16 +268,6 @@ def op_profiles(
         except RuntimeError as exc:
             out[name] = {"available": False, "reason": str(exc).splitlines()[0][:300]}
     return out
-
-
-def _est(d: dict[str, Any] | None) -> Any:
-    """A :class:`kfedge.stats.RatioEstimate` from its dict (a tie at 1 for the baseline)."""
-    from kfedge.stats import RatioEstimate
-
-    if d is None:
-        return RatioEstimate(ratio=1.0, low=1.0, high=1.0, rounds=0, confidence=0.95, spread=0.0)
-    keys = ("ratio", "low", "high", "rounds", "confidence", "spread")
-    return RatioEstimate(**{k: d[k] for k in keys if k in d})
 
 
 def reference_candidate(fp32_onnx: Path, data: Path, work: Path, samples: int) -> dict[str, Any]:
