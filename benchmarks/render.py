@@ -210,7 +210,7 @@ def render(results: dict[str, Any]) -> str:
         )
     parts = [header_md(results), machine_md(results["machine"])]
     if "sidebyside" in results:
-        parts.append(sidebyside_md(results["sidebyside"]))
+        parts.append(sidebyside_md(results["sidebyside"], results.get("seeds")))
     if "sidebyside" in results or "seeds" in results:
         parts.append(olive_md(results))
     if "compression" in results:

@@ -147,8 +147,30 @@ def model_notes(m: dict[str, Any], threads: list[str]) -> list[str]:
     return notes
 
 
-def _choice_md(m: dict[str, Any]) -> list[str]:
-    """The candidate kfedge chooses for the model, against the issue's goal for it."""
+#: The issue's goal for a PTQ candidate's accuracy drop on the sample, in points.
+SAMPLE_DROP_GOAL = 0.5
+
+
+def _sample_accuracy(name: str, sample: dict[str, Any] | None) -> str:
+    """What the same technique did to the sample's accuracy (section 4), or ``""``."""
+    row = next((r for r in (sample or {}).get("candidates", []) if r["name"] == name), None)
+    if row is None or row.get("accuracy_delta_points") is None:
+        return ""
+    delta = row["accuracy_delta_points"]
+    met = "met" if -delta <= SAMPLE_DROP_GOAL else f"missed by {-delta - SAMPLE_DROP_GOAL:.2f}"
+    return (
+        f" On the sample (section 4), `{name}` is {delta:+.2f} accuracy points against "
+        f"`{row['reference']}` (goal: a drop of at most {SAMPLE_DROP_GOAL} point: {met})."
+    )
+
+
+def _choice_md(m: dict[str, Any], sample: dict[str, Any] | None = None) -> list[str]:
+    """The candidate kfedge chooses for the model, against the issue's goals for it.
+
+    Args:
+        m: One model of the side-by-side section.
+        sample: The seeds section (the same technique's accuracy drop on the sample), or None.
+    """
     c = m.get("choice")
     if not c:
         return []
@@ -178,7 +200,7 @@ def _choice_md(m: dict[str, Any]) -> list[str]:
             )
     else:
         line += "."
-    return [line, ""]
+    return [line + _sample_accuracy(c["name"], sample), ""]
 
 
 def _profile_md(m: dict[str, Any], top: int = 6) -> list[str]:
@@ -217,8 +239,13 @@ def _profile_md(m: dict[str, Any], top: int = 6) -> list[str]:
     return [*out, ""]
 
 
-def sidebyside_md(res: dict[str, Any]) -> str:
-    """Section: real-size models side by side."""
+def sidebyside_md(res: dict[str, Any], sample: dict[str, Any] | None = None) -> str:
+    """Section: real-size models side by side.
+
+    Args:
+        res: The side-by-side section.
+        sample: The seeds section, for the chosen techniques' accuracy on the sample.
+    """
     cfg = res["config"]
     threads = _threads(res)
     out = ["## 1. Real-size models side by side", ""]
@@ -247,7 +274,7 @@ def sidebyside_md(res: dict[str, Any]) -> str:
             model_table(m, threads),
             "",
         ]
-        out += _choice_md(m)
+        out += _choice_md(m, sample)
         out += _profile_md(m)
         notes = model_notes(m, threads)
         uncounted = [r["name"] for r in m["rows"] if not ir_weights_counted(r)]

@@ -113,8 +113,9 @@ def seeds_md(res: dict[str, Any]) -> str:
         f"{cfg['rounds']} rounds in interleaved order, at "
         f"{', '.join(threads_word(t) for t in threads)}; each timing block: {cfg['warmup']} "
         f"warm-up runs, then up to {cfg['latency_runs']} timed batch-1 runs. Ratios are against "
-        "the FP32 file of the same format (TFLite vs `fp32-tflite`, ONNX vs `fp32-onnx`), "
-        "paired by round. Size optimized = the `ptq-int8` / `onnx-int8-static` file."
+        "the FP32 file of the same format (TFLite vs `fp32-tflite`, ONNX vs `fp32-onnx`, "
+        "OpenVINO vs `fp32-openvino`), paired by round. Size optimized = the `ptq-int8` / "
+        "`onnx-int8-static` / `openvino-int8` file."
     )
     out += ["", seeds_table(res["seeds"]), "", "Every file:", ""]
     out += [candidates_table(rows, threads), ""]

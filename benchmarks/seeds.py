@@ -18,7 +18,8 @@ from typing import Any
 
 from benchmarks.common import Stopwatch, interleaved_rounds, log, mb, median, spread
 
-#: What ``make bench`` optimizes on the sample: the default CPU plan plus the ONNX techniques.
+#: What ``make bench`` optimizes on the sample: the default CPU plan, the ONNX and OpenVINO
+#: techniques and the tuning searches (section 1's choices carry their sample accuracy here).
 DEFAULT_TECHNIQUES = (
     "fp32-tflite",
     "fp32-onnx",
@@ -31,9 +32,12 @@ DEFAULT_TECHNIQUES = (
     "prune",
     "cluster",
     "prune-cluster-int8",
+    "openvino-int8",
+    "tune-onnx-int8",
+    "tune-openvino-int8",
 )
 #: The FP32 reference every file of a format is compared with.
-REFERENCE = {"tflite": "fp32-tflite", "onnx": "fp32-onnx"}
+REFERENCE = {"tflite": "fp32-tflite", "onnx": "fp32-onnx", "openvino": "fp32-openvino"}
 
 
 @dataclass
@@ -360,14 +364,15 @@ def run(
 def seeds_rows(rows: list[dict[str, Any]], threads: tuple[int, ...]) -> list[dict[str, Any]]:
     """The seeds' table: one row per format and thread count.
 
-    TFLite: PTQ = ptq-int8, QAT = qat-int8; ONNX: PTQ = onnx-int8-static, no QAT. Size
-    optimized = the PTQ INT8 file.
+    TFLite: PTQ = ptq-int8, QAT = qat-int8; ONNX: PTQ = onnx-int8-static; OpenVINO: PTQ =
+    openvino-int8 (no QAT for either). Size optimized = the PTQ INT8 file.
     """
     by = {r["name"]: r for r in rows}
     out = []
     for fmt_name, orig, ptq, qat in (
         ("TFLite", "fp32-tflite", "ptq-int8", "qat-int8"),
         ("ONNX Runtime", "fp32-onnx", "onnx-int8-static", None),
+        ("OpenVINO", "fp32-openvino", "openvino-int8", None),
     ):
         if orig not in by:
             continue

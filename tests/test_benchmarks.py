@@ -480,6 +480,25 @@ def test_choice_goal_and_profile_are_rendered_from_the_results() -> None:
     m["goal"] = 0.85
     line = _notes_line(render(res), "**kfedge's choice**")
     assert "Goal <= 0.85x: met." in line
+    assert "On the sample" not in line  # no seeds section: nothing to link
+
+
+def test_choice_line_carries_the_same_techniques_sample_accuracy_drop() -> None:
+    from benchmarks.render_real import sidebyside_md
+
+    res = synthetic()
+    m = res["sidebyside"]["models"][0]
+    m["choice"] = realsize.kfedge_choice(m["rows"], 1)
+    assert m["choice"]["name"] == "onnx-int8-static"
+    ref = _seed_row("fp32-onnx", "kfedge", "onnx", 0.99, [0.04] * 3, None)
+    drop = _seed_row("onnx-int8-static", "kfedge", "onnx", 0.9830, [0.03] * 3, "fp32-onnx")
+    sample = {"candidates": [ref, drop]}
+    line = _notes_line(sidebyside_md(res["sidebyside"], sample), "**kfedge's choice**")
+    assert "On the sample (section 4), `onnx-int8-static` is -0.70 accuracy points" in line
+    assert "against `fp32-onnx` (goal: a drop of at most 0.5 point: missed by 0.20)" in line
+    drop.update(accuracy=0.9880, accuracy_delta_points=-0.2)
+    line = _notes_line(sidebyside_md(res["sidebyside"], sample), "**kfedge's choice**")
+    assert "-0.20 accuracy points against `fp32-onnx`" in line and "point: met)." in line
 
 
 def test_ir_sizes_count_the_weights_and_old_ir_sizes_are_not_shown(tmp_path: Path) -> None:
