@@ -186,14 +186,20 @@ def search_md(results: dict[str, Any]) -> str:
 
 
 def not_run_md(results: dict[str, Any]) -> str | None:
-    """A line for every section this run skipped."""
-    missing = [k for k in SECTION_TITLES if k not in results]
-    if not missing:
+    """A line for every section this run skipped, and why a section that failed did."""
+    failed = results.get("failed_sections", {})
+    missing = [k for k in SECTION_TITLES if k not in results and k not in failed]
+    broken = [k for k in SECTION_TITLES if k in failed]
+    if not missing and not broken:
         return None
     mode = " (`--quick` skips `make run`)" if results["mode"] == "quick" else ""
     out = ["## Not in this run", ""]
+    out += [f"- {SECTION_TITLES[k]}: failed ({failed[k]})" for k in broken]
     out += [f"- {SECTION_TITLES[k]}" for k in missing]
-    out += ["", f"These sections were not part of `{results['command']}`{mode}.", ""]
+    if missing:
+        which = "The other sections" if broken else "These sections"
+        out += ["", f"{which} were not part of `{results['command']}`{mode}."]
+    out.append("")
     return "\n".join(out)
 
 

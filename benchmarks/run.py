@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -182,8 +183,14 @@ def run(
             olive = None
 
     def timed(name: str, fn: Any) -> Any:
+        """Run one section; a section that raises is recorded and the run goes on."""
         t0 = time.perf_counter()
-        out = fn()
+        try:
+            out = fn()
+        except Exception as exc:  # one broken section must not lose the others' hours
+            log(f"section {name} failed:\n{traceback.format_exc()}")
+            results.setdefault("failed_sections", {})[name] = f"{type(exc).__name__}: {exc}"
+            out = None
         results["section_seconds"][name] = round(time.perf_counter() - t0, 1)
         return out
 
@@ -204,7 +211,8 @@ def run(
                 "seeds", lambda: seeds.run(work_dir / "seeds", scfg, dataset, baseline, hook)
             )
             if "seeds" in sections:
-                results["seeds"] = sample
+                if sample is not None:
+                    results["seeds"] = sample
             else:
                 del results["section_seconds"]["seeds"]
         real = None
@@ -213,8 +221,9 @@ def run(
                 "sidebyside",
                 lambda: realsize.run(work_dir / "sidebyside", cfgs["sidebyside"], olive),
             )
-            results["sidebyside"] = real
-            results["search"] = search_slot(_public(real))
+            if real is not None:
+                results["sidebyside"] = real
+                results["search"] = search_slot(_public(real))
         if "compression" in sections:
             ccfg = cfgs["compression"]
             reuse = next(
@@ -262,6 +271,9 @@ def run(
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    for name in SECTIONS:  # a failed section is in failed_sections, not an empty entry
+        if name in results and results[name] is None:
+            del results[name]
     results["machine"]["load_average_at_end"] = load_average()
     results["seconds"] = round(time.perf_counter() - t_start, 1)
     results["configs"] = {
@@ -295,7 +307,11 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     for key in ("peers", "search"):  # measured with the side-by-side section
         if "sidebyside" in new["sections"] and key in new:
             out[key] = new[key]
+    failed = out.pop("failed_sections", {})
     for s in new["sections"]:
+        failed.pop(s, None)
+        if s in new.get("failed_sections", {}):
+            failed[s] = new["failed_sections"][s]
         if s in new:
             out[s] = new[s]
         if s in new["section_seconds"]:
@@ -304,6 +320,8 @@ def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             out["sections"].append(s)
         if s in new.get("configs", {}):
             out.setdefault("configs", {})[s] = new["configs"][s]
+    if failed:
+        out["failed_sections"] = failed
     out.setdefault("updates", []).append(
         {
             "sections": list(new["sections"]),

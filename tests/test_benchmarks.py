@@ -437,6 +437,31 @@ def test_update_merges_sections_and_records_their_provenance() -> None:
         bench.merge(old, other)
 
 
+def test_a_failed_section_is_recorded_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*a: Any, **k: Any) -> None:
+        raise RuntimeError("the runtime crashed")
+
+    monkeypatch.setattr(e2e, "run", boom)
+    monkeypatch.setattr(fidelity, "run", lambda *a, **k: _fidelity([0.01]))
+    cfgs = bench.configs(quick=True)
+    res = bench.run(("e2e", "fidelity"), True, tmp_path, cfgs)
+    assert "e2e" not in res and res["fidelity"] == _fidelity([0.01])
+    assert res["failed_sections"] == {"e2e": "RuntimeError: the runtime crashed"}
+    assert "e2e" in res["section_seconds"]
+    # an update that measures the failed section again clears it; one that fails records it
+    old = synthetic()
+    old["failed_sections"] = {"fidelity": "OSError: disk full"}
+    merged = bench.merge(old, {**res, "machine": dict(old["machine"])})
+    assert merged["failed_sections"] == {"e2e": "RuntimeError: the runtime crashed"}
+    assert merged["fidelity"] == _fidelity([0.01]) and merged.get("e2e") == old.get("e2e")
+    old.pop("e2e", None)
+    old["failed_sections"] = {"e2e": "RuntimeError: the runtime crashed"}
+    md = render(old)
+    assert "- 8. `make run` end to end: failed (RuntimeError: the runtime crashed)" in md
+
+
 def test_kfedge_choice_follows_the_selection_rule() -> None:
     rows = synthetic()["sidebyside"]["models"][0]["rows"]
     c = realsize.kfedge_choice(rows, 1)
