@@ -72,15 +72,20 @@ class SeedsConfig:
 
 
 def technique_list(cfg: SeedsConfig) -> list[str]:
-    """The techniques to apply: the two FP32 references first, then ``cfg.techniques``."""
-    from kfedge.techniques import list_techniques
+    """The techniques to apply: the FP32 references first, then ``cfg.techniques``.
+
+    The TFLite and ONNX references always (the seeds' table has their rows); the OpenVINO one
+    when a technique writes OpenVINO IR.
+    """
+    from kfedge.techniques import get_technique, list_techniques
 
     known = list_techniques()
     names = list(dict.fromkeys(cfg.techniques))
     for name in names:
         if name not in known:
             raise ValueError(f"unknown technique {name!r}; expected some of {known}")
-    return [r for r in REFERENCE.values() if r not in names] + names
+    formats = {"tflite", "onnx"} | {get_technique(n).output_format for n in names}
+    return [r for f, r in REFERENCE.items() if f in formats and r not in names] + names
 
 
 def prepare(

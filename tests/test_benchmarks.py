@@ -437,6 +437,18 @@ def test_update_merges_sections_and_records_their_provenance() -> None:
         bench.merge(old, other)
 
 
+def test_sample_references_follow_the_formats_of_the_techniques() -> None:
+    from benchmarks import seeds
+
+    names = seeds.technique_list(seeds.SeedsConfig(techniques=("ptq-int8",)))
+    assert names == ["fp32-tflite", "fp32-onnx", "ptq-int8"]
+    names = seeds.technique_list(seeds.SeedsConfig(techniques=("openvino-int8",)))
+    assert names == ["fp32-tflite", "fp32-onnx", "fp32-openvino", "openvino-int8"]
+    assert {"openvino-int8", "tune-openvino-int8"} <= set(seeds.DEFAULT_TECHNIQUES)
+    with pytest.raises(ValueError, match="unknown technique 'nope'"):
+        seeds.technique_list(seeds.SeedsConfig(techniques=("nope",)))
+
+
 def test_a_failed_section_is_recorded_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
