@@ -81,8 +81,9 @@ def test_a_three_way_tie_is_broken_by_accuracy_then_size():
     assert res["selected"] == "c"
     r = res["reason"]
     assert r.startswith("c is the most accurate (then smallest) of 3 candidates tied")
-    assert "tied with c within noise (ranked by accuracy, then size): b 0.71x [" in r
-    assert "really slower than c: d 0.80x [" in r
+    # the tie and the "really slower" lists give ratios to the selected c, not to FP32
+    assert "tied with c within noise (ranked by accuracy, then size; ratios to c): b 1.01x [" in r
+    assert "really slower than c (ratios to c): d 1.15x [" in r
     # objective size: the smallest wins, whatever the tie's accuracy order
     assert select(evals, {"objective": "size"}, timings=timings)["selected"] == "c"
 

@@ -1,15 +1,16 @@
 """The selection's reason: one sentence saying why a candidate was chosen, and what is noise.
 
 With side-by-side timings the reason separates real latency differences from ties
-(``ptq-int8 0.71x [0.68, 0.74] vs fp32-tflite: faster; tied with ptq-int8 within noise:
-onnx-int8-static 0.73x [0.66, 0.81] ...``), names the candidates never deployed for being really
+(``ptq-int8 0.71x [0.68, 0.74] vs fp32-tflite: faster; tied with ptq-int8 within noise
+(...; ratios to ptq-int8): onnx-int8-static 1.03x [0.94, 1.12] ...``: each list states what its
+ratios are against), names the candidates never deployed for being really
 slower than the baseline, and marks figures the CPU produced in place of an absent
 accelerator.
 """
 
 from __future__ import annotations
 
-from kfedge.compare import Latency
+from kfedge.compare import Latency, ratio_text
 from kfedge.evaluation import MB, Evaluation
 from kfedge.sidebyside import SideBySide
 
@@ -17,6 +18,18 @@ from kfedge.sidebyside import SideBySide
 def _listed(items: list[str], most: int = 6) -> str:
     more = len(items) - most
     return ", ".join(items[:most]) + (f" and {more} more" if more > 0 else "")
+
+
+def _vs(name: str, ref: str, figures: dict[str, Latency], timings: SideBySide) -> str:
+    """``name``'s ratio to ``ref`` paired by round, with its interval (``(CPU)`` marked).
+
+    Falls back to its ratio to the baseline (said so) when either was not timed.
+    """
+    if name in timings.models and ref in timings.models:
+        e = timings.ratio(name, ref)
+        text = ratio_text(e.ratio, (e.low, e.high))
+        return text + (" (CPU)" if figures[name].cpu_fallback else "")
+    return f"{figures[name].text} (vs the baseline)"
 
 
 def selection_reason(
@@ -83,19 +96,20 @@ def selection_reason(
         others = [n for n in ranking[1:] if n not in tied and n != base.name]
         if objective == "latency" and tied:
             parts.append(
-                f"tied with {best.name} within noise (ranked by accuracy, then size): "
+                f"tied with {best.name} within noise (ranked by accuracy, then size; ratios "
+                f"to {best.name}): "
                 + _listed(
                     [
-                        f"{n} {figures[n].text} (accuracy {evaluations[n].accuracy:.4f}, "
-                        f"{evaluations[n].size_bytes / MB:.3f} MB)"
+                        f"{n} {_vs(n, best.name, figures, timings)} (accuracy "
+                        f"{evaluations[n].accuracy:.4f}, {evaluations[n].size_bytes / MB:.3f} MB)"
                         for n in tied
                     ]
                 )
             )
         if objective == "latency" and others:
             parts.append(
-                f"really slower than {best.name}: "
-                + _listed([f"{n} {figures[n].text}" for n in others])
+                f"really slower than {best.name} (ratios to {best.name}): "
+                + _listed([f"{n} {_vs(n, best.name, figures, timings)}" for n in others])
             )
         elif objective != "latency":
             rest = [n for n in ranking[1:] if n != base.name]
