@@ -17,6 +17,7 @@ from benchmarks.text import (
     threads_word,
     unstable_note,
 )
+from benchmarks.traps import TF_SETTINGS
 from kfedge import report_table
 
 #: The report's summary header, with the PTQ accuracy column naming its int8 precision.
@@ -30,6 +31,11 @@ def _by(rows: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
 
 
 # -- seeds -----------------------------------------------------------------------------------
+def _setting_order(setting: str) -> int:
+    """Position of a TF-process trap setting in the section's (1)-(4) order (unknown: last)."""
+    return TF_SETTINGS.index(setting) if setting in TF_SETTINGS else len(TF_SETTINGS)
+
+
 def seeds_table(seeds: list[dict[str, Any]]) -> str:
     """The seeds' table (latency: median over rounds of the batch-1 p50)."""
     rows = [
@@ -219,7 +225,7 @@ def traps_md(res: dict[str, Any]) -> str:
     body = [
         [it["label"], it["threads"], s, ms(v), ratio_str(it["ratio"][s])]
         for it in res["tf_process"]
-        for s, v in it["cells"].items()
+        for s, v in sorted(it["cells"].items(), key=lambda kv: _setting_order(kv[0]))
     ]
     notes = []
     for it in res["tf_process"]:

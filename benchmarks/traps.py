@@ -123,6 +123,15 @@ class TFBusy:
             self._thread.join(timeout=30)
 
 
+#: Where the TF-process trap times ORT, in the order the section explains them (1)-(4).
+TF_SETTINGS = (
+    "subprocess, TF idle here",
+    "in-process, TF loaded idle",
+    "in-process, TF busy",
+    "subprocess, TF busy here",
+)
+
+
 def tf_process_trap(
     model: Path, busy_model: Path, threads: int, rounds: int, runs: int, warmup: int
 ) -> dict[str, Any]:
@@ -134,12 +143,7 @@ def tf_process_trap(
     from benchmarks.child import time_block
     from kfedge.runners import load_runner
 
-    settings = [
-        "subprocess, TF idle here",
-        "in-process, TF loaded idle",
-        "in-process, TF busy",
-        "subprocess, TF busy here",
-    ]
+    settings = list(TF_SETTINGS)
     busy = TFBusy(busy_model)
     vals: dict[str, list[float]] = {s: [] for s in settings}
     args = [

@@ -449,6 +449,28 @@ def test_sample_references_follow_the_formats_of_the_techniques() -> None:
         seeds.technique_list(seeds.SeedsConfig(techniques=("nope",)))
 
 
+def test_the_run_renders_its_markdown_from_the_json_it_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's own rendering equals rendering the committed JSON (sorted keys) again: the
+    in-memory results' key order (e.g. the TF-process trap's settings) must not leak."""
+    res = json.loads(RESULTS.read_text())
+    res["traps"]["tf_process"][0]["cells"] = dict(
+        reversed(list(res["traps"]["tf_process"][0]["cells"].items()))
+    )
+    res["machine"]["packages"] = dict(reversed(list(res["machine"]["packages"].items())))
+    monkeypatch.setattr(bench, "run", lambda *a, **k: copy.deepcopy(res))
+    out, js = tmp_path / "B.md", tmp_path / "r.json"
+    assert bench.main(["--sections", "traps", "--json", str(js), "--out", str(out)]) == 0
+    md = out.read_text()
+    assert md == render(json.loads(js.read_text()))
+    label = res["traps"]["tf_process"][0]["label"]
+    rows = [ln for ln in md.splitlines() if ln.startswith(f"| {label} |") and ", TF " in ln]
+    from benchmarks.traps import TF_SETTINGS
+
+    assert [next(x for x in TF_SETTINGS if x in ln) for ln in rows] == list(TF_SETTINGS)
+
+
 def test_a_failed_section_is_recorded_and_the_run_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
