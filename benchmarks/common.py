@@ -35,6 +35,8 @@ PACKAGES = (
     "onnx",
     "onnxruntime",
     "ai-edge-litert",
+    "openvino",
+    "nncf",
     "kserve",
 )
 
