@@ -211,8 +211,7 @@ def run(
                 "seeds", lambda: seeds.run(work_dir / "seeds", scfg, dataset, baseline, hook)
             )
             if "seeds" in sections:
-                if sample is not None:
-                    results["seeds"] = sample
+                results["seeds"] = sample
             else:
                 del results["section_seconds"]["seeds"]
         real = None
@@ -221,9 +220,8 @@ def run(
                 "sidebyside",
                 lambda: realsize.run(work_dir / "sidebyside", cfgs["sidebyside"], olive),
             )
-            if real is not None:
-                results["sidebyside"] = real
-                results["search"] = search_slot(_public(real))
+            results["sidebyside"] = real
+            results["search"] = search_slot(_public(real))
         if "compression" in sections:
             ccfg = cfgs["compression"]
             reuse = next(

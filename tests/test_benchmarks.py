@@ -484,6 +484,11 @@ def test_a_failed_section_is_recorded_and_the_run_goes_on(
     assert "e2e" not in res and res["fidelity"] == _fidelity([0.01])
     assert res["failed_sections"] == {"e2e": "RuntimeError: the runtime crashed"}
     assert "e2e" in res["section_seconds"]
+    monkeypatch.setattr(realsize, "run", boom)  # a failed side by side leaves no search figures
+    cfgs["peers"].venv = None
+    side = bench.run(("sidebyside",), True, tmp_path / "s", cfgs)
+    assert "sidebyside" not in side and side["search"]["status"] == "not measured"
+    assert side["failed_sections"] == {"sidebyside": "RuntimeError: the runtime crashed"}
     # an update that measures the failed section again clears it; one that fails records it
     old = synthetic()
     old["failed_sections"] = {"fidelity": "OSError: disk full"}
