@@ -214,8 +214,8 @@ def _interrupted(weed: Weed, fn: Any, after: float, down: float) -> dict[str, An
     t = threading.Thread(target=lambda: box.update(_outcome(fn)))
     t.start()
     time.sleep(after)
-    still_running = t.is_alive()
     weed.kill()
+    still_running = t.is_alive()  # after the kill: the transfer had not finished before it
     time.sleep(down)
     weed.start()
     t.join(timeout=600)

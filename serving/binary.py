@@ -17,15 +17,29 @@ from fastapi import Response
 from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
-from kserve.protocol.rest.v2_datamodels import InferenceRequest
+from kserve.protocol.rest.v2_datamodels import InferenceRequest, RequestInput
 
 from kfedge.serving.errors import describe_validation_errors
 from kfedge.serving.model import NP_DTYPES
 
+#: A shape dimension: an integer, never a JSON ``true`` / ``false`` or a float (pydantic's lax
+#: mode would turn ``[true, 16, 16, 3]`` into ``[1, 16, 16, 3]``).
+Dim = pydantic.StrictInt
+
+
+class _StrictRequestInput(RequestInput):
+    shape: list[Dim]  # type: ignore[assignment]
+
+
+class StrictInferenceRequest(InferenceRequest):
+    """KServe's V2 inference request with integer-only shape dimensions."""
+
+    inputs: list[_StrictRequestInput]  # type: ignore[assignment]
+
 
 class _BinaryInput(pydantic.BaseModel):
     name: str
-    shape: list[int]
+    shape: list[Dim]
     datatype: str
     parameters: dict[str, Any] | None = None
     data: list[Any] | None = None
@@ -74,7 +88,7 @@ def decode_binary_request(body: bytes, headers: dict[str, str], model_name: str)
     """
     header_len = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
     if header_len is None:
-        req = _validate(InferenceRequest, body)
+        req = _validate(StrictInferenceRequest, body)
         return InferRequest.from_inference_request(req, model_name)
     try:
         json_len = int(header_len)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from cloudevents.exceptions import GenericException
 from cloudevents.sdk.converters.util import has_binary_headers
 from kserve.errors import InvalidInput
 from kserve.protocol.dataplane import JSON_HEADERS, DataPlane
@@ -43,7 +44,15 @@ class EdgeDataPlane(DataPlane):
         protocol_version: str = "v1",
         model_name: str | None = None,
     ) -> tuple[Any, dict[str, Any]]:
-        """KServe's decode, with its unchecked failures (KeyError, ValueError...) made 400s."""
+        """KServe's decode; what a malformed request raises there is a 400, anything else a 500.
+
+        Only the exceptions that report bad input are answered 400: kserve's ``InvalidInput``,
+        a CloudEvent the ``cloudevents`` library refuses, a body that is not JSON or not UTF-8.
+        Any other exception (a ``KeyError``, ``TypeError``, ``AttributeError``...) is a fault
+        of the decoder, not of the request, and stays a 500, so the fuzz figures count it.
+        """
+        if has_binary_headers(headers or {}) and not body:
+            raise InvalidInput("a binary CloudEvent request needs a body (its data)")
         if (
             protocol_version == "v1"
             and isinstance(body, bytes)
@@ -59,7 +68,7 @@ class EdgeDataPlane(DataPlane):
             return super().decode(body, headers, protocol_version, model_name)
         except InvalidInput:
             raise
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        except (GenericException, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"malformed request: {type(exc).__name__}: {exc}") from exc
 
     def decode_inference_request(

@@ -51,6 +51,9 @@ JSON_ENVELOPE_BYTES = 64 * 1024
 BODY_LIMIT_FLOOR = 256 * 1024
 #: A refused body up to this many times the limit is read and discarded after the answer.
 DRAIN_FACTOR = 4
+#: ... and one up to this size whatever the limit (a small model's limit is a few hundred KB:
+#: a 12 MB body closed unread reached its client as a connection reset, not as the answer).
+DRAIN_FLOOR_BYTES = 64 * 1024 * 1024
 #: At most this long is spent discarding a refused body.
 DRAIN_SECONDS = 5.0
 
@@ -218,7 +221,8 @@ class BodyLimitMiddleware:
 
     def _drain(self, scope: dict[str, Any], declared: int) -> int:
         expects_continue = (_header(scope, b"expect") or b"").lower() == b"100-continue"
-        return 0 if expects_continue or declared > DRAIN_FACTOR * self.max_bytes else declared
+        most = max(DRAIN_FACTOR * self.max_bytes, DRAIN_FLOOR_BYTES)
+        return 0 if expects_continue or declared > most else declared
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:  # noqa: D102
         if scope["type"] != "http":

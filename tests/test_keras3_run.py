@@ -7,6 +7,7 @@ The Keras 3 models are built here, once per module, on the 8x8 digits of ``sampl
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -247,3 +248,86 @@ def test_keras3_model_runs_the_default_cpu_plan_like_a_tf_keras_model(k3_cnn: Pa
         else:
             assert "keras_bridge" not in stats[name], name
     assert stats["qat-int8"]["output_only_layers"] == ["scale"]
+
+
+@pytest.fixture(scope="module")
+def k3_standalone_bn(keras3, digits8, tmp_path_factory) -> Path:
+    """Conv2D(relu) -> BatchNormalization -> DepthwiseConv2D -> Dense: a BN no conv folds."""
+    L = keras3.layers
+    model = keras3.Sequential(
+        [
+            keras3.Input((8, 8, 1), name="image"),
+            L.Conv2D(8, 3, padding="same", activation="relu", name="conv"),
+            L.BatchNormalization(name="bn"),
+            L.DepthwiseConv2D(3, padding="same", name="dw"),
+            L.Flatten(name="flat"),
+            L.Dense(10, activation="softmax", name="probs"),
+        ],
+        name="k3bn",
+    )
+    path = tmp_path_factory.mktemp("k3bn") / "k3bn.keras"
+    return _train_and_save(keras3, model, digits8, path, epochs=8)
+
+
+def test_qat_keeps_a_standalone_batchnorm_in_float_and_says_so(
+    keras3, k3_standalone_bn: Path, tmp_path: Path
+):
+    """tfmot refuses a BatchNormalization that follows a Conv2D with an activation; QAT
+    quantizes its output only (its weights stay float) and names it in candidate.json."""
+    from kfedge.data import prepare_dataset
+    from kfedge.techniques import apply
+
+    data = tmp_path / "data"
+    prepare_dataset("sample://digits", data, [8, 8, 1], 10)
+    cand = apply("qat-int8", k3_standalone_bn, data, {"epochs": 1}, tmp_path / "qat")
+    assert cand.stats["output_only_layers"] == ["bn"]
+    assert cand.stats["float_weight_layers"] == ["bn"]
+    assert cand.format == "tflite"
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_failing_technique_becomes_a_failed_candidate_and_the_run_reports(
+    k3_standalone_bn: Path, tmp_path: Path, monkeypatch
+):
+    """kfedge run with ptq-int8,prune,qat-int8 on the standalone-BN model: a report with every
+    candidate; a technique that raises (here qat-int8, forced) is listed with its reason."""
+    from kfedge.local_run import run_local
+
+    result = run_local(
+        model=str(k3_standalone_bn),
+        techniques="ptq-int8,prune,qat-int8",
+        epochs=1,
+        deploy=False,
+        output_dir=tmp_path / "ok",
+        quiet=True,
+    )
+    report = json.loads(Path(result["report"]).read_text())
+    assert sorted(c["name"] for c in report["candidates"]) == [
+        "fp32-tflite", "prune-50", "ptq-int8", "qat-int8",
+    ]  # fmt: skip
+    assert report["failed"] == []
+    # a technique that raises (injected into the steps' processes through sitecustomize): the
+    # others are still evaluated, selected and reported
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "from kfedge.techniques.qat_int8 import QatInt8\n"
+        "def _boom(*a, **k):\n"
+        "    raise RuntimeError('forced failure\\nsecond line')\n"
+        "QatInt8.transform = _boom\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    result = run_local(
+        model=str(k3_standalone_bn),
+        techniques="ptq-int8,qat-int8",
+        epochs=1,
+        deploy=False,
+        output_dir=tmp_path / "failing",
+        quiet=True,
+    )
+    report = json.loads(Path(result["report"]).read_text())
+    assert sorted(c["name"] for c in report["candidates"]) == ["fp32-tflite", "ptq-int8"]
+    (failed,) = report["failed"]
+    assert failed["name"] == "qat-int8" and "forced failure" in failed["reason"]
+    assert "## Failed candidates" in Path(result["report"]).with_suffix(".md").read_text()

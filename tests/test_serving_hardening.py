@@ -475,3 +475,56 @@ def int8_onnx_free_model(fp32_onnx: Path) -> Path:
     from kfedge.candidate import model_path
 
     return model_path(fp32_onnx)
+
+
+def test_a_json_boolean_is_not_a_shape_dimension(loaded) -> None:  # noqa: ANN001
+    """Before: pydantic's lax mode read ``[true, 32, 32, 1]`` as ``[1, 32, 32, 1]`` (200)."""
+    c = _client(loaded)
+    name = loaded.runner.inputs[0].name
+    body = v2_body(name, _x(1))
+    assert c.post("/v2/models/digits/infer", json=body).status_code == 200
+    for bad in (True, 1.0, "1"):
+        body["inputs"][0]["shape"][0] = bad
+        r = c.post("/v2/models/digits/infer", json=body)
+        assert r.status_code == 400 and "shape" in r.json()["error"], (bad, r.text)
+
+
+def test_only_bad_input_is_a_400_a_decoder_fault_is_a_500(loaded, monkeypatch) -> None:  # noqa: ANN001
+    """Before: any KeyError / TypeError / AttributeError of the decoder became a 400, so a
+    decoder bug could never count as a crash in the fuzz figures."""
+    from kserve.protocol.dataplane import DataPlane
+    from starlette.testclient import TestClient
+
+    from kfedge.serving.server import EdgeServer
+
+    c = TestClient(EdgeServer(loaded, decode_processes=0).app, raise_server_exceptions=False)
+    ce = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "t", "ce-type": "t"}
+    r = c.post("/v1/models/digits:predict", content=b"", headers=ce)
+    assert r.status_code == 400 and "CloudEvent" in r.json()["error"], r.text
+    bad_ce = {**ce, "ce-specversion": "9.9", "content-type": "application/json"}
+    r = c.post("/v1/models/digits:predict", content=b'{"instances": [1]}', headers=bad_ce)
+    assert r.status_code == 400, r.text
+
+    def buggy(*a: Any, **k: Any) -> Any:
+        raise KeyError("a bug in the decoder")
+
+    monkeypatch.setattr(DataPlane, "decode", buggy)
+    r = c.post("/v1/models/digits:predict", json={"instances": _x(1).tolist()})
+    assert r.status_code == 500, r.text
+
+
+def test_a_12mb_body_over_a_small_models_limit_gets_the_answer_not_a_reset(
+    tflite_copy: Path, tmp_path: Path
+) -> None:
+    """Before: a refused body over 4x the limit was closed unread: the client, still sending,
+    got a connection reset instead of the answer."""
+    server = ServerProcess(tflite_copy, "digits", tmp_path, [])
+    try:
+        body = b'{"instances": [' + b"0.5, " * (12 * 1024 * 1024 // 5) + b"0.5]}"
+        status, _, answer = request(
+            f"{server.url}/v1/models/digits:predict", body, {"content-type": "application/json"}
+        )
+        assert status == 400, answer[:200]
+        assert "over this server's limit" in json.loads(answer)["error"]
+    finally:
+        server.stop()

@@ -178,6 +178,7 @@ def test_s3_server_killed_mid_transfer_leaves_nothing_partial(
     res = s3_faults(tmp_path, 8)
     for transfer, where in (("upload", "final_key"), ("download", "final_file")):
         r = res[transfer]
+        assert r["killed_mid_transfer"], (transfer, r)  # else the test proves nothing
         assert r[where] in ("absent", "complete"), (transfer, r)
         assert r["ok"] or "s3://" in r["error"], r  # a clear error names what failed
         assert r["after_restart"]["ok"], r

@@ -33,7 +33,9 @@ from kfedge.evaluation import (
     load_evaluation,
     save_evaluation,
 )
+from kfedge.failure import Failure, one_line, read_failed_candidate
 from kfedge.formats import detect_format, model_size_bytes
+from kfedge.fsutil import write_json_atomic
 from kfedge.runners import load_runner
 from kfedge.timing import (
     DEFAULT_TIME_BUDGET_S,
@@ -207,8 +209,12 @@ def evaluate_from_files(
     batch_size: int = 32,
     latency_runs: int = 200,
     target: str = "",
-) -> Evaluation:
+) -> Evaluation | Failure:
     """Evaluate a candidate for a target and write the evaluation JSON (the KFP step's body).
+
+    A failed candidate (:mod:`kfedge.failure`) is passed on as a failed evaluation, and an
+    evaluation that raises is recorded as one (its one-line reason), so one candidate never
+    fails the pipeline's loop; select fails the run when the baseline failed.
 
     Args:
         model_dir: The candidate directory (or a model file).
@@ -222,10 +228,52 @@ def evaluate_from_files(
             used, and its name is recorded in ``target``.
 
     Returns:
-        The evaluation as written; :meth:`~kfedge.evaluation.Evaluation.kfp_metrics` and
-        :meth:`~kfedge.evaluation.Evaluation.kfp_metadata` give the step's metrics and the
-        artifact's metadata.
+        The evaluation (or failure) as written; ``kfp_metrics()`` and ``kfp_metadata()`` give
+        the step's metrics and the artifact's metadata.
     """
+    failure = read_failed_candidate(model_dir) if Path(model_dir).is_dir() else None
+    if failure is None:
+        try:
+            return _evaluate_and_save(
+                model_dir, dataset_dir, evaluation_path, name, threads, batch_size,
+                latency_runs, target,
+            )  # fmt: skip
+        except Exception as exc:
+            failure = Failure(
+                name=name or _candidate_name(model_dir),
+                technique=_candidate_technique(model_dir),
+                reason=one_line(exc),
+                stage="evaluate",
+            )
+            print(f"[kfedge] {failure.text}; the run goes on without it", file=sys.stderr)
+    write_json_atomic(evaluation_path, failure.to_dict())
+    return failure
+
+
+def _candidate_name(model_dir: str | Path) -> str:
+    try:
+        return load_candidate(model_dir).name
+    except Exception:  # noqa: BLE001 - not a candidate directory: its file name
+        return Path(model_dir).stem
+
+
+def _candidate_technique(model_dir: str | Path) -> str:
+    try:
+        return load_candidate(model_dir).technique
+    except Exception:  # noqa: BLE001 - not a candidate directory
+        return "unknown"
+
+
+def _evaluate_and_save(
+    model_dir: str | Path,
+    dataset_dir: str | Path,
+    evaluation_path: str | Path,
+    name: str,
+    threads: int,
+    batch_size: int,
+    latency_runs: int,
+    target: str,
+) -> Evaluation:
     providers = None
     if target:
         from kfedge.targets import load_target

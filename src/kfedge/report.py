@@ -31,6 +31,7 @@ from kfedge.compare import (
 )
 from kfedge.errors import InvalidInputError
 from kfedge.evaluation import MB, Evaluation, EvaluationLike, as_evaluations, load_evaluation
+from kfedge.failure import read_evaluation_file
 from kfedge.report_html import render_html
 from kfedge.report_md import render_markdown
 from kfedge.report_table import SEEDS_HEADER, TABLE_HEADER, goals_cell, mb, p50_cell
@@ -155,6 +156,7 @@ def report_rows(
                 "selected": bool(selection) and ev.name == selection.get("selected"),
                 "passed_goals": bool(c.get("passed", selection is None)),
                 "failed_goals": list(c.get("failed_goals", [])),
+                "technique_warnings": list(ev.candidate_stats.get("warnings", [])),
             }
         )
     return rows
@@ -225,7 +227,8 @@ def make_report(
         title, created, target, baseline, selected, deploy, reason, ranking, goals, threads,
         machine, latency_source, measurement (how latency was taken: rounds, threads, usable
         CPUs and what limited them, the node's CPU and ISA flags, the run's spread),
-        pareto_front, summary, candidates (the rows), warnings.
+        pareto_front, summary, candidates (the rows), failed (candidates that failed to be
+        made or evaluated, with their reason, from the selection), warnings.
 
     Raises:
         InvalidInputError: No evaluations, duplicate names, or a selection naming unknown
@@ -275,6 +278,7 @@ def make_report(
         "pareto_front": pareto_front(rows),
         "summary": seeds_summary(rows, ranking),
         "candidates": rows,
+        "failed": list(sel.get("failed", [])),
         "warnings": list(sel.get("warnings", []))
         + [w for w in timing_warnings if w not in sel.get("warnings", [])],
     }
@@ -437,8 +441,10 @@ def report_from_files(
     """
     base = load_evaluation(baseline_file)
     evaluations = [base] + [
-        ev for ev in (load_evaluation(f) for f in evaluation_files) if ev.name != base.name
-    ]
+        ev
+        for ev in (load_evaluation(f) for f in evaluation_files if not read_evaluation_file(f))
+        if ev.name != base.name
+    ]  # failed candidates come with the selection (its ``failed``)
     selection = _read_selection(selection_file) if selection_file else None
     rep = make_report(evaluations, base.name, selection, title, target, timings_path)
     write_report(rep, selection, json_path, markdown_path, html_path)

@@ -145,11 +145,21 @@ def row_cells(r: dict[str, Any], base: dict[str, Any]) -> list[str]:
 def notes(rep: dict[str, Any]) -> dict[str, list[str]]:
     """The report's per-candidate notes, by section title (empty sections left out).
 
+    ``Failed candidates`` (a technique or evaluation that raised, with its one-line reason),
+    ``Technique warnings`` (what a technique did not do as asked, e.g. ORT's pre-processing),
     ``Not timed side by side`` (the benchmark's reason), ``INT8 settings and this node's
     ISA`` (ONNX Runtime INT8 candidates), ``CPU instead of the accelerator``.
     """
     rows = rep["candidates"]
     out = {
+        "Failed candidates": [
+            f"{f['name']} ({f['technique']}): failed in {f['stage']}: {f['reason']}; the run "
+            "went on without it"
+            for f in rep.get("failed") or []
+        ],
+        "Technique warnings": [
+            f"{r['name']}: {w}" for r in rows for w in r.get("technique_warnings") or []
+        ],
         "Not timed side by side": [
             f"{r['name']}: {r['timing_skipped']} (its latency is the evaluation's own)"
             for r in rows

@@ -50,6 +50,7 @@ from kfedge.compare import (
 )
 from kfedge.errors import ConfigError, InvalidInputError, NotFoundError
 from kfedge.evaluation import MB, Evaluation, EvaluationLike, as_evaluations, load_evaluation
+from kfedge.failure import Failure, check_usable, read_evaluation_file
 from kfedge.formats import DEPLOYABLE, FORMATS
 from kfedge.select_reason import selection_reason
 
@@ -283,6 +284,7 @@ def select(
     goals: Goals | dict[str, Any] | str | None = None,
     baseline: str | None = None,
     timings: TimingsLike | None = None,
+    failures: Iterable[Failure] = (),
 ) -> dict[str, Any]:
     """Check every candidate against the goals and pick the best one that meets them.
 
@@ -301,6 +303,8 @@ def select(
         baseline: Name of the baseline evaluation (default: found by :func:`find_baseline`).
         timings: The benchmark step's session (:class:`kfedge.sidebyside.SideBySide`), its
             dict or JSON file, or None.
+        failures: Candidates that failed to be made or evaluated (:mod:`kfedge.failure`):
+            listed under ``failed`` with their reason, never selected.
 
     Returns:
         ``selected`` (name or None), ``deploy`` (bool, for a ``dsl.If`` gate), ``reason`` (a
@@ -308,7 +312,8 @@ def select(
         (dict), ``objective``, ``latency_source`` (``side-by-side`` / ``evaluation``),
         ``measurement`` (how latency was taken), ``candidates`` (per candidate: name, passed,
         failed_goals, accuracy_drop, latency_ratio, size_ratio, latency (figures with
-        intervals and verdict), latency_tier, cpu_fallback), ``warnings``.
+        intervals and verdict), latency_tier, cpu_fallback), ``failed`` (per failed
+        candidate: name, technique, stage, reason), ``warnings``.
 
     Raises:
         ConfigError: Invalid goals (before anything else).
@@ -317,6 +322,7 @@ def select(
     """
     g = parse_goals(goals)
     evs = as_evaluations(evaluations)
+    failures = list(failures)
     sbs = load_timings(timings)
     base = find_baseline(evs, baseline, g.formats)
     figs, warnings = latency_figures(evs, base, sbs, g.tie_within)
@@ -379,6 +385,10 @@ def select(
         "latency_source": SIDE_BY_SIDE if sbs is not None else SINGLE,
         "measurement": measurement(sbs, figs),
         "candidates": per,
+        "failed": [
+            {"name": f.name, "technique": f.technique, "stage": f.stage, "reason": f.reason}
+            for f in failures
+        ],
         "warnings": warnings,
     }
 
@@ -427,12 +437,20 @@ def select_from_files(
             f"got {len(evaluation_files)} evaluations but {len(model_dirs)} models; each "
             "evaluation needs the model it evaluated, in the same order"
         )
+    base_failure = read_evaluation_file(baseline_file)
+    if base_failure is not None:
+        raise InvalidInputError(f"the baseline failed: {base_failure.text}")
     base = load_evaluation(baseline_file)
     evaluations = [base]
+    failures: list[Failure] = []
     dirs: dict[str, Path | None] = {
         base.name: Path(baseline_model_dir) if baseline_model_dir else None
     }
     for i, f in enumerate(evaluation_files):
+        failure = read_evaluation_file(f)
+        if failure is not None:
+            failures.append(failure)
+            continue
         ev = load_evaluation(f)
         if ev.name == base.name:
             continue  # the baseline was also evaluated in the loop
@@ -444,7 +462,10 @@ def select_from_files(
             )
         evaluations.append(ev)
         dirs[ev.name] = Path(model_dirs[i]) if model_dirs is not None else None
-    result = select(evaluations, g, baseline=base.name, timings=load_timings(timings_path))
+    check_usable(base.name, failures, len(evaluations) - 1)
+    result = select(
+        evaluations, g, baseline=base.name, timings=load_timings(timings_path), failures=failures
+    )
     selected = result["selected"]
     chosen_ev = next((e for e in evaluations if e.name == selected), None)
     if chosen_ev is not None and chosen_ev.outputs_sample is not None:
@@ -474,6 +495,7 @@ def select_from_files(
             "selected": selected or "",
             "deploy": result["deploy"],
             "reason": result["reason"],
+            **({"failed": "; ".join(f.text for f in failures)} if failures else {}),
         },
         "chosen_metadata": {**result.get("chosen_metadata", {}), "selected": selected or ""},
     }

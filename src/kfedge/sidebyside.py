@@ -461,7 +461,9 @@ def benchmark_from_files(
     """The benchmark step: time every candidate side by side on this node and save the result.
 
     Args:
-        models: Candidate directories (or model files), e.g. a KFP ``Collected`` list.
+        models: Candidate directories (or model files), e.g. a KFP ``Collected`` list, the
+            baseline first; a failed candidate (:mod:`kfedge.failure`) is skipped with its
+            reason (a failed baseline raises).
         dataset_dir: The split dataset; the first eval sample is the batch-1 input.
         timings_path: Where to write the JSON (:func:`save`).
         names: One name per model (default: each candidate's own name).
@@ -481,12 +483,15 @@ def benchmark_from_files(
     """
     from kfedge.candidate import load_candidate
     from kfedge.data import load_split
+    from kfedge.failure import read_failed_candidate
 
+    failed = {i: read_failed_candidate(m) for i, m in enumerate(models) if Path(m).is_dir()}
     if names is None or not any(names):
         names = []
-        for m in models:
+        for i, m in enumerate(models):
+            f = failed.get(i)
             try:
-                names.append(load_candidate(m).name)
+                names.append(f.name if f else load_candidate(m).name)
             except KfedgeError:
                 names.append(Path(m).stem)
     if len(names) != len(models):
@@ -496,14 +501,18 @@ def benchmark_from_files(
         raise InvalidInputError(f"candidate names must be unique; repeated: {dupes}")
     opts, profile_threads = runner_options(target)
     x, _ = load_split(dataset_dir, "eval", limit=1)
+    if failed.get(0) is not None:
+        raise InvalidInputError(f"the baseline failed: {failed[0].text}")
+    skipped = {names[i]: f"failed in {f.stage}: {f.reason}" for i, f in failed.items() if f}
     result = time_side_by_side(
-        dict(zip(names, models)),
+        {n: m for i, (n, m) in enumerate(zip(names, models)) if failed.get(i) is None},
         x[:1],
         rounds=rounds,
         round_budget_s=round_budget_s,
         threads=threads or profile_threads,
         runner_options=opts,
     )
+    result.skipped.update(skipped)  # a failed candidate is listed with its reason, not timed
     save(result, timings_path)
     return result
 

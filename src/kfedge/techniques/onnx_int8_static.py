@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
 from kfedge import compat
+from kfedge.failure import one_line
 from kfedge.techniques._base import Source, check_data
 from kfedge.techniques._onnx import (
     QUANT_TYPES,
@@ -82,7 +84,9 @@ class OnnxInt8Static(
                 q.quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
                 source, stats["preprocessed"] = pre, True
             except Exception as exc:  # ORT raises many types; quantization still works without
-                stats["preprocess_error"] = str(exc)[:200]
+                warning = f"quant_pre_process failed, quantized without it: {one_line(exc)}"
+                stats.setdefault("warnings", []).append(warning)  # the report lists them
+                print(f"[kfedge] {self.name}: {warning}", file=sys.stderr)
         # ORT's histogram collector (entropy, percentile) stacks the batches it saw: a shorter
         # last batch breaks it, so those methods calibrate sample by sample
         batch = 16 if cfg.calibrate_method == "minmax" else 1

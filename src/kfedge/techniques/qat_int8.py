@@ -5,9 +5,12 @@ TFLite converter turns the learned ranges into an INT8 model. On a pruned and/or
 input (``preserve: auto``) the collaborative-optimization schemes keep its zeros / clusters:
 ``Default8BitPrunePreserveQuantizeScheme`` (PQAT), ``Default8BitClusterPreserveQuantizeScheme``
 (CQAT) and ``Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)`` (PCQAT).
-Layers without weights that tfmot's schemes do not list (``Rescaling``, ``Multiply``) get
-their output quantized only instead of a refusal; the converter may keep such an op in float
-(the QAT export allows float fallback), with the layers around it INT8. A Keras 3 model is
+Layers tfmot's schemes do not list get their output quantized only instead of a refusal:
+weightless ones (``Rescaling``, ``Multiply``) and ones with weights (a standalone
+``BatchNormalization`` no convolution folds, ``LayerNormalization``, ``PReLU``), whose weights
+stay in float; the converter may keep such an op in float (the QAT export allows float
+fallback), with the layers around it INT8. ``candidate.json`` names them
+(``stats.output_only_layers``, ``stats.float_weight_layers``). A Keras 3 model is
 rebuilt in tf_keras first.
 """
 
@@ -80,21 +83,28 @@ def _scheme(preserve: Preserve) -> Any:
 
 
 def output_only_layers(model: Any) -> list[str]:
-    """Layers without weights tfmot's 8-bit registry cannot quantize (``Rescaling``), by name.
+    """Layers tfmot's 8-bit registry cannot quantize, by name: their output alone is quantized.
 
-    tfmot's whole-model annotation refuses them; quantizing only their output (a learned
-    range, as for activations) lets the layers after them run INT8. The collaborative schemes
-    build on the same registry (theirs answer ``supports()`` with True for any layer).
+    tfmot's whole-model annotation refuses a layer its registry does not list: weightless ones
+    (``Rescaling``, ``Multiply``) and ones with weights (a standalone ``BatchNormalization``
+    that no convolution folds, ``LayerNormalization``, ``PReLU``). Quantizing only their
+    output (a learned range, as for activations) lets the layers after them run INT8; the
+    layer itself computes in float, its weights (if any) kept in float (:func:`float_layers`
+    names those). The collaborative schemes build on the same registry (theirs answer
+    ``supports()`` with True for any layer).
     """
     registry = _scheme("none").get_quantize_registry()
     keras = compat.keras()
     return [
         layer.name
         for layer in model.layers
-        if not isinstance(layer, keras.layers.InputLayer)
-        and not layer.weights
-        and not registry.supports(layer)
+        if not isinstance(layer, keras.layers.InputLayer) and not registry.supports(layer)
     ]
+
+
+def float_layers(model: Any, names: list[str]) -> list[str]:
+    """Which of the output-only layers ``names`` keep weights in float (the others have none)."""
+    return [layer.name for layer in model.layers if layer.name in names and layer.weights]
 
 
 def quantize(model: Any, preserve: Preserve) -> tuple[Any, list[str]]:
@@ -146,13 +156,17 @@ def qat_model(model: Any, data: Path, cfg: Any, preserve: Preserve) -> Quantized
 
     Returns:
         The trained QAT model (fake-quant wrappers) and stats (``output_only_layers``: layers
-        such as ``Rescaling`` whose output alone is quantized).
+        such as ``Rescaling`` or a standalone ``BatchNormalization`` whose output alone is
+        quantized; ``float_weight_layers``: those of them whose weights stay in float).
     """
     qat, special = quantize(model, preserve)
     stats = fine_tune(qat, data, cfg)
     stats["preserve"] = preserve
     if special:
         stats["output_only_layers"] = special
+        kept = float_layers(model, special)
+        if kept:
+            stats["float_weight_layers"] = kept
     return Quantized(qat, stats)
 
 
