@@ -17,6 +17,22 @@ from kfedge.errors import ConfigError
 EPYC_AVX2 = "processor : 0\nmodel name : AMD EPYC\nflags : fpu sse4_1 avx avx2 fma\n"
 ICELAKE = "flags\t\t: sse4_1 avx2 avx512f avx512bw avx512_vnni\n"
 GRAVITON2 = "processor : 0\nFeatures : fp asimd crc32 atomics asimddp\n"
+ZEN4 = "flags : avx2 avx512f avx512_vnni avx512_bf16\n"
+CORTEX_A76 = "processor : 0\nFeatures : fp asimd evtstrm aes crc32 atomics fphp asimdhp asimddp\n"
+CORTEX_A72 = "processor : 0\nFeatures : fp asimd evtstrm crc32 cpuid\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "machine", "reduced"),
+    [
+        (ZEN4, "x86_64", "bf16"),
+        (ICELAKE, "x86_64", None),
+        (CORTEX_A76, "aarch64", "f16"),
+        (CORTEX_A72, "aarch64", None),
+    ],
+)
+def test_reduced_float_names_what_openvino_would_pick_unasked(text, machine, reduced):
+    assert isa_from_cpuinfo(text, machine).reduced_float == reduced
 
 
 @pytest.mark.parametrize(
@@ -25,6 +41,8 @@ GRAVITON2 = "processor : 0\nFeatures : fp asimd crc32 atomics asimddp\n"
         (EPYC_AVX2, "x86_64", "x86-64-avx2", False),
         (ICELAKE, "x86_64", "x86-64-avx2-avx512-vnni", True),
         (GRAVITON2, "aarch64", "arm64-dotprod", False),
+        (ZEN4, "x86_64", "x86-64-avx2-avx512-vnni-bf16", True),
+        (CORTEX_A76, "aarch64", "arm64-dotprod-fp16", False),
         ("", "AMD64", "x86-64", False),
     ],
 )

@@ -14,7 +14,7 @@ from kfedge.formats import detect_format
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-OV_TECHNIQUES = ("fp32-openvino", "openvino-fp16", "openvino-int8")
+OV_TECHNIQUES = ("fp32-openvino", "openvino-fp16", "openvino-int8", "openvino-bf16")
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,14 @@ def test_ir_candidates_evaluate_and_int8_keeps_accuracy(
     assert evs["fp32-openvino"].accuracy == pytest.approx(ref.accuracy, abs=1e-9)
     assert evs["openvino-fp16"].accuracy >= ref.accuracy - 0.003
     assert evs["openvino-int8"].accuracy >= ref.accuracy - 0.005
+    # every IR is computed in f32 whatever the CPU; openvino-bf16 in bf16 where the CPU has it
+    from kfedge.cpu import detect_isa
+
+    for name, ev in evs.items():
+        want = "bf16" if name == "openvino-bf16" and "bf16" in detect_isa().extensions else "f32"
+        assert ev.runtime.precision == want, name
+    assert evs["openvino-bf16"].runtime.requested_precision == "bf16"
+    assert evs["openvino-bf16"].accuracy >= ref.accuracy - 0.01
 
 
 def test_served_from_the_candidate_directory(ov_candidates: dict[str, Path]):

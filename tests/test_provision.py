@@ -26,8 +26,27 @@ def test_plan_for_coral_keeps_int8_tflite_only_plus_the_baseline():
     plan = plan_techniques("auto", coral)
     assert plan[0] == "fp32-tflite"
     assert all(get_technique(t).output == ("tflite", "int8") for t in plan[1:])
-    with pytest.raises(ConfigError, match="onnx-int8-static \\(onnx/int8\\)"):
+    with pytest.raises(ConfigError, match="onnx-int8-static writes onnx, the target runs"):
         plan_techniques("ptq-int8,onnx-int8-static", coral)
+
+
+def test_bf16_compute_is_planned_only_where_the_profile_states_bf16():
+    from kfedge.targets import Target
+
+    plain = load_target("intel-cpu-openvino")
+    from kfedge.provision import deployable
+
+    assert not deployable("openvino-bf16", plain) and deployable("openvino-fp16", plain)
+    with pytest.raises(ConfigError, match="openvino-bf16 needs nodes with x86-64-bf16"):
+        plan_techniques("openvino-bf16", plain)
+    bf16 = Target(**{**plain.model_dump(), "isa": "x86-64-avx512-vnni-bf16"})
+    assert plan_techniques("openvino-bf16", bf16)[1:] == ["openvino-bf16"]
+
+
+def test_a_runtime_the_profile_says_cannot_run_is_refused_with_its_reason():
+    jetson = load_target("nvidia-jetson")
+    with pytest.raises(ConfigError, match="openvino-int8 writes openvino.*glibc >= 2.35"):
+        plan_techniques("openvino-int8", jetson)
 
 
 def test_unknown_technique_is_refused():

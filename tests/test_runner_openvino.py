@@ -43,6 +43,53 @@ def test_openvino_answers_like_onnx_runtime(ir_model: Path, fp32_onnx: Path) -> 
     assert ovr.inputs[0].shape[0] is None  # free batch dimension
 
 
+def test_fp32_is_asked_for_and_reported_whatever_the_cpu(ir_model: Path) -> None:
+    # OpenVINO's CPU plugin computes FP32 models in bf16 on BF16 CPUs and in f16 on
+    # Cortex-A76-class cores unless asked; the runner always asks for f32 and reads it back.
+    from kfedge.cpu import detect_isa
+
+    plugin_default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    expected_default = detect_isa().reduced_float or "f32"
+    assert plugin_default == expected_default  # what the plugin would do unasked, on this CPU
+    r = load_runner(ir_model, threads=1)
+    assert r.precision == "f32" and r.describe()["precision"] == "f32"
+    assert r._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+
+
+def test_a_model_asking_for_bf16_gets_it_only_where_the_cpu_has_it(
+    ir_model: Path, tmp_path: Path
+) -> None:
+    from kfedge.cpu import detect_isa
+    from kfedge.runners.openvino import PRECISION_RT_INFO
+
+    model = ov.Core().read_model(str(ir_model))
+    model.set_rt_info("bf16", PRECISION_RT_INFO)
+    ov.save_model(model, str(tmp_path / "model.xml"), compress_to_fp16=False)
+    r = load_runner(tmp_path / "model.xml", threads=1)
+    d = r.describe()
+    assert d["requested_precision"] == "bf16"
+    assert d["precision"] == ("bf16" if "bf16" in detect_isa().extensions else "f32")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        load_runner(ir_model, threads=1, precision="int4")
+
+
+def test_batches_run_sample_by_sample_where_no_free_batch_compiles(
+    ir_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The ARM CPU plugin refuses a free batch for NNCF INT8 models (seen under emulated
+    # Cortex-A72/A76); the runner then answers a batch with batch-1 requests.
+    r = load_runner(ir_model, threads=1)
+    x = np.random.default_rng(0).random([3, *r.inputs[0].shape[1:]], dtype=np.float32)
+    want = np.concatenate([r.predict(x[i : i + 1]) for i in range(3)])
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("Exception from src/plugins/intel_cpu: dynamic shapes unsupported")
+
+    monkeypatch.setattr(r._core, "compile_model", refuse)
+    np.testing.assert_allclose(r.predict(x), want, atol=1e-6)
+    assert r.describe()["free_batch_error"].startswith("model.xml: Exception from")
+
+
 def test_absent_device_refused_or_marked(ir_model: Path) -> None:
     with pytest.raises(AcceleratorError, match="NPU"):
         load_runner(ir_model, threads=1, device="NPU", allow_cpu_fallback=False)

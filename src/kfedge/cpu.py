@@ -30,8 +30,8 @@ from kfedge.errors import ConfigError
 
 #: Architectures and the extensions an ISA name may list, in the order names spell them.
 EXTENSIONS: dict[str, tuple[str, ...]] = {
-    "x86-64": ("avx2", "avx512", "vnni", "amx"),
-    "arm64": ("dotprod", "i8mm"),
+    "x86-64": ("avx2", "avx512", "vnni", "amx", "bf16"),
+    "arm64": ("dotprod", "i8mm", "fp16", "bf16"),
 }
 _MACHINES = {"x86_64": "x86-64", "amd64": "x86-64", "aarch64": "arm64", "arm64": "arm64"}
 #: /proc/cpuinfo flag -> extension (x86 ``flags`` line, Arm ``Features`` line).
@@ -41,8 +41,12 @@ _FLAGS = {
     "avx512_vnni": "vnni",
     "avx_vnni": "vnni",
     "amx_int8": "amx",
+    "avx512_bf16": "bf16",
+    "amx_bf16": "bf16",
     "asimddp": "dotprod",
     "i8mm": "i8mm",
+    "asimdhp": "fp16",
+    "bf16": "bf16",
 }
 #: The /proc/cpuinfo flags that move INT8 speed and accuracy (what reports list).
 CPUINFO_FLAGS: tuple[str, ...] = tuple(_FLAGS)
@@ -70,6 +74,20 @@ class Isa:
     def vnni(self) -> bool:
         """Whether int8 dot products accumulate in int32 (x86 VNNI / AMX)."""
         return bool({"vnni", "amx"} & self.extensions)
+
+    @property
+    def reduced_float(self) -> str | None:
+        """The reduced float precision runtimes pick by default on this ISA, if any.
+
+        OpenVINO's CPU plugin computes FP32 models in ``bf16`` on x86 CPUs with AVX512_BF16 or
+        AMX and in ``f16`` on Armv8.2 cores with half-precision arithmetic (Cortex-A76,
+        Neoverse), unless asked for ``f32`` (kfedge's runners always ask).
+        """
+        if "bf16" in self.extensions and self.arch == "x86-64":
+            return "bf16"
+        if "fp16" in self.extensions and self.arch == "arm64":
+            return "f16"
+        return None
 
 
 def known_isa(value: str | None) -> str | None:

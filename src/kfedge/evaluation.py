@@ -118,6 +118,10 @@ class Runtime(_Part):
         version: Version of the runtime package.
         fallback_to_cpu: The target's accelerator (provider, delegate, device) was absent and
             the profile allowed the CPU instead: every figure is the CPU's (None: not recorded).
+        precision: The precision the runtime computed float32 tensors in (``f32``, ``bf16``,
+            ``f16``), as the runtime reported it (None: not recorded).
+        requested_precision: The precision asked for, where the runtime may give another
+            (OpenVINO on a CPU without bfloat16 runs a ``bf16`` request in ``f32``).
     """
 
     format: str = ""
@@ -127,6 +131,8 @@ class Runtime(_Part):
     providers: list[str] | None = None
     version: str = ""
     fallback_to_cpu: bool | None = None
+    precision: str | None = None
+    requested_precision: str | None = None
 
 
 class Machine(_Part):

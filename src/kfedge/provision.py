@@ -76,11 +76,8 @@ def plan_techniques(requested: list[str] | str | None, target: Any) -> list[str]
     if not auto:
         refused = [t for t in names if t not in fits]
         if refused:
-            why = ", ".join(f"{t} ({'/'.join(TECHNIQUES[t].output)})" for t in refused)
-            raise ConfigError(
-                f"target {target.name} runs formats {target.formats} with quantization "
-                f"{target.quantization}; these techniques produce something else: {why}"
-            )
+            why = "; ".join(refusal(t, target) for t in refused)
+            raise ConfigError(f"target {target.name} cannot run {refused}: {why}")
     elif not fits:
         raise ConfigError(f"no kfedge technique fits target {target.name}")
     if auto:
@@ -92,9 +89,32 @@ def plan_techniques(requested: list[str] | str | None, target: Any) -> list[str]
 
 
 def deployable(technique: str, target: Any) -> bool:
-    """Whether the target runs what ``technique`` produces (format and quantization mode)."""
-    fmt, mode = _declaration(technique).output
-    return fmt in target.formats and mode in target.quantization
+    """Whether the target runs what ``technique`` produces (format, quantization mode, ISA)."""
+    return refusal(technique, target) == ""
+
+
+def refusal(technique: str, target: Any) -> str:
+    """Why the target cannot run what ``technique`` produces ("" when it can)."""
+    from kfedge.cpu import parse_isa, target_isa
+
+    decl = _declaration(technique)
+    fmt, mode = decl.output
+    if fmt not in target.formats:
+        unsupported = getattr(target, "unsupported_formats", {}) or {}
+        because = f" ({unsupported[fmt]})" if fmt in unsupported else ""
+        return f"{technique} writes {fmt}, the target runs {list(target.formats)}{because}"
+    if mode not in target.quantization:
+        return f"{technique} quantizes to {mode}, the target runs {list(target.quantization)}"
+    if decl.needs_isa:
+        need, have = parse_isa(decl.needs_isa), target_isa(target)
+        if need.arch != have.arch or not need.extensions <= have.extensions:
+            return (
+                f"{technique} needs nodes with {need.name}; the profile states isa "
+                f"{getattr(target, 'isa', None) or have.name} (state an isa with "
+                f"{', '.join(sorted(need.extensions))} in the target profile when its nodes "
+                "have it)"
+            )
+    return ""
 
 
 def technique_params(

@@ -37,6 +37,7 @@ def load_runner(
     delegate: str | None = None,
     allow_cpu_fallback: bool = True,
     device: str = "CPU",
+    precision: str | None = None,
 ) -> Runner:
     """Open a model with the runner for its format.
 
@@ -56,15 +57,20 @@ def load_runner(
             when True the runner falls back to the CPU and ``describe()`` says so
             (``fallback_to_cpu``). Nothing falls back silently.
         device: OpenVINO device (``CPU``, ``GPU``, ``NPU``) for OpenVINO IR models.
+        precision: The compute precision to ask an OpenVINO model for (``f32``, ``bf16``,
+            ``f16``); None: what the model asks for, else ``f32``. The other runtimes
+            compute float32 tensors in ``f32`` only, and refuse another.
 
     Returns:
         A ready :class:`Runner`.
     """
     fmt = detect_format(path)
+    if precision not in (None, "f32") and fmt != "openvino":
+        raise ValueError(f"a {fmt} model runs in f32 here; {precision} is OpenVINO's only")
     if fmt == "tflite":
         return TFLiteRunner(path, threads, instances, delegate, allow_cpu_fallback)
     if fmt == "openvino":
-        return OpenVinoRunner(path, threads, device, instances, allow_cpu_fallback)
+        return OpenVinoRunner(path, threads, device, instances, allow_cpu_fallback, precision)
     if fmt == "onnx":
         return OnnxRunner(path, threads, providers, spinning, provider_options, allow_cpu_fallback)
     return TFRunner(path, threads, fmt)

@@ -46,9 +46,12 @@ class Runner(ABC):
         inputs: What ``predict`` accepts (batch dimension first).
         outputs: What ``run`` returns.
         threads: Inference threads the runtime was given.
+        precision: The precision the runtime computes float32 tensors in (``f32``, ``bf16``,
+            ``f16``), as the runtime reports it or as its settings pin it; None: unknown.
     """
 
     format: str = ""
+    precision: str | None = None
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.path = str(path)
@@ -139,6 +142,7 @@ class Runner(ABC):
         return {
             "format": self.format,
             "threads": self.threads,
+            "precision": self.precision,
             "inputs": [s.to_dict() for s in self.inputs],
             "outputs": [s.to_dict() for s in self.outputs],
         }

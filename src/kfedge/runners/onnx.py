@@ -1,4 +1,11 @@
-"""ONNX models through ONNX Runtime (spinning off by default, provider fallback)."""
+"""ONNX models through ONNX Runtime (spinning off by default, provider fallback).
+
+Precision is pinned: the CPU provider computes float tensors in float32 as the graph says, and
+the one switch that would lower it on Arm (``mlas.enable_gemm_fastmath_arm64_bfloat16``, GEMMs
+in bfloat16 on Arm cores with BF16) is set off explicitly. An accelerator provider computes in
+what its options ask for (TensorRT ``trt_fp16_enable``, OpenVINO ``precision``): the runner
+reports that as ``precision``.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +33,18 @@ _ORT_DTYPES = {
 
 #: ONNX Runtime's CPU provider: always available, the fallback.
 CPU = "CPUExecutionProvider"
+#: Session options that would trade precision for speed, each pinned to the exact setting.
+EXACT_SESSION_CONFIG = {"mlas.enable_gemm_fastmath_arm64_bfloat16": "0"}
+
+
+def provider_precision(provider: str, options: dict[str, str]) -> str:
+    """The precision a provider computes float32 tensors in, given its options."""
+    if provider == "TensorrtExecutionProvider":
+        on = str(options.get("trt_fp16_enable", "")).lower() in ("1", "true")
+        return "f16" if on else "f32"
+    if provider == "OpenVINOExecutionProvider":
+        return {"FP16": "f16", "BF16": "bf16"}.get(str(options.get("precision", "")).upper(), "f32")
+    return "f32"
 
 
 class OnnxRunner(Runner):
@@ -50,6 +69,8 @@ class OnnxRunner(Runner):
         opts.log_severity_level = 3
         # Spinning worker threads distort side-by-side timing on small machines.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        for key, value in EXACT_SESSION_CONFIG.items():
+            opts.add_session_config_entry(key, value)
         self.requested_providers = list(providers or [CPU])
         available = ort.get_available_providers()
         wanted = [p for p in self.requested_providers if p in available] or [CPU]
@@ -65,6 +86,9 @@ class OnnxRunner(Runner):
         accel = [p for p in self.requested_providers if p != CPU]
         self.accelerated = bool(accel) and any(p in self.providers for p in accel)
         self.fallback_to_cpu = bool(accel) and not self.accelerated
+        used = dict(zip(wanted, options))
+        #: The precision the first provider in use computes float32 tensors in.
+        self.precision = provider_precision(self.providers[0], used.get(self.providers[0], {}))
         if self.fallback_to_cpu and not allow_cpu_fallback:
             raise AcceleratorError(
                 f"{Path(path).name}: the target asks for {accel} but this node's ONNX Runtime "

@@ -7,7 +7,16 @@ one per concurrent caller, so callers never share one request.
 Batch 1 (the edge's usual request, and what latency is measured on) runs a model compiled with a
 static batch of 1: OpenVINO's CPU plugin plans static shapes ahead and runs them faster than the
 same model with a free batch dimension. Another batch size compiles the free-batch model once, on
-first use, with its own pool of requests.
+first use, with its own pool of requests; where the plugin cannot compile a free batch (the ARM
+CPU plugin and NNCF INT8 models), a batch runs as batch-1 requests in turn.
+
+Precision is asked for, never left to the CPU: OpenVINO's CPU plugin otherwise computes an FP32
+model in bfloat16 on CPUs with AVX512_BF16 or AMX and in float16 on Armv8.2 cores (Cortex-A76),
+so an "FP32" answer would depend on the node. The runner passes ``INFERENCE_PRECISION_HINT``:
+``f32`` unless the caller asks for another precision or the model asks for one in its
+``runtime_options`` (the ``openvino-bf16`` technique writes ``bf16`` there), and reports the
+precision the compiled model really uses (``precision``), which may differ from the one asked
+(``requested_precision``) where the CPU lacks it.
 """
 
 from __future__ import annotations
@@ -23,6 +32,11 @@ from kfedge import compat
 from kfedge.errors import AcceleratorError, ModelFormatError
 from kfedge.runners.base import Runner, TensorSpec
 
+#: The rt_info path where an IR asks for its compute precision (read by ``compile_model`` too).
+PRECISION_RT_INFO = ["runtime_options", "INFERENCE_PRECISION_HINT"]
+#: Precisions a caller or a model may ask for.
+PRECISIONS = ("f32", "bf16", "f16")
+
 
 class OpenVinoRunner(Runner):
     """OpenVINO Runtime; the device comes from the target profile (``CPU``, ``GPU``, ``NPU``)."""
@@ -36,8 +50,11 @@ class OpenVinoRunner(Runner):
         device: str = "CPU",
         instances: int = 1,
         allow_cpu_fallback: bool = True,
+        precision: str | None = None,
     ) -> None:
         super().__init__(path, threads)
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         ov = compat.openvino()
         core = ov.Core()
         available = list(core.available_devices)
@@ -59,17 +76,45 @@ class OpenVinoRunner(Runner):
         self._core = core
         try:
             self._model = core.read_model(str(self.path))
+            self.requested_precision = precision or self.model_precision(self._model)
+            if self.requested_precision is None and self.device == "CPU":
+                self.requested_precision = "f32"
+            if self.requested_precision is not None:
+                self._config["INFERENCE_PRECISION_HINT"] = self.requested_precision
             self._compiled = core.compile_model(
                 self._with_batch(self._model, 1), self.device, self._config
             )
         except (RuntimeError, ValueError) as exc:
             raise ModelFormatError(f"{path} is not a loadable OpenVINO model: {exc}") from exc
         self._requests: queue.SimpleQueue[Any] = self._pool(self._compiled)
-        self._any_batch: tuple[Any, queue.SimpleQueue[Any]] | None = None
+        self._any_batch: tuple[Any, queue.SimpleQueue[Any] | None] | None = None
+        #: Why the free-batch model could not be compiled (batches then run sample by sample).
+        self.free_batch_error: str | None = None
         self._any_batch_lock = threading.Lock()
+        self.precision = self._effective_precision(self._compiled)
         self.inputs = [self._spec(p) for p in self._compiled.inputs]
         self.outputs = [self._spec(p) for p in self._compiled.outputs]
         self.version = ov.get_version()
+
+    @staticmethod
+    def model_precision(model: Any) -> str | None:
+        """The precision an IR asks for in its ``runtime_options`` (None: it asks for none)."""
+        if not model.has_rt_info(PRECISION_RT_INFO):
+            return None
+        value = str(model.get_rt_info(PRECISION_RT_INFO).astype(str)).strip().lower()
+        if value not in PRECISIONS:
+            raise ModelFormatError(
+                f"the model asks for INFERENCE_PRECISION_HINT {value!r}; kfedge runs "
+                f"{list(PRECISIONS)}"
+            )
+        return value
+
+    def _effective_precision(self, compiled: Any) -> str | None:
+        """The floating-point precision the compiled model computes in (None: not reported)."""
+        try:
+            return str(compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name())
+        except (RuntimeError, AttributeError, TypeError):  # a device that does not report it
+            return self.requested_precision
 
     @staticmethod
     def _with_batch(model: Any, batch: int) -> Any:
@@ -93,8 +138,11 @@ class OpenVinoRunner(Runner):
             pool.put(compiled.create_infer_request())
         return pool
 
-    def _for_batch(self, n: int) -> queue.SimpleQueue[Any]:
-        """The request pool for a batch of ``n`` (the free-batch model compiled on first use)."""
+    def _for_batch(self, n: int) -> queue.SimpleQueue[Any] | None:
+        """The request pool for a batch of ``n`` (the free-batch model compiled on first use).
+
+        None when the plugin cannot compile a free batch: the batch then runs sample by sample.
+        """
         if n == 1:
             return self._requests
         with self._any_batch_lock:
@@ -103,11 +151,11 @@ class OpenVinoRunner(Runner):
                     compiled = self._core.compile_model(
                         self._with_batch(self._model, -1), self.device, self._config
                     )
+                    self._any_batch = (compiled, self._pool(compiled))
                 except (RuntimeError, ValueError) as exc:
-                    raise ModelFormatError(
-                        f"{self.path.name}: cannot compile for batch {n}: {exc}"
-                    ) from exc
-                self._any_batch = (compiled, self._pool(compiled))
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    self.free_batch_error = f"{Path(self.path).name}: {first or type(exc).__name__}"
+                    self._any_batch = (None, None)
             return self._any_batch[1]
 
     @staticmethod
@@ -122,7 +170,19 @@ class OpenVinoRunner(Runner):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         first = feeds[self.inputs[0].name]
-        pool = self._for_batch(int(first.shape[0]) if first.ndim else 1)
+        n = int(first.shape[0]) if first.ndim else 1
+        pool = self._for_batch(n)
+        if pool is None:  # no free-batch model on this plugin: batch-1 requests in turn
+            parts = [
+                self._infer(self._requests, {k: v[i : i + 1] for k, v in feeds.items()})
+                for i in range(n)
+            ]
+            return {s.name: np.concatenate([p[s.name] for p in parts]) for s in self.outputs}
+        return self._infer(pool, feeds)
+
+    def _infer(
+        self, pool: queue.SimpleQueue[Any], feeds: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
         req = pool.get()
         try:
             res = req.infer({s.name: feeds[s.name] for s in self.inputs})
@@ -137,4 +197,6 @@ class OpenVinoRunner(Runner):
             "requested_device": self.requested_device,
             "fallback_to_cpu": self.fallback_to_cpu,
             "instances": self.instances,
+            "requested_precision": self.requested_precision,
+            **({"free_batch_error": self.free_batch_error} if self.free_batch_error else {}),
         }

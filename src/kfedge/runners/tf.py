@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,21 @@ from kfedge.errors import ModelFormatError
 from kfedge.formats import detect_format
 from kfedge.runners.base import Runner, TensorSpec
 
+#: oneDNN's float math mode (``ONEDNN_DEFAULT_FPMATH_MODE``) -> the precision it computes in.
+_FPMATH = {"STRICT": "f32", "BF16": "bf16", "F16": "f16", "TF32": "tf32", "ANY": "any"}
+
 
 class TFRunner(Runner):
-    """Keras (tf_keras) files and SavedModels through a compiled ``tf.function``."""
+    """Keras (tf_keras) files and SavedModels through a compiled ``tf.function``.
+
+    Precision: TensorFlow's oneDNN kernels compute float32 in float32 unless the environment
+    sets ``ONEDNN_DEFAULT_FPMATH_MODE`` (then ``precision`` says what it allows).
+    """
 
     def __init__(self, path: str | Path, threads: int | None = None, fmt: str = "") -> None:
         super().__init__(path, threads)
+        mode = os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT").strip().upper()
+        self.precision = _FPMATH.get(mode, mode.lower())
         tf = compat.tf()
         try:
             tf.config.threading.set_intra_op_parallelism_threads(self.threads)

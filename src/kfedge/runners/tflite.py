@@ -20,7 +20,16 @@ class TFLiteRunner(Runner):
     of ``instances`` (one per concurrent worker; the threads are split between them) and gives
     it back afterwards. The model is held in memory, never mapped from the file. Integer
     inputs/outputs of full-integer models are (de)quantized with the tensors' parameters.
+
+    Precision: float32 tensors are computed in float32. LiteRT's built-in XNNPACK delegate runs
+    them in float16 only when built with ``XNNPACK_FORCE_PRECISION_FP16`` or when the model
+    carries ``reduced_precision_support`` metadata, which kfedge's converters never write; the
+    wheels' default build does neither, whatever the CPU (checked on x86 and emulated arm64 by
+    the tests that compare runtimes).
     """
+
+    #: The precision float32 tensors are computed in.
+    precision = "f32"
 
     format = "tflite"
 

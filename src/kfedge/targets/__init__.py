@@ -231,6 +231,8 @@ class Target(_Strict):
         allow_cpu_fallback: When the node lacks the accelerator the profile asks for (ONNX
             Runtime provider, TFLite delegate, OpenVINO device): False (default) fails the
             evaluation in one line; True runs on the CPU and every figure is marked as CPU.
+        unsupported_formats: Formats whose runtime cannot run on these nodes, each with why
+            (provision's refusal quotes it), e.g. ``openvino`` on JetPack 5's glibc.
     """
 
     name: str
@@ -251,6 +253,7 @@ class Target(_Strict):
     devices: DeviceNeeds = Field(default_factory=DeviceNeeds)
     isa: str | None = None
     allow_cpu_fallback: bool = False
+    unsupported_formats: dict[Format, str] = Field(default_factory=dict)
 
     @field_validator("isa")
     @classmethod

@@ -62,6 +62,8 @@ class Technique:
         family_mode: Its value of that component's ``mode`` input (default: ``name``).
         group: The report group (``PTQ`` / ``QAT``), or None.
         rank: Listing order (``kfedge techniques``, the auto plan's fallback order).
+        needs_isa: The instruction set the target's nodes must state (their profile's ``isa``)
+            for provision to plan it (``x86-64-bf16`` for a bfloat16 compute mode), or None.
     """
 
     name: ClassVar[str]
@@ -75,6 +77,7 @@ class Technique:
     family_mode: ClassVar[str | None] = None
     group: ClassVar[Group | None] = None
     rank: ClassVar[int] = 1000
+    needs_isa: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **declared: Any) -> None:
         """Set the declared class attributes (``class X(Technique, name="x", rank=5)``).
@@ -192,6 +195,7 @@ class Technique:
             "fine_tunes": self.fine_tunes,
             "family": self.family,
             "group": self.group,
+            "needs_isa": self.needs_isa,
             "params": self.Config.model_json_schema(),
         }
 
