@@ -186,7 +186,12 @@ def test_report_from_files(tmp_path, evals):
     assert res["confusion"]["name"] == "qat-int8"
     assert res["metrics"]["selected_latency_ratio"] == pytest.approx(0.45)
     assert res["metrics"]["passing"] == 3.0
-    assert res["report_metadata"] == {"selected": "qat-int8", "baseline": "fp32-tflite"}
+    assert res["report_metadata"] == {
+        "selected": "qat-int8",
+        "baseline": "fp32-tflite",
+        "latency_measured_on": "x86-64",  # the evaluations' machine, not the arm64 target's
+        "latency_on_target": False,
+    }
     assert json.loads((out / "r.json").read_text()) == res["report"]
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]  # atomic writes
     assert Path(out / "r.html").read_text().startswith("<!DOCTYPE html>")

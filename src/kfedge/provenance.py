@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kfedge.errors import ConfigError
+from kfedge.errors import ConfigError, KfedgeError
 
 #: The mark put beside every latency figure that was not measured on the target's CPU.
 MARK = "‡"
@@ -24,7 +24,7 @@ def _target(target: Any) -> Any | None:
 
     try:
         return load_target(str(target))
-    except (ConfigError, OSError, ValueError):
+    except (KfedgeError, OSError, ValueError):
         return None
 
 
@@ -104,3 +104,14 @@ def provenance(target: Any, machine: dict[str, Any] | None) -> dict[str, Any]:
     else:
         out["on_target"] = True
     return out
+
+
+def selection_caveat(rep: dict[str, Any]) -> str:
+    """The sentence the report's selection carries when latency was not the target's ("")."""
+    where = rep.get("provenance") or {}
+    if where.get("on_target") is not False:
+        return ""
+    return (
+        f"The latency this choice weighs was measured on {where.get('measured_isa')}, not on "
+        f"the target {where.get('target')}'s CPU: the choice by latency is not the target's."
+    )

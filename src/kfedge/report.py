@@ -32,6 +32,7 @@ from kfedge.compare import (
 from kfedge.errors import InvalidInputError
 from kfedge.evaluation import MB, Evaluation, EvaluationLike, as_evaluations, load_evaluation
 from kfedge.failure import read_evaluation_file
+from kfedge.provenance import MARK, provenance
 from kfedge.report_html import render_html
 from kfedge.report_md import render_markdown
 from kfedge.report_table import SEEDS_HEADER, TABLE_HEADER, goals_cell, mb, p50_cell
@@ -227,6 +228,8 @@ def make_report(
         title, created, target, baseline, selected, deploy, reason, ranking, goals, threads,
         machine, latency_source, measurement (how latency was taken: rounds, threads, usable
         CPUs and what limited them, the node's CPU and ISA flags, the run's spread),
+        provenance (whether latency was measured on the target's CPU class, with the
+        sentence that says so: :func:`kfedge.provenance.provenance`),
         pareto_front, summary, candidates (the rows), failed (candidates that failed to be
         made or evaluated, with their reason, from the selection), warnings.
 
@@ -257,6 +260,9 @@ def make_report(
         m = e.machine.to_dict() if e.machine else None
         if m and m not in machines:
             machines.append(m)
+    where = provenance(target, sbs.machine if sbs else (machines[0] if machines else None))
+    for r in rows:
+        r["latency_on_target"] = where["on_target"]
     return {
         "title": title,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -275,6 +281,7 @@ def make_report(
         else {},
         "latency_source": SIDE_BY_SIDE if sbs else "evaluation",
         "measurement": measurement(sbs, figs),
+        "provenance": where,
         "pareto_front": pareto_front(rows),
         "summary": seeds_summary(rows, ranking),
         "candidates": rows,
@@ -369,7 +376,7 @@ def print_summary(report_json: dict[str, Any] | str | Path) -> str:
                 r["format"],
                 f"{r['accuracy']:.4f}",
                 f"{r['accuracy_delta_pts']:+.2f}",
-                p50_cell(r["latency_ms"]),
+                p50_cell(r["latency_ms"], r.get("latency_on_target")),
                 ratio_text(r.get("latency_ratio"), r.get("latency_ratio_ci")),
                 r.get("latency_verdict") or "",
                 mb(r["size_bytes"]),
@@ -384,6 +391,8 @@ def print_summary(report_json: dict[str, Any] | str | Path) -> str:
     ]
     lines.append(f"baseline: {rep['baseline']} (b)   threads: {rep.get('threads')}")
     lines.append(measurement_line(rep.get("measurement")))
+    if (rep.get("provenance") or {}).get("note"):
+        lines.append(f"{MARK} {rep['provenance']['note']}")
     sel = rep.get("selected")
     lines.append(f"selected: {sel} (*)" if sel else "selected: none")
     if rep.get("reason"):
@@ -436,8 +445,9 @@ def report_from_files(
     Returns:
         ``report`` (the report.json dict), ``metrics`` (scalars for a KFP Metrics artifact),
         ``confusion`` (``name``, ``classes``, ``matrix`` of the selected candidate, else the
-        baseline) and ``report_metadata`` (``selected``, "" when none, and ``baseline``, for
-        the report.json artifact).
+        baseline) and ``report_metadata`` (``selected``, "" when none, ``baseline``, and where
+        latency was measured: ``latency_measured_on``, ``latency_on_target``; for the
+        report.json artifact).
     """
     base = load_evaluation(baseline_file)
     evaluations = [base] + [
@@ -477,5 +487,10 @@ def report_from_files(
         "report": rep,
         "metrics": metrics,
         "confusion": confusion,
-        "report_metadata": {"selected": rep["selected"] or "", "baseline": rep["baseline"]},
+        "report_metadata": {
+            "selected": rep["selected"] or "",
+            "baseline": rep["baseline"],
+            "latency_measured_on": rep["provenance"]["measured_isa"] or "",
+            "latency_on_target": rep["provenance"]["on_target"] is not False,
+        },
     }

@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 from kfedge.compare import measurement_line
+from kfedge.provenance import MARK, selection_caveat
 from kfedge.report_table import (
     SEEDS_HEADER,
     TABLE_HEADER,
@@ -27,6 +28,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem;color:#1d2433}
 h1{font-size:1.4rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
 .meta{color:#5a6478;font-size:.85rem}
+.warn{background:#fff4e5;border-left:4px solid #e8a33d;padding:.5rem .8rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.4rem 0}
 th,td{border:1px solid #d5dae3;padding:.25rem .5rem;text-align:right}
 th{background:#f1f3f7}td.l,th.l{text-align:left}td.l:last-child{min-width:16rem}
@@ -257,6 +259,7 @@ def render_html(rep: dict[str, Any], selection: dict[str, Any] | None) -> str:
         f"{escape(str(m.get('arch', '?')))} {escape(str(m.get('cpu', '')))} "
         f"({escape(str(m.get('cpu_count')))} cores) · {escape(rep['created'])}</p>",
         f'<p class="meta" id="measurement">{escape(measurement_line(rep.get("measurement")))}</p>',
+        _provenance_html(rep),
         "<h2>Selection</h2>",
         f'<p class="{reason_cls}" id="selection"><b>Selected: '
         f"{escape(rep['selected'] or 'none')}</b> — "
@@ -294,3 +297,14 @@ def render_html(rep: dict[str, Any], selection: dict[str, Any] | None) -> str:
         parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _provenance_html(rep: dict[str, Any]) -> str:
+    """The warning that latency was not measured on the target's CPU ("" when it was)."""
+    note = (rep.get("provenance") or {}).get("note")
+    if not note:
+        return ""
+    return (
+        f'<p class="warn" id="provenance"><strong>{MARK} {escape(note)}</strong> '
+        f"{escape(selection_caveat(rep))}</p>"
+    )

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from kfedge.compare import measurement_line
+from kfedge.provenance import MARK, selection_caveat
 from kfedge.report_table import (
     SEEDS_HEADER,
     TABLE_HEADER,
@@ -58,12 +59,19 @@ def render_markdown(rep: dict[str, Any], selection: dict[str, Any] | None) -> st
         "",
         md_escape(measurement_line(rep.get("measurement"))),
         "",
+    ]
+    where = (rep.get("provenance") or {}).get("note")
+    if where:
+        parts += [f"> **{md_escape(where)}**", ""]
+    parts += [
         "## Selection",
         "",
         f"**Selected: {md_escape(rep['selected'] or 'none')}** — "
         f"{md_escape(selection['reason'] if selection else 'no selection was made')}",
         "",
     ]
+    if where:
+        parts += [f"{MARK} {md_escape(selection_caveat(rep))}", ""]
     if rep["goals"]:
         goals = {k: v for k, v in rep["goals"].items() if v is not None}
         parts += [f"Goals: `{json.dumps(goals, sort_keys=True)}`", ""]

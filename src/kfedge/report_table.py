@@ -14,6 +14,7 @@ from typing import Any
 
 from kfedge.compare import ratio_text, runtime_text
 from kfedge.evaluation import MB
+from kfedge.provenance import MARK
 
 SEEDS_HEADER = [
     "Model",
@@ -55,7 +56,10 @@ TABLE_NOTE = (
     "baseline got right). Ratios are candidate / baseline (below 1x is "
     "faster / smaller). Verdict: faster or slower only when the ratio's interval lies wholly "
     "below or above 1 (and beyond the tie threshold), tie otherwise; (CPU): the target's "
-    "accelerator was absent and the CPU ran it. 1 MB = 1,000,000 bytes."
+    "accelerator was absent and the CPU ran it. Format: the model format and the precision "
+    "its runtime computed float tensors in (f32 unless a technique asks for bf16 / f16). "
+    f"{MARK}: measured on a machine that is not the target's CPU class (see the note at the "
+    "top). 1 MB = 1,000,000 bytes."
 )
 
 
@@ -89,10 +93,15 @@ def seeds_cells(s: dict[str, Any]) -> list[str]:
     ]
 
 
-def p50_cell(lat: dict[str, Any]) -> str:
-    """``4.500 [4.410, 4.620]``: the p50 with its interval when there is one."""
+def p50_cell(lat: dict[str, Any], on_target: bool | None = True) -> str:
+    """``4.500 [4.410, 4.620]``: the p50 with its interval when there is one.
+
+    ``‡`` follows a figure measured on a machine that is not the target's CPU class
+    (``on_target`` False; the report's provenance note says where it was measured).
+    """
     ci = lat.get("p50_ci")
-    return fmt(lat.get("p50"), ".3f") + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+    mark = f" {MARK}" if on_target is False else ""
+    return fmt(lat.get("p50"), ".3f") + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") + mark
 
 
 def accuracy_cell(r: dict[str, Any]) -> str:
@@ -117,20 +126,26 @@ def name_cell(r: dict[str, Any]) -> str:
     return r["name"] + mark
 
 
+def format_cell(r: dict[str, Any]) -> str:
+    """The format and the precision its runtime computed float tensors in (``onnx, f32``)."""
+    precision = (r.get("runtime") or {}).get("precision")
+    return f"{r['format']}, {precision}" if precision else r["format"]
+
+
 def row_cells(r: dict[str, Any], base: dict[str, Any]) -> list[str]:
     """The cells (:data:`TABLE_HEADER`) of one candidate row next to the baseline's row."""
     return [
         name_cell(r),
         r["technique"],
-        r["format"],
+        format_cell(r),
         fmt(base["accuracy"]),
         accuracy_cell(r),
         f"{r['accuracy_delta_pts']:+.2f}",
         mcnemar_cell(r),
-        fmt(base["latency_ms"]["p50"], ".3f"),
-        p50_cell(r["latency_ms"]),
-        fmt(r["latency_ms"]["p90"], ".3f"),
-        fmt(r["latency_ms"]["p99"], ".3f"),
+        p50_cell({"p50": base["latency_ms"]["p50"]}, r.get("latency_on_target")),
+        p50_cell(r["latency_ms"], r.get("latency_on_target")),
+        p50_cell({"p50": r["latency_ms"]["p90"]}, r.get("latency_on_target")),
+        p50_cell({"p50": r["latency_ms"]["p99"]}, r.get("latency_on_target")),
         ratio_text(r.get("latency_ratio"), r.get("latency_ratio_ci")),
         r.get("latency_verdict") or "N/A",
         mb(base["size_bytes"]),
