@@ -159,6 +159,26 @@ def test_onnx_and_keras(fp32_onnx, baseline_model, sample_dataset):
     assert keras_res.params_count == 19786  # tf_keras count_params (BN included)
 
 
+def test_an_onnx_model_evaluates_on_a_node_without_the_onnx_package(
+    fp32_onnx, sample_dataset, tmp_path
+):
+    # The edge image installs kfedge[serving], which has ONNX Runtime but not `onnx`: the
+    # evaluation still measures accuracy and latency, and says why weight statistics are absent.
+    code = (
+        "import sys; sys.modules['onnx'] = None\n"  # import onnx -> ImportError, as when absent
+        "from kfedge.evaluate import evaluate\n"
+        f"ev = evaluate({str(fp32_onnx)!r}, {str(sample_dataset)!r}, limit=50, isolate=False, "
+        "latency_runs=40, warmup=5, time_budget_s=5.0)\n"
+        "print(ev.to_json())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    ev = json.loads(out.stdout[out.stdout.index("{") :])
+    assert ev["format"] == "onnx" and ev["accuracy"] > 0.5 and ev["latency_ms"]["p50"] > 0
+    assert "onnx" in ev["weights_unavailable"] and ev.get("sparsity") is None
+
+
 def test_sparsity_of_a_model_with_zeroed_weights(baseline_model, sample_dataset, tmp_path):
     from kfedge.convert import convert_onnx, convert_tflite
     from kfedge.models import load_keras, save_keras

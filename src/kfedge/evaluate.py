@@ -25,7 +25,7 @@ from pathlib import Path
 from kfedge.accuracy import num_classes, score
 from kfedge.candidate import META_FILE, load_candidate, model_path
 from kfedge.data import DatasetInfo, npz_shapes, read_info, split_path
-from kfedge.errors import DataError, KfedgeError
+from kfedge.errors import DataError, DependencyError, KfedgeError
 from kfedge.evaluation import (
     REQUIRED_KEYS,
     Evaluation,
@@ -160,7 +160,13 @@ def evaluate(
     runtime = timing.runtime
     runtime.version = runtime_version(fmt)
 
-    weights = weight_stats(path)
+    weights_unavailable = None
+    try:
+        weights = weight_stats(path)
+    except DependencyError as exc:  # e.g. no `onnx` on an edge node with kfedge[serving]
+        weights = dict.fromkeys(("params_count", "sparsity", "kernel_weights"))
+        weights |= {"sparsity_per_layer": {}, "unique_weights": {}}
+        weights_unavailable = f"weight statistics skipped: {exc}"
     technique = cand.technique if cand else ("baseline" if fmt in ("keras", "h5") else "unknown")
     return Evaluation(
         name=name or (cand.name if cand else path.stem if path.is_file() else path.name),
@@ -188,6 +194,7 @@ def evaluate(
         sparsity_per_layer=weights["sparsity_per_layer"],
         unique_weights=weights["unique_weights"],
         kernel_weights=weights["kernel_weights"],
+        weights_unavailable=weights_unavailable,
         peak_rss_mb=timing.memory.peak_rss_mb,
         memory=timing.memory,
         outputs_sample=scores.outputs_sample,

@@ -345,6 +345,9 @@ class Evaluation(_Part):
         sparsity_per_layer: The same per kernel.
         unique_weights: Distinct stored values per kernel.
         kernel_weights: Kernel values counted.
+        weights_unavailable: Why the weight statistics (params, sparsity, unique weights)
+            are absent: the node lacks the package that reads the format (``onnx`` is not in
+            ``kfedge[serving]``, the edge image's install); accuracy and latency are unaffected.
         peak_rss_mb: Peak resident memory of the timing process (MiB).
         memory: Memory details.
         outputs_sample: The recorded output of the first sample.
@@ -382,6 +385,7 @@ class Evaluation(_Part):
     sparsity_per_layer: dict[str, float] = Field(default_factory=dict)
     unique_weights: dict[str, int] = Field(default_factory=dict)
     kernel_weights: int | None = None
+    weights_unavailable: str | None = None
     peak_rss_mb: float | None = None
     memory: Memory | None = None
     outputs_sample: OutputsSample | None = None
