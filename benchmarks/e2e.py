@@ -3,7 +3,7 @@
 Each run's wall time is checked against the budget (at most 15 minutes on 2 cores, goal 10),
 and the runs' selections against each other: on one machine, repeated runs must deploy the
 same candidate, or candidates that the reports themselves call tied (the same latency tier:
-their difference is inside the measured noise, see :func:`kfedge.compare.latency_tiers`).
+their difference is inside the measured noise, see :func:`kfedge.ranking.rank`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from kfedge.compare import (
     describe_isa,
     int8_isa_note,
     latency_figures,
-    latency_tiers,
     measurement,
     measurement_line,
     runtime_text,
@@ -23,6 +22,7 @@ from kfedge.compare import (
 from kfedge.cpu import parse_isa
 from kfedge.errors import InvalidInputError
 from kfedge.evaluation import Evaluation, SampleCorrectness
+from kfedge.ranking import rank
 
 
 class _Runner:
@@ -130,7 +130,8 @@ def test_without_timings_every_p50_is_its_own_tier_and_the_line_says_single():
     ]
     figs, warnings = latency_figures(evs, evs[0], None)
     assert warnings == [] and figs["x"].ratio == 0.5 and figs["x"].ratio_ci is None
-    assert latency_tiers(["b", "x", "y"], figs, None) == {"b": 1, "x": 0, "y": 0}
+    ranked = rank(["b", "x", "y"], {e.name: e for e in evs}, figs, None, "latency", 0.02)
+    assert ranked.tiers == {"b": 1, "x": 0, "y": 0}
     assert "single measurements" in measurement_line(measurement(None, figs))
 
 

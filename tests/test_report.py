@@ -130,9 +130,11 @@ def test_html_is_self_contained_and_escaped(tmp_path, evals):
     assert html.count('<circle class="selected"') == 1
     assert html.count('<tr class="selected"') == 1
     assert '<table id="candidates">' in html
-    assert html.count("<tr class=") == len(evals) + 1  # candidates + the summary row
+    # candidates + the summary row + the selection's evidence (the others against qat-int8)
+    assert html.count("<tr class=") == len(evals) + 1 + len(evals) - 1
+    assert '<table id="evidence">' in html
     assert 'id="failed-goals"' in html
-    assert "qat-int8 is the fastest (p50) of 3 candidate(s)" in html
+    assert "the fastest of 3 candidate(s)" in html
 
 
 def test_report_without_selection(tmp_path, evals):
@@ -291,7 +293,10 @@ def test_report_with_timings_carries_intervals_verdicts_and_the_measurement(tmp_
 
     md = paths["markdown"].read_text()
     assert "Accuracy [95% CI] | Δ acc (pts) | McNemar p |" in md
-    assert "Latency p50 [95% CI] (ms) | p90 | p99 | Latency vs original [95% CI] | Verdict |" in md
+    assert (
+        "Latency p50 [CI] (ms) | p90 | p99 | Latency vs original [simultaneous 95% CI] | Verdict |"
+        in md
+    )
     r = int8["latency_ratio_ci"]
     assert f"| {int8['latency_ratio']:.2f}x [{r[0]:.2f}, {r[1]:.2f}] | faster |" in md
     assert "| 0.9200 [0.8740, 0.9502] | -6.00 | 0.000488 (+0/-12) |" in md
@@ -307,7 +312,7 @@ def test_report_with_timings_carries_intervals_verdicts_and_the_measurement(tmp_
     )
     assert "## CPU instead of the accelerator" in md
     assert "providers: CPUExecutionProvider (asked for OpenVINOExecutionProvider)" in md
-    assert "the figures of onnx-int8-static are the CPU's" in md  # in the selection reason
+    assert "The figures of onnx-int8-static are the CPU's" in md  # in the selection reason
 
     html = paths["html"].read_text()
     assert html.count('class="errorbar"') == 3  # one per timed candidate, not the skipped one

@@ -163,7 +163,7 @@ def test_report_renders_offline_without_errors(report_html: Path, tmp_path: Path
         assert dom["rows"] == 4
         assert dom["selectedRow"] == "qat-int8 <b>& (selected)"  # shown as text, not markup
         assert dom["injected"] == 0
-        assert "qat-int8 <b>& is the fastest (p50)" in dom["reason"]
+        assert "Selected: qat-int8 <b>& — the fastest of" in dom["reason"]
 
         shot = cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         png = tmp_path / "report.png"

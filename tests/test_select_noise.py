@@ -40,7 +40,11 @@ def test_a_true_5_percent_difference_is_found():
     assert lat["verdict"] == "faster" and lat["source"] == "side-by-side"
     assert lat["ratio_ci"][1] < 1.0 and lat["ratio"] == pytest.approx(0.95, abs=0.01)
     assert res["selected"] == "ptq-int8"
-    assert "ptq-int8 0.95x [" in res["reason"] and "vs fp32-tflite: faster" in res["reason"]
+    assert res["reason"].startswith("Selected ptq-int8, the fastest of 2 candidate(s) meeting")
+    assert (
+        "0.95x [" in res["reason"]
+        and "the baseline fp32-tflite's latency (faster)" in res["reason"]
+    )
     assert res["latency_source"] == "side-by-side"
     # without the timings the rough single measurements decide, as before, and say so
     old = select(evals, {})
@@ -59,9 +63,11 @@ def test_a_0_percent_difference_is_a_tie_and_accuracy_decides():
     assert lat["ratio_ci"][0] <= 1.0 <= lat["ratio_ci"][1] or abs(lat["ratio"] - 1) < 0.02
     assert cand(res, "prune-50")["latency_tier"] == cand(res, "fp32-tflite")["latency_tier"]
     assert res["selected"] == "fp32-tflite"  # tied on latency: the more accurate one
-    assert "tied with fp32-tflite within noise" in res["reason"]
-    assert "prune-50 1.00x [" in res["reason"]
+    assert res["reason"].startswith("Selected fp32-tflite, the most accurate, then smallest, of")
     assert "no optimized candidate met the goals and was really faster" in res["reason"]
+    [row] = res["evidence"]
+    assert row["name"] == "prune-50" and row["verdict"] == "tied"
+    assert row["vs_selected"].startswith("1.00x [")
 
 
 def test_a_three_way_tie_is_broken_by_accuracy_then_size():
@@ -80,10 +86,15 @@ def test_a_three_way_tie_is_broken_by_accuracy_then_size():
     assert res["ranking"] == ["c", "b", "a", "d", "fp32-tflite"]
     assert res["selected"] == "c"
     r = res["reason"]
-    assert r.startswith("c is the most accurate (then smallest) of 3 candidates tied")
-    # the tie and the "really slower" lists give ratios to the selected c, not to FP32
-    assert "tied with c within noise (ranked by accuracy, then size; ratios to c): b 1.01x [" in r
-    assert "really slower than c (ratios to c): d 1.15x [" in r
+    assert r.startswith("Selected c, the most accurate, then smallest, of the 3 candidates tied")
+    # the evidence gives ratios to the selected c, not to FP32, verdicts read from them
+    rows = {e["name"]: e for e in res["evidence"]}
+    assert [e["name"] for e in res["evidence"]] == ["b", "a", "d", "fp32-tflite"]
+    assert rows["b"]["vs_selected"] == "1.01x [1.00, 1.02]"
+    assert rows["b"]["verdict"] == "slower by under 2 % (a tie)"  # as its interval says
+    assert rows["b"]["why"] == "accuracy tied, larger"
+    assert rows["a"]["why"] == "less accurate than c"
+    assert rows["d"]["vs_selected"].startswith("1.15x [") and rows["d"]["verdict"] == "slower"
     # objective size: the smallest wins, whatever the tie's accuracy order
     assert select(evals, {"objective": "size"}, timings=timings)["selected"] == "c"
 
@@ -98,10 +109,11 @@ def test_a_candidate_really_slower_than_fp32_is_never_deployed_while_fp32_qualif
     res = select(evals, {"objective": "size"}, timings=timings)
     assert cand(res, "ort-int8")["latency"]["verdict"] == "slower"
     assert res["selected"] == "ptq-fp16"  # the smallest that is not really slower
-    assert cand(res, "ort-int8")["failed_goals"] == [
-        "really slower than the baseline fp32-tflite (1.30x [1.29, 1.31]), which meets the goals"
-    ]
-    assert "never deployed, really slower than fp32-tflite: ort-int8 1.30x [" in res["reason"]
+    [goal] = cand(res, "ort-int8")["failed_goals"]
+    assert goal.startswith("slower than the baseline fp32-tflite (1.30x [1.2")
+    assert goal.endswith("the baseline meets the goals, so it is deployed before anything slower")
+    row = next(e for e in res["evidence"] if e["name"] == "ort-int8")
+    assert not row["passed"] and row["why"] == "fails: " + goal
     # when FP32 itself fails the goals, a slower candidate that meets them may be chosen
     res = select(evals, {"objective": "size", "max_size_mb": 0.03}, timings=timings)
     assert res["selected"] == "ort-int8"
@@ -175,9 +187,9 @@ def test_cpu_fallback_is_marked_in_the_reason():
     ]
     res = select(evals, {}, timings=timings)
     assert cand(res, "ptq-int8")["cpu_fallback"] is True
-    assert res["reason"].startswith("ptq-int8 (CPU) is the fastest")
-    assert "ptq-int8 0.50x [0.50, 0.50] (CPU) vs fp32-tflite: faster" in res["reason"]
-    assert "the figures of ptq-int8 are the CPU's" in res["reason"]
+    assert res["reason"].startswith("Selected ptq-int8, the fastest")
+    assert "0.50x [0.50, 0.50] (CPU) the baseline fp32-tflite's latency (faster)" in res["reason"]
+    assert "The figures of ptq-int8 are the CPU's" in res["reason"]
     # the evaluation's own record counts too
     evals[1]["runtime"] = {"format": "tflite", "fallback_to_cpu": True}
     assert select(evals, {})["candidates"][1]["cpu_fallback"] is True

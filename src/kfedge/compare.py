@@ -29,6 +29,8 @@ SIDE_BY_SIDE = "side-by-side"
 SINGLE = "evaluation"
 #: Ratios closer to 1 than this are ties even with a narrow interval (see Goals.tie_within).
 PRACTICAL = 0.02
+#: The confidence of a family of verdicts (all candidates against one reference) as a whole.
+FAMILY_CONFIDENCE = 0.95
 
 TimingsLike = SideBySide | dict[str, Any] | str | Path
 
@@ -65,15 +67,21 @@ class Latency:
         p99: 99th percentile (ms).
         mean: Mean (ms).
         runs: Timed runs.
-        p50_ci: 95 % interval of the p50 over rounds (None: a single measurement).
+        p50_ci: Interval of the p50 over rounds (order statistics; None: a single
+            measurement); its real coverage is ``p50_coverage``.
         ratio: p50 ratio to the baseline (the paired rounds' geometric mean when timed).
-        ratio_ci: Its 95 % interval (None without side-by-side timings).
-        verdict: ``faster`` / ``tie`` / ``slower`` than the baseline, ``baseline`` for the
-            baseline itself, None without an interval.
+        ratio_ci: Its simultaneous interval (None without side-by-side timings): every
+            candidate's interval against the baseline covers at once with 95 %.
+        verdict: ``faster`` / ``tie`` / ``slower`` than the baseline, read from ``ratio_ci``
+            (so it never contradicts it), ``baseline`` for the baseline itself, None without
+            an interval.
         source: ``side-by-side`` (the benchmark step) or ``evaluation`` (single measurement).
         skipped: Why the benchmark did not time it (then the figures are the evaluation's).
         cpu_fallback: The target's accelerator was absent and the CPU ran it.
         runtime: The runtime really used (providers / delegate / device), as recorded.
+        ratio_confidence: The per-comparison confidence of ``ratio_ci`` (95 % shared out over
+            the candidates compared with the baseline, :func:`kfedge.stats.simultaneous`).
+        p50_coverage: The real coverage of ``p50_ci`` (93.75 % at 5 rounds, the range).
     """
 
     p50: float
@@ -89,6 +97,8 @@ class Latency:
     skipped: str | None = None
     cpu_fallback: bool = False
     runtime: dict[str, Any] = field(default_factory=dict)
+    ratio_confidence: float | None = None
+    p50_coverage: float | None = None
 
     @property
     def text(self) -> str:
@@ -171,6 +181,11 @@ def latency_figures(
 ) -> tuple[dict[str, Latency], list[str]]:
     """Every candidate's latency figures, from the side-by-side timings when there are some.
 
+    The ratio intervals against the baseline are *simultaneous*: with ``m`` candidates
+    compared with it, each is computed at ``1 - 0.05 / m`` (:func:`kfedge.stats.simultaneous`),
+    so the chance that any verdict of the run is wrong (a candidate of the baseline's speed
+    called faster, the best of many included) stays under 5 %.
+
     Args:
         evaluations: The evaluations, baseline included.
         base: The baseline's evaluation.
@@ -200,12 +215,14 @@ def latency_figures(
             "every candidate's ratio is taken against it, so the benchmark must time it"
         )
     out: dict[str, Latency] = {}
+    compared = sum(1 for e in evaluations if e.name in timed and e.name != base.name)
+    confidence = stats.simultaneous(FAMILY_CONFIDENCE, compared)
     for ev in evaluations:
         if ev.name not in timed:
             out[ev.name] = _single(ev, base, skipped=skipped[ev.name])
             continue
         t = timed[ev.name]
-        est = timings.ratio(ev.name, base.name)
+        est = timings.ratio(ev.name, base.name, confidence)
         verdict = "baseline" if ev.name == base.name else stats.compare_ratio(est, practical)
         out[ev.name] = Latency(
             p50=t.p50_ms,
@@ -220,6 +237,8 @@ def latency_figures(
             source=SIDE_BY_SIDE,
             cpu_fallback=cpu_fallback(ev, t.runtime),
             runtime=_runtime_of(ev, t.runtime),
+            ratio_confidence=confidence,
+            p50_coverage=stats.median_ci_coverage(len(t.rounds_p50_ms)),
         )
     names = {e.name for e in evaluations}
     extra = sorted(set(timed) - names)
@@ -230,48 +249,6 @@ def latency_figures(
             "its intervals are too narrow; run at least 3 (benchmark rounds)"
         )
     return out, warnings
-
-
-def latency_tiers(
-    names: list[str],
-    figures: dict[str, Latency],
-    timings: SideBySide | None,
-    practical: float = PRACTICAL,
-) -> dict[str, int]:
-    """Group candidates into latency tiers: within a tier the differences are noise.
-
-    With timings, the fastest remaining candidate (lowest ratio) anchors a tier, and every
-    remaining candidate not really slower than it (:func:`kfedge.stats.compare_ratio` on their
-    paired ratio) joins it; repeat with the rest. Without timings every distinct p50 is its own
-    tier (single measurements: no notion of noise).
-
-    Args:
-        names: The candidates to group (all timed side by side when ``timings`` is given).
-        figures: Their latency figures (:func:`latency_figures`).
-        timings: The session, or None.
-        practical: As :func:`kfedge.stats.compare_ratio`.
-
-    Returns:
-        ``{name: tier}``, tier 0 the fastest.
-    """
-    if timings is None or any(figures[n].source != SIDE_BY_SIDE for n in names):
-        values = sorted({figures[n].p50 for n in names})
-        return {n: values.index(figures[n].p50) for n in names}
-    pool = sorted(names, key=lambda n: (figures[n].ratio or 0.0, n))
-    tiers: dict[str, int] = {}
-    tier = 0
-    while pool:
-        anchor = pool[0]
-        members = [
-            n
-            for n in pool
-            if n == anchor or stats.compare_ratio(timings.ratio(n, anchor), practical) != "slower"
-        ]
-        for n in members:
-            tiers[n] = tier
-        pool = [n for n in pool if n not in members]
-        tier += 1
-    return tiers
 
 
 # ------------------------------------------------------------------------------- accuracy
@@ -402,7 +379,9 @@ def measurement(timings: SideBySide | None, figures: dict[str, Latency]) -> dict
 
     Returns:
         ``source``; with timings also rounds, threads, usable_cpus, cpus_source, cpu, arch,
-        isa (flags), seconds, skipped (name -> reason), confidence and the run's ``spread``
+        isa (flags), seconds, skipped (name -> reason), confidence (of the family of ratio
+        intervals), comparisons (candidates against the baseline), ratio_confidence (each
+        interval's), p50_coverage (the p50 intervals' real coverage) and the run's ``spread``
         (median and largest relative half-width of the candidates' ratio intervals).
     """
     if timings is None:
@@ -417,6 +396,7 @@ def measurement(timings: SideBySide | None, figures: dict[str, Latency]) -> dict
         if f.ratio_ci and f.ratio and f.verdict != "baseline"
     )
     m = timings.machine or {}
+    compared = [f for f in figures.values() if f.ratio_confidence and f.verdict != "baseline"]
     return {
         "source": SIDE_BY_SIDE,
         "rounds": timings.rounds,
@@ -428,12 +408,44 @@ def measurement(timings: SideBySide | None, figures: dict[str, Latency]) -> dict
         "isa": list(m.get("isa", [])),
         "seconds": round(timings.seconds, 1),
         "skipped": dict(timings.skipped),
-        "confidence": 0.95,
+        "confidence": FAMILY_CONFIDENCE,
+        "comparisons": len(compared),
+        "ratio_confidence": compared[0].ratio_confidence if compared else FAMILY_CONFIDENCE,
+        "p50_coverage": stats.median_ci_coverage(timings.rounds),
         "spread": {
             "median": halves[len(halves) // 2] if halves else None,
             "max": halves[-1] if halves else None,
         },
     }
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.2f}".rstrip("0").rstrip(".") + " %"
+
+
+def intervals_label(meas: dict[str, Any]) -> str:
+    """What the intervals are, with their real coverage.
+
+    ``ratio intervals: simultaneous 95 % over 4 candidates (each 98.75 %); p50 intervals:
+    93.75 % (the range of 5 rounds)``; a report of an older run (no ``comparisons``) says
+    ``95 % intervals over rounds``.
+    """
+    if "comparisons" not in meas:
+        return f"{round(meas.get('confidence', 0.95) * 100)} % intervals over rounds"
+    m = meas["comparisons"]
+    ratio = (
+        f"ratio intervals: simultaneous {_pct(meas['confidence'])} over {m} candidates "
+        f"(each {_pct(meas['ratio_confidence'])})"
+        if m > 1
+        else f"ratio intervals: {_pct(meas['confidence'])}"
+    )
+    cov = meas.get("p50_coverage")
+    p50 = f"p50 intervals: {_pct(cov)}" if cov is not None else "p50 intervals"
+    if cov is not None and cov < meas["confidence"]:
+        p50 += (
+            f" (the range of {meas['rounds']} rounds; more rounds for {_pct(meas['confidence'])})"
+        )
+    return f"{ratio}; {p50}"
 
 
 def measurement_line(meas: dict[str, Any] | None) -> str:
@@ -448,7 +460,7 @@ def measurement_line(meas: dict[str, Any] | None) -> str:
         f"Latency: side by side, {meas['rounds']} interleaved rounds, {meas['threads']} "
         f"thread(s) of {meas['usable_cpus']} usable CPU(s) (limited by {meas['cpus_source']}); "
         f"node CPU: {meas.get('cpu') or '?'} ({meas.get('arch') or '?'}), ISA flags: {isa}; "
-        f"{round(meas.get('confidence', 0.95) * 100)} % intervals over rounds"
+        + intervals_label(meas)
     )
     if spread.get("median") is not None:
         text += (

@@ -13,13 +13,16 @@ from typing import Any
 from kfedge.compare import measurement_line
 from kfedge.provenance import MARK, selection_caveat
 from kfedge.report_table import (
+    EVIDENCE_HEADER,
     SEEDS_HEADER,
     TABLE_HEADER,
     TABLE_NOTE,
     base_row,
+    evidence_cells,
     machine_of,
     mb,
     notes,
+    reason_text,
     row_cells,
     seeds_cells,
 )
@@ -263,8 +266,12 @@ def render_html(rep: dict[str, Any], selection: dict[str, Any] | None) -> str:
         "<h2>Selection</h2>",
         f'<p class="{reason_cls}" id="selection"><b>Selected: '
         f"{escape(rep['selected'] or 'none')}</b> — "
-        f"{escape(sel['reason'] if sel else 'no selection was made')}</p>",
+        f"{escape(reason_text(rep, sel))}</p>",
     ]
+    evidence = (sel or {}).get("evidence") or []
+    if evidence:
+        cells = [evidence_cells(e) for e in evidence]
+        parts.append(_html_table(EVIDENCE_HEADER, cells, [""] * len(cells), "evidence"))
     if goals:
         parts.append(f"<p>Goals: <code>{escape(json.dumps(goals, sort_keys=True))}</code></p>")
     parts += [
@@ -274,7 +281,8 @@ def render_html(rep: dict[str, Any], selection: dict[str, Any] | None) -> str:
         _html_table(SEEDS_HEADER, [seeds_cells(rep["summary"])], [""], "summary"),
         "<h2>Candidates</h2>",
         '<p class="meta">Latency: batch 1, warm-up excluded, each candidate timed in its own '
-        f"process; error bars: the p50's 95 % interval. {escape(TABLE_NOTE)}</p>",
+        "process; error bars: the p50's interval (its coverage: the line at the top). "
+        f"{escape(TABLE_NOTE)}</p>",
         _html_table(TABLE_HEADER, [row_cells(r, base) for r in rows], classes, "candidates"),
         "<h2>Size</h2>",
         _size_svg(rows),

@@ -8,12 +8,15 @@ from typing import Any
 from kfedge.compare import measurement_line
 from kfedge.provenance import MARK, selection_caveat
 from kfedge.report_table import (
+    EVIDENCE_HEADER,
     SEEDS_HEADER,
     TABLE_HEADER,
     TABLE_NOTE,
     base_row,
+    evidence_cells,
     machine_of,
     notes,
+    reason_text,
     row_cells,
     seeds_cells,
 )
@@ -67,9 +70,12 @@ def render_markdown(rep: dict[str, Any], selection: dict[str, Any] | None) -> st
         "## Selection",
         "",
         f"**Selected: {md_escape(rep['selected'] or 'none')}** — "
-        f"{md_escape(selection['reason'] if selection else 'no selection was made')}",
+        f"{md_escape(reason_text(rep, selection))}",
         "",
     ]
+    evidence = (selection or {}).get("evidence") or []
+    if evidence:
+        parts += [md_table(EVIDENCE_HEADER, [evidence_cells(e) for e in evidence]), ""]
     if where:
         parts += [f"{MARK} {md_escape(selection_caveat(rep))}", ""]
     if rep["goals"]:

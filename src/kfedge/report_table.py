@@ -4,8 +4,8 @@ Shared by the Markdown page (:mod:`kfedge.report_md`), the HTML page (:mod:`kfed
 and the terminal summary (:func:`kfedge.report.print_summary`), so the three show the same
 figures formatted the same way. The table follows the seeds' shape: the baseline's figures next
 to each candidate's, with deltas and ratios, plus one summary row original vs best PTQ vs best
-QAT; measured figures carry their 95 % intervals where the report has them (p50, latency ratio,
-accuracy) and the verdict of the latency comparison. 1 MB = 1,000,000 bytes.
+QAT; measured figures carry their intervals where the report has them (p50, latency ratio
+(simultaneous 95 %), accuracy) and the verdict of the latency comparison. 1 MB = 1,000,000 bytes.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ TABLE_HEADER = [
     "Δ acc (pts)",
     "McNemar p",
     "Latency original p50 (ms)",
-    "Latency p50 [95% CI] (ms)",
+    "Latency p50 [CI] (ms)",
     "p90",
     "p99",
-    "Latency vs original [95% CI]",
+    "Latency vs original [simultaneous 95% CI]",
     "Verdict",
     "Size original (MB)",
     "Size (MB)",
@@ -54,8 +54,11 @@ TABLE_NOTE = (
     "intervals; McNemar p: the paired exact test against the baseline on the same samples "
     "(small p: the accuracies really differ; +a/-b: samples only the candidate / only the "
     "baseline got right). Ratios are candidate / baseline (below 1x is "
-    "faster / smaller). Verdict: faster or slower only when the ratio's interval lies wholly "
-    "below or above 1 (and beyond the tie threshold), tie otherwise; (CPU): the target's "
+    "faster / smaller); their intervals are simultaneous: all of them cover at once with 95 % "
+    "(each is wider the more candidates are compared), and the p50 intervals have the coverage "
+    "the measurement line states. Verdict: faster or slower only when the ratio's interval "
+    "lies wholly below or above 1 (and beyond the tie threshold), tie otherwise; (CPU): the "
+    "target's "
     "accelerator was absent and the CPU ran it. Format: the model format and the precision "
     "its runtime computed float tensors in (f32 unless a technique asks for bf16 / f16). "
     f"{MARK}: measured on a machine that is not the target's CPU class (see the note at the "
@@ -204,3 +207,38 @@ def machine_of(rep: dict[str, Any]) -> dict[str, Any]:
     if "machines" in m:
         return {"arch": "several machines", "cpu": "", "cpu_count": "?"}
     return m or {"arch": "not recorded", "cpu": "", "cpu_count": "?"}
+
+
+#: The selection's evidence table: every other candidate against the selected one.
+EVIDENCE_HEADER = [
+    "Candidate",
+    "vs selected",
+    "Verdict",
+    "Δ acc (pts)",
+    "McNemar p",
+    "Size (MB)",
+    "Not chosen because",
+]
+
+
+def evidence_cells(row: dict[str, Any]) -> list[str]:
+    """One row of the evidence table (:func:`kfedge.select_reason.selection_reason`)."""
+    p = row.get("mcnemar_p")
+    return [
+        row["name"],
+        row.get("vs_selected") or "N/A",
+        row.get("verdict") or "N/A",
+        f"{row['accuracy_pts']:+.1f}",
+        "N/A" if p is None else f"{p:.2g}",
+        f"{row['size_mb']:.3f}",
+        row.get("why") or "",
+    ]
+
+
+def reason_text(rep: dict[str, Any], selection: dict[str, Any] | None) -> str:
+    """The selection's reason after "Selected: name —" (its own "Selected name, " dropped)."""
+    if not selection:
+        return "no selection was made"
+    reason = str(selection.get("reason") or "")
+    prefix = f"Selected {rep.get('selected')}, "
+    return reason[len(prefix) :] if reason.startswith(prefix) else reason

@@ -8,9 +8,11 @@ the baseline timed together in interleaved rounds, :mod:`kfedge.sidebyside`), ma
 
 * a candidate is *faster* (or *slower*) than another only when the interval of their paired
   latency ratio lies wholly below (above) 1 and the ratio differs from 1 by more than
-  ``tie_within`` (:func:`kfedge.stats.compare_ratio`); otherwise they are *tied*;
-* candidates tied with the fastest are ranked by accuracy, then size (objective latency); with
-  objective size or accuracy, latency tiers break ties of those;
+  ``tie_within`` (:func:`kfedge.stats.compare_ratio`); otherwise they are *tied*; the intervals
+  are simultaneous over the candidates compared (family-wise 95 %, :mod:`kfedge.compare`);
+* candidates tied within noise are ranked by accuracy (more accurate only when McNemar's paired
+  test says so), then size, in tiers anchored on the selected candidate (objective latency,
+  :mod:`kfedge.ranking`); with objective size or accuracy, latency tiers break ties of those;
 * a candidate really slower than the baseline is never selected while the baseline meets the
   goals, whatever the objective (a quantized model is not preferred for being "int8");
 * the speed-up goal is judged on the ratio interval's conservative (slow) end; the latency
@@ -44,7 +46,6 @@ from kfedge.compare import (
     TimingsLike,
     int8_isa_note,
     latency_figures,
-    latency_tiers,
     load_timings,
     measurement,
 )
@@ -52,6 +53,7 @@ from kfedge.errors import ConfigError, InvalidInputError, NotFoundError
 from kfedge.evaluation import MB, Evaluation, EvaluationLike, as_evaluations, load_evaluation
 from kfedge.failure import Failure, check_usable, read_evaluation_file
 from kfedge.formats import DEPLOYABLE, FORMATS
+from kfedge.ranking import ACCURACY_ALPHA, accuracy_test, rank
 from kfedge.select_reason import selection_reason
 
 _FP32_MARKERS = ("baseline", "fp32", "float32", "export", "original")
@@ -197,6 +199,22 @@ def find_baseline(
     return sorted(pool, key=lambda e: (-counts[e.format], e.format != "tflite"))[0]
 
 
+def drop_significance(ev: Evaluation, base: Evaluation) -> str:
+    """``; significant, McNemar p 0.003`` / ``; not significant, McNemar p 0.41``, or "".
+
+    Whether an accuracy difference against the baseline is more than the evaluation samples'
+    noise (McNemar's exact paired test on the same samples; "" when they cannot be paired).
+    The accuracy goals are judged on the point drop (the conservative reading); this says how
+    much that drop is to be believed.
+    """
+    test = accuracy_test(ev, base)
+    if test is None:
+        return ""
+    p = test["p_value"]
+    word = "significant" if p < ACCURACY_ALPHA else "not significant"
+    return f"; {word}, McNemar p {p:.2g}"
+
+
 def check_goals(
     ev: Evaluation,
     base: Evaluation,
@@ -229,7 +247,7 @@ def check_goals(
     if goals.max_accuracy_drop is not None and drop > goals.max_accuracy_drop + 1e-12:
         failed.append(
             f"accuracy drop {drop * 100:.1f} pts > {goals.max_accuracy_drop * 100:.1f} pts "
-            f"allowed ({acc:.4f} vs baseline {bacc:.4f})"
+            f"allowed ({acc:.4f} vs baseline {bacc:.4f}{drop_significance(ev, base)})"
         )
     if goals.max_relative_accuracy_drop is not None and bacc > 0:
         rel = drop / bacc
@@ -237,6 +255,7 @@ def check_goals(
             failed.append(
                 f"relative accuracy drop {rel * 100:.2f} % > "
                 f"{goals.max_relative_accuracy_drop * 100:.2f} % allowed"
+                + (f" ({drop_significance(ev, base)[2:]})" if drop_significance(ev, base) else "")
             )
     if goals.min_accuracy is not None and acc < goals.min_accuracy:
         failed.append(f"accuracy {acc:.4f} < {goals.min_accuracy:.4f} required")
@@ -270,15 +289,6 @@ def check_goals(
     return failed
 
 
-def _rank_key(ev: Evaluation, objective: str, tier: int, lat: Latency) -> tuple[float, ...]:
-    acc, size = ev.accuracy, float(ev.size_bytes)
-    if objective == "size":
-        return (size, tier, -acc)
-    if objective == "accuracy":
-        return (-acc, tier, size)
-    return (tier, -acc, size, lat.ratio or lat.p50)
-
-
 def select(
     evaluations: Iterable[EvaluationLike],
     goals: Goals | dict[str, Any] | str | None = None,
@@ -307,12 +317,15 @@ def select(
             listed under ``failed`` with their reason, never selected.
 
     Returns:
-        ``selected`` (name or None), ``deploy`` (bool, for a ``dsl.If`` gate), ``reason`` (a
-        sentence), ``ranking`` (names that pass, best first), ``baseline`` (name), ``goals``
+        ``selected`` (name or None), ``deploy`` (bool, for a ``dsl.If`` gate), ``reason`` (one
+        short verdict sentence), ``evidence`` (the rows behind it: every other candidate
+        against the selected one, :func:`kfedge.select_reason.selection_reason`), ``ranking``
+        (names that pass, best first), ``baseline`` (name), ``goals``
         (dict), ``objective``, ``latency_source`` (``side-by-side`` / ``evaluation``),
         ``measurement`` (how latency was taken), ``candidates`` (per candidate: name, passed,
         failed_goals, accuracy_drop, latency_ratio, size_ratio, latency (figures with
-        intervals and verdict), latency_tier, cpu_fallback), ``failed`` (per failed
+        intervals and verdict), latency_tier, cpu_fallback, accuracy_test (McNemar against
+        the baseline, None when they cannot be paired)), ``failed`` (per failed
         candidate: name, technique, stage, reason), ``warnings``.
 
     Raises:
@@ -353,23 +366,29 @@ def select(
         for c in per:
             if figs[c["name"]].verdict == "slower":
                 c["failed_goals"].append(
-                    f"really slower than the baseline {base.name} ({figs[c['name']].text}), "
-                    "which meets the goals"
+                    f"slower than the baseline {base.name} ({figs[c['name']].text}); the "
+                    "baseline meets the goals, so it is deployed before anything slower"
                 )
     for c in per:
         c["passed"] = not c["failed_goals"]
     by_name = {e.name: e for e in evs}
     passing = [c["name"] for c in per if c["passed"]]
-    tiers = latency_tiers(passing, figs, sbs, g.tie_within)
-    for n, t in tiers.items():
+    ranked = rank(passing, by_name, figs, sbs, g.objective, g.tie_within)
+    ranking = ranked.ranking
+    for n, t in ranked.tiers.items():
         by_c[n]["latency_tier"] = t
-    ranking = sorted(passing, key=lambda n: _rank_key(by_name[n], g.objective, tiers[n], figs[n]))
+    for c in per:
+        c["accuracy_test"] = accuracy_test(by_name[c["name"]], base)
     if ranking:
-        reason = selection_reason(by_name, ranking, tiers, figs, base, g.objective, sbs)
+        goals_of = {c["name"]: c["failed_goals"] for c in per}
+        reason, evidence = selection_reason(
+            by_name, ranked, figs, base, g.objective, sbs, goals_of, g.tie_within
+        )
     else:
         reason = "no candidate meets the goals: " + "; ".join(
             f"{c['name']}: {', '.join(c['failed_goals'])}" for c in per
         )
+        evidence = []
     for ev in evs:
         note = int8_isa_note(ev, sbs.machine if sbs else None)
         if note and note["matches"] is False and note["reduce_range"] is False:
@@ -378,6 +397,7 @@ def select(
         "selected": ranking[0] if ranking else None,
         "deploy": bool(ranking),
         "reason": reason,
+        "evidence": evidence,
         "ranking": ranking,
         "baseline": base.name,
         "goals": g.model_dump(),

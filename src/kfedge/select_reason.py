@@ -1,149 +1,162 @@
-"""The selection's reason: one sentence saying why a candidate was chosen, and what is noise.
+"""The selection's reason: one short verdict sentence, then the evidence as a small table.
 
-With side-by-side timings the reason separates real latency differences from ties
-(``ptq-int8 0.71x [0.68, 0.74] vs fp32-tflite: faster; tied with ptq-int8 within noise
-(...; ratios to ptq-int8): onnx-int8-static 1.03x [0.94, 1.12] ...``: each list states what its
-ratios are against), names the candidates never deployed for being really
-slower than the baseline, and marks figures the CPU produced in place of an absent
-accelerator.
+The sentence says what was chosen, why (its rule), and its figures against the baseline::
+
+    Selected ptq-int8, the fastest of 4 candidates meeting the goals: 0.71x [0.64, 0.79] the
+    baseline fp32-tflite's latency (faster), accuracy -0.3 pts (not significant, McNemar p
+    0.41), 0.28x its size.
+
+The evidence is one row per other candidate, *against the selected one* (paired by round), with
+the verdict read from the interval printed beside it (:mod:`kfedge.ranking`), the accuracy
+difference with McNemar's p, and why it was not chosen. The intervals are labelled with their
+real coverage.
 """
 
 from __future__ import annotations
 
-from kfedge.compare import Latency, ratio_text
+from typing import Any
+
+from kfedge.compare import Latency, intervals_label, measurement
 from kfedge.evaluation import MB, Evaluation
+from kfedge.ranking import ACCURACY_ALPHA, Ranked, accuracy_test, more_accurate, verdict_word
 from kfedge.sidebyside import SideBySide
 
 
-def _listed(items: list[str], most: int = 6) -> str:
-    more = len(items) - most
-    return ", ".join(items[:most]) + (f" and {more} more" if more > 0 else "")
+def accuracy_text(ev: Evaluation, ref: Evaluation) -> str:
+    """``accuracy -0.3 pts (not significant, McNemar p 0.41)``; without pairing no test."""
+    text = f"accuracy {(ev.accuracy - ref.accuracy) * 100 + 0.0:+.1f} pts"
+    test = accuracy_test(ev, ref)
+    if test is None:
+        return text
+    word = "significant" if test["p_value"] < ACCURACY_ALPHA else "not significant"
+    return f"{text} ({word}, McNemar p {test['p_value']:.2g})"
 
 
-def _vs(name: str, ref: str, figures: dict[str, Latency], timings: SideBySide) -> str:
-    """``name``'s ratio to ``ref`` paired by round, with its interval (``(CPU)`` marked).
+def _why(best: Evaluation, ranked: Ranked, objective: str, timings: SideBySide | None) -> str:
+    n = len(ranked.ranking)
+    if objective != "latency":
+        what = "smallest" if objective == "size" else "most accurate"
+        return f"the {what} of {n} candidate(s) meeting the goals"
+    top = [m for m in ranked.ranking if ranked.tiers[m] == ranked.tiers[best.name]]
+    if timings is not None and len(top) > 1:
+        return (
+            f"the most accurate, then smallest, of the {len(top)} candidates tied for the "
+            f"fastest within noise ({n} meet the goals)"
+        )
+    return f"the fastest of {n} candidate(s) meeting the goals"
 
-    Falls back to its ratio to the baseline (said so) when either was not timed.
-    """
-    if name in timings.models and ref in timings.models:
-        e = timings.ratio(name, ref)
-        text = ratio_text(e.ratio, (e.low, e.high))
-        return text + (" (CPU)" if figures[name].cpu_fallback else "")
-    return f"{figures[name].text} (vs the baseline)"
+
+def _latency(
+    lb: Latency, best: Evaluation, base: Evaluation, timings: SideBySide | None, practical: float
+) -> str:
+    cpu = " (CPU)" if lb.cpu_fallback else ""
+    if best.name == base.name:
+        return f"p50 {lb.p50:.3f} ms{cpu}"
+    if timings is None or lb.ratio_ci is None:
+        vs = f"{lb.ratio:.2f}x" if lb.ratio is not None else "N/A"
+        return f"p50 {lb.p50:.3f} ms ({vs} the baseline {base.name}'s, a single measurement)"
+    word = verdict_word(lb.verdict, lb.ratio_ci[0], lb.ratio_ci[1], practical)
+    return f"{lb.text} the baseline {base.name}'s latency ({word})"
+
+
+def _not_chosen(
+    n: str, best: Evaluation, evs: dict[str, Evaluation], verdict: str | None, passing: bool
+) -> str:
+    ev = evs[n]
+    if verdict == "slower":
+        return f"slower than {best.name}"
+    if more_accurate(best, ev):
+        return f"less accurate than {best.name}"
+    if ev.size_bytes > best.size_bytes:
+        return "accuracy tied, larger"
+    return f"ranked after {best.name}" if passing else "fails the goals"
 
 
 def selection_reason(
     evaluations: dict[str, Evaluation],
-    ranking: list[str],
-    tiers: dict[str, int],
+    ranked: Ranked,
     figures: dict[str, Latency],
     base: Evaluation,
     objective: str,
     timings: SideBySide | None,
-) -> str:
-    """The sentence that says why the first of ``ranking`` was selected.
-
-    It names the selected candidate's figures against the baseline; with side-by-side
-    timings, also which latency differences are real and which are ties (within noise), the
-    candidates never deployed for being really slower than the baseline, and the candidates
-    whose figures are the CPU's (accelerator absent, fallback allowed).
+    failed_goals: dict[str, list[str]] | None = None,
+    practical: float = 0.02,
+) -> tuple[str, list[dict[str, Any]]]:
+    """The verdict sentence for the first of ``ranked.ranking``, and its evidence rows.
 
     Args:
         evaluations: Evaluations by name.
-        ranking: Names that meet the goals, best first.
-        tiers: Their latency tiers (:func:`kfedge.compare.latency_tiers`).
-        figures: Every candidate's latency figures.
+        ranked: The ranking (:func:`kfedge.ranking.rank`), non-empty.
+        figures: Every candidate's latency figures against the baseline.
         base: The baseline.
         objective: The goals' objective.
         timings: The session, or None.
+        failed_goals: The goals each candidate fails (rows of those that fail say so).
+        practical: The tie threshold (``Goals.tie_within``), for the verdicts' words.
 
     Returns:
-        The reason.
+        ``(reason, evidence)``: the sentence (plus one on how latency was measured), and one
+        row per other candidate: ``name``, ``vs_selected`` (ratio to the selected one with
+        its interval, or None), ``ratio`` and ``ratio_ci`` (the same as numbers),
+        ``verdict`` (against the selected one, read from that interval,
+        :func:`kfedge.ranking.verdict_word`), ``accuracy_pts`` (difference to it),
+        ``mcnemar_p`` (or None), ``size_mb``, ``passed`` and ``why`` (why it was not chosen).
     """
-    best = evaluations[ranking[0]]
+    best = evaluations[ranked.ranking[0]]
     lb = figures[best.name]
-    what = {"latency": "fastest (p50)", "size": "smallest", "accuracy": "most accurate"}
-    tied = [n for n in ranking[1:] if tiers[n] == tiers[best.name]]
-    cpu = " (CPU)" if lb.cpu_fallback else ""
-    if timings is not None and objective == "latency" and tied:
-        head = (
-            f"{best.name}{cpu} is the most accurate (then smallest) of {len(tied) + 1} "
-            f"candidates tied for the fastest (p50) within noise; {len(ranking)} candidate(s) "
-            "meet the goals"
-        )
-    else:
-        head = (
-            f"{best.name}{cpu} is the {what[objective]} of {len(ranking)} candidate(s) "
-            "meeting the goals"
-        )
     size_ratio = best.size_bytes / base.size_bytes if base.size_bytes else 0.0
-    figures_text = (
-        f"accuracy {best.accuracy:.4f} ({(best.accuracy - base.accuracy) * 100 + 0.0:+.1f} pts)"
-        f", {{p50}}, size {best.size_bytes / MB:.3f} MB ({size_ratio:.2f}x) against the "
-        f"baseline {base.name}"
-    )
-    if timings is None:
-        vs = f"{lb.ratio:.2f}x" if lb.ratio is not None else "N/A"
-        parts = [f"{head}: " + figures_text.format(p50=f"p50 {lb.p50:.3f} ms ({vs})")]
-    elif best.name == base.name:
-        parts = [f"{head}: " + figures_text.format(p50=f"p50 {lb.p50:.3f} ms")]
-    else:
-        parts = [
-            f"{head}: {best.name} {lb.text} vs {base.name}: {lb.verdict}; "
-            + figures_text.format(p50=f"p50 {lb.p50:.3f} ms")
-        ]
-    if timings is not None:
-        others = [n for n in ranking[1:] if n not in tied and n != base.name]
-        if objective == "latency" and tied:
-            parts.append(
-                f"tied with {best.name} within noise (ranked by accuracy, then size; ratios "
-                f"to {best.name}): "
-                + _listed(
-                    [
-                        f"{n} {_vs(n, best.name, figures, timings)} (accuracy "
-                        f"{evaluations[n].accuracy:.4f}, {evaluations[n].size_bytes / MB:.3f} MB)"
-                        for n in tied
-                    ]
-                )
-            )
-        if objective == "latency" and others:
-            parts.append(
-                f"really slower than {best.name} (ratios to {best.name}): "
-                + _listed([f"{n} {_vs(n, best.name, figures, timings)}" for n in others])
-            )
-        elif objective != "latency":
-            rest = [n for n in ranking[1:] if n != base.name]
-            if rest:
-                parts.append(
-                    f"latency vs {base.name}: "
-                    + _listed([f"{n} {figures[n].text} {figures[n].verdict}" for n in rest])
-                )
-        slower = [
-            f"{n} {f.text}"
-            for n, f in figures.items()
-            if f.verdict == "slower" and n not in ranking
-        ]
-        if slower:
-            parts.append(f"never deployed, really slower than {base.name}: " + _listed(slower))
-    on_cpu = [n for n, f in figures.items() if f.cpu_fallback]
-    if on_cpu:
-        parts.append(
-            f"the figures of {_listed(on_cpu)} are the CPU's (the target's accelerator was "
-            "absent and the profile allows CPU fallback)"
-        )
-    reason = "; ".join(parts)
+    why = _why(best, ranked, objective, timings)
+    parts = [_latency(lb, best, base, timings, practical)]
+    if best.name != base.name:
+        parts += [accuracy_text(best, base), f"{size_ratio:.2f}x its size"]
+    sentence = f"Selected {best.name}, {why}: " + ", ".join(parts) + "."
     if best.name == base.name:
-        reason += (
-            "; no optimized candidate met the goals and beat it"
+        sentence = sentence[:-1] + (
+            "; no optimized candidate met the goals and beat it."
             if timings is None
             else "; no optimized candidate met the goals and was really faster (ties go to "
-            "accuracy, then size)"
+            "accuracy, then size)."
         )
     if timings is None:
-        reason += "; latency figures are single measurements (no side-by-side timings)"
+        sentence += " Latency figures are single measurements (no side-by-side timings)."
     else:
-        reason += (
-            f"; latency side by side ({timings.rounds} rounds, {timings.threads} thread(s), "
-            "95 % intervals)"
+        meas = measurement(timings, figures)
+        sentence += (
+            f" Latency side by side ({timings.rounds} rounds, {timings.threads} thread(s)); "
+            f"{intervals_label(meas)}; candidates against {best.name}: each "
+            f"{(ranked.confidence or 0.95) * 100:.4g} %."
         )
-    return reason
+    on_cpu = [n for n, f in figures.items() if f.cpu_fallback]
+    if on_cpu:
+        sentence += (
+            f" The figures of {', '.join(on_cpu)} are the CPU's (the target's accelerator was "
+            "absent and the profile allows CPU fallback)."
+        )
+    failed_goals = failed_goals or {}
+    evidence = []
+    for n in [m for m in evaluations if m != best.name]:
+        p = (ranked.vs_selected or {}).get(n)
+        test = accuracy_test(evaluations[n], best)
+        passed = n in ranked.ranking
+        evidence.append(
+            {
+                "name": n,
+                "vs_selected": p.text + (" (CPU)" if figures[n].cpu_fallback else "")
+                if p
+                else None,
+                "ratio": p.ratio if p else None,
+                "ratio_ci": [p.low, p.high] if p else None,
+                "verdict": p.word if p else None,
+                "accuracy_pts": (evaluations[n].accuracy - best.accuracy) * 100 + 0.0,
+                "mcnemar_p": test["p_value"] if test else None,
+                "size_mb": evaluations[n].size_bytes / MB,
+                "passed": passed,
+                "why": _not_chosen(n, best, evaluations, p.verdict if p else None, passed)
+                if passed
+                else "fails: " + "; ".join(failed_goals.get(n, [])),
+            }
+        )
+    evidence.sort(
+        key=lambda r: (not r["passed"], ranked.ranking.index(r["name"]) if r["passed"] else 0)
+    )
+    return sentence, evidence
