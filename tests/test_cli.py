@@ -67,7 +67,7 @@ def test_targets_list_and_show(capsys: pytest.CaptureFixture[str]):
         (["run", "--techniques", "ptq-int8,magic"], "unknown technique(s) ['magic']"),
         (
             ["run", "--target", "coral-edgetpu", "--techniques", "onnx-int8-static"],
-            "target coral-edgetpu runs formats ['tflite']",
+            "onnx-int8-static writes onnx, the target runs ['tflite']",
         ),
         (["run", "--max-accuracy-drop", "-1"], "--max-accuracy-drop must be >= 0"),
         (["targets", "show", "nope"], "unknown target 'nope'"),

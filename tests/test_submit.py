@@ -121,7 +121,7 @@ def test_unknown_parameter_refused_before_any_network():
         ({"techniques": ["sparsify"]}, "unknown technique"),
         (
             {"target": "coral-edgetpu", "techniques": "ptq-dynamic"},
-            "target coral-edgetpu runs formats",
+            "target coral-edgetpu cannot run .*ptq-dynamic quantizes to dynamic",
         ),
         ({"goals_json": "{not json"}, "goals must be a JSON object"),
         ({"goals_json": {"max_accuracy_drop": -1}}, "invalid goals"),
