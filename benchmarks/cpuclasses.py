@@ -11,6 +11,11 @@ eval split by ``python -m kfedge.evaluate --no-isolate`` on every CPU class:
   (Raspberry Pi 4; no int8 dot product);
 * ``arm64-a76``: the same under ``-cpu cortex-a76`` (Raspberry Pi 5; int8 dot product).
 
+One more candidate shows why the class matters: ``onnx-int8-static`` made for a VNNI CPU
+(full 8-bit weights) loses points on x86 without VNNI, where ONNX Runtime's int8 kernels add
+pairs of products into a saturating int16 (measured on the sample: 99.4 % on this VNNI host,
+91.7 % under the emulated Haswell, 99.4 % on the emulated Cortex-A72).
+
 Emulated CPUs execute the real instructions of their class, so accuracy is the class's; their
 latency is not (qemu's translation is slower and not in proportion), so no latency is recorded:
 latency only on real hardware. :func:`measure` returns the JSON-able section;
@@ -30,12 +35,41 @@ from typing import Any
 
 from benchmarks import emulation
 
-#: The INT8 technique of each format and the model it starts from.
-INT8_TECHNIQUES: dict[str, tuple[str, str]] = {
-    "tflite": ("ptq-int8", "baseline"),
-    "onnx": ("onnx-int8-static", "fp32_onnx"),
-    "openvino": ("openvino-int8", "fp32_onnx"),
+#: The INT8 candidates: the default INT8 technique of each format, plus ONNX Runtime's made for
+#: a VNNI CPU (``isa: x86-64-avx512-vnni``: full 8-bit weights, no ``reduce_range``), which shows
+#: the saturating int16 kernels of x86 CPUs without VNNI.
+INT8_CANDIDATES: dict[str, dict[str, Any]] = {
+    "tflite": {
+        "technique": "ptq-int8",
+        "source": "baseline",
+        "params": {},
+        "format": "tflite",
+        "label": "TFLite (LiteRT) `ptq-int8`",
+    },
+    "onnx": {
+        "technique": "onnx-int8-static",
+        "source": "fp32_onnx",
+        "params": {},
+        "format": "onnx",
+        "label": "ONNX Runtime `onnx-int8-static`",
+    },
+    "openvino": {
+        "technique": "openvino-int8",
+        "source": "fp32_onnx",
+        "params": {},
+        "format": "openvino",
+        "label": "OpenVINO IR `openvino-int8`",
+    },
+    "onnx-vnni": {
+        "technique": "onnx-int8-static",
+        "source": "fp32_onnx",
+        "params": {"isa": "x86-64-avx512-vnni"},
+        "format": "onnx",
+        "label": "ONNX Runtime `onnx-int8-static` made for VNNI (8-bit weights)",
+    },
 }
+#: The default INT8 candidates (one per format).
+DEFAULT_INT8 = ("tflite", "onnx", "openvino")
 #: The CPU classes: id -> how it runs (``host``, ``x86`` or ``arm64``), qemu CPU model, label.
 CPU_CLASSES: dict[str, dict[str, str]] = {
     "host": {"kind": "host", "cpu": "", "label": "x86-64 host (native)"},
@@ -61,28 +95,36 @@ EMULATED_TIMING_ARGS = ("--runs", "3", "--warmup", "1", "--time-budget", "1")
 
 
 def make_int8_candidates(
-    baseline_model: Path, fp32_onnx: Path, dataset: Path, out: Path
+    baseline_model: Path,
+    fp32_onnx: Path,
+    dataset: Path,
+    out: Path,
+    keys: Sequence[str] = DEFAULT_INT8,
 ) -> dict[str, Path]:
-    """Make the INT8 candidate of every format with kfedge's techniques (on this machine).
+    """Make INT8 candidates with kfedge's techniques (on this machine).
 
     Args:
         baseline_model: The trained Keras model (``ptq-int8`` starts from it).
         fp32_onnx: Its FP32 ONNX export, a file or candidate (ONNX and OpenVINO start from it).
         dataset: The split dataset directory (calibration).
-        out: Where the candidate directories go (``out/<technique>``).
+        out: Where the candidate directories go (``out/<key>``).
+        keys: Which :data:`INT8_CANDIDATES` (default: one per format).
 
     Returns:
-        Format -> candidate directory.
+        Key -> candidate directory.
     """
     from kfedge import techniques
 
     sources = {"baseline": baseline_model, "fp32_onnx": fp32_onnx}
     made: dict[str, Path] = {}
-    for fmt, (technique, source) in INT8_TECHNIQUES.items():
-        target = out / technique
+    for key in keys:
+        spec = INT8_CANDIDATES[key]
+        target = out / key
         if not (target / "candidate.json").is_file():
-            techniques.apply(technique, sources[source], dataset, {}, target)
-        made[fmt] = target
+            techniques.apply(
+                spec["technique"], sources[spec["source"]], dataset, spec["params"], target
+            )
+        made[key] = target
     return made
 
 
@@ -184,14 +226,16 @@ def measure(
         work: Working directory (default: a temporary one, removed afterwards).
         classes: The :data:`CPU_CLASSES` ids to measure (an unavailable one is recorded with
             its reason, not measured).
-        candidates: Format -> INT8 candidate directory (default: made from the sample here).
+        candidates: :data:`INT8_CANDIDATES` key -> candidate directory (default: all of them,
+            made from the sample here).
         dataset: The split dataset of ``candidates`` (required with them).
 
     Returns:
-        A JSON-able dict: ``formats`` (format -> technique), ``classes`` (id -> label, kind,
-        qemu CPU model, ``emulated``, ``facts`` (:func:`cpu_facts_on`), ``unavailable``
-        reason or ``results``: format -> accuracy, samples, the runtime's machine arch and
-        version, ``delta_vs_host_points``, or ``error``), ``userland`` (the arm64 userland's
+        A JSON-able dict: ``candidates`` (key -> technique, params, format, label),
+        ``classes`` (id -> label, kind, qemu CPU model, ``emulated``, ``facts``
+        (:func:`cpu_facts_on`), ``unavailable`` reason or ``results``: key -> accuracy,
+        samples, the runtime's machine arch and version, ``delta_vs_host_points``, or
+        ``error``), ``userland`` (the arm64 userland's
         build seconds and key wheel versions), ``latency`` (:data:`LATENCY_NOTE`) and
         ``seconds`` (per class).
     """
@@ -201,11 +245,16 @@ def measure(
     work.mkdir(parents=True, exist_ok=True)
     if candidates is None:
         dataset, baseline, fp32 = _sample(work)
-        candidates = make_int8_candidates(baseline, fp32, dataset, work / "candidates")
+        candidates = make_int8_candidates(
+            baseline, fp32, dataset, work / "candidates", tuple(INT8_CANDIDATES)
+        )
     if dataset is None:
         raise ValueError("measure(candidates=...) needs the dataset they were made for")
     out: dict[str, Any] = {
-        "formats": {fmt: INT8_TECHNIQUES[fmt][0] for fmt in candidates},
+        "candidates": {
+            key: {k: v for k, v in INT8_CANDIDATES[key].items() if k != "source"}
+            for key in candidates
+        },
         "classes": {},
         "latency": LATENCY_NOTE,
         "seconds": {},

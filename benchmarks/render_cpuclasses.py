@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-_FORMAT_NAMES = {"tflite": "TFLite (LiteRT)", "onnx": "ONNX Runtime", "openvino": "OpenVINO IR"}
-
 
 def _isa(entry: dict[str, Any]) -> str:
     facts = entry.get("facts") or {}
@@ -44,7 +42,7 @@ def render_cpu_classes(data: dict[str, Any]) -> str:
     Returns:
         Markdown text (ends with a newline).
     """
-    formats = data.get("formats", {})
+    formats = {key: c.get("label", key) for key, c in data.get("candidates", {}).items()}
     classes = data.get("classes", {})
     lines = [
         "## INT8 accuracy per CPU class",
@@ -55,9 +53,7 @@ def render_cpu_classes(data: dict[str, Any]) -> str:
         "representative speed. In brackets: the difference from the host, in points.",
         "",
     ]
-    header = ["CPU class", "ISA"] + [
-        f"{_FORMAT_NAMES.get(fmt, fmt)} `{tech}`" for fmt, tech in formats.items()
-    ]
+    header = ["CPU class", "ISA", *formats.values()]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     notes: list[str] = []
     for entry in classes.values():
@@ -71,7 +67,7 @@ def render_cpu_classes(data: dict[str, Any]) -> str:
                 err = (results.get(fmt) or {}).get("error")
                 if err:
                     first = err.strip().splitlines()[-1] if err.strip() else "?"
-                    notes.append(f"{entry['label']}, {_FORMAT_NAMES.get(fmt, fmt)}: {first}")
+                    notes.append(f"{entry['label']}, {formats[fmt]}: {first}")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
     samples = {

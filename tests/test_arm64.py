@@ -170,7 +170,7 @@ def test_int8_evaluation_on_arm64(
         x86 = evaluate(cand, sample_dataset, latency_runs=3, warmup=1, isolate=False)
         assert ev["num_samples"] == x86.num_samples
         entry["results"][fmt] = {
-            "technique": cpuclasses.INT8_TECHNIQUES[fmt][0],
+            "technique": cpuclasses.INT8_CANDIDATES[fmt]["technique"],
             "accuracy": ev["accuracy"],
             "x86_accuracy": x86.accuracy,
             "delta_points": round(100 * (ev["accuracy"] - x86.accuracy), 2),

@@ -5,7 +5,10 @@ from __future__ import annotations
 from benchmarks.render_cpuclasses import render_cpu_classes
 
 DATA = {
-    "formats": {"tflite": "ptq-int8", "onnx": "onnx-int8-static"},
+    "candidates": {
+        "tflite": {"technique": "ptq-int8", "label": "TFLite (LiteRT) `ptq-int8`"},
+        "onnx": {"technique": "onnx-int8-static", "label": "ONNX Runtime `onnx-int8-static`"},
+    },
     "latency": "latency: only on real hardware; emulated CPUs give no latency",
     "classes": {
         "host": {
@@ -58,5 +61,5 @@ def test_table_rows_cells_and_notes():
 
 
 def test_empty_data_renders():
-    md = render_cpu_classes({"formats": {}, "classes": {}})
+    md = render_cpu_classes({"candidates": {}, "classes": {}})
     assert "## INT8 accuracy per CPU class" in md
