@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import models as bmodels
+from benchmarks.choice import BASELINE, kfedge_choice
 from benchmarks.common import (
     Stopwatch,
     file_sizes,
@@ -55,8 +56,6 @@ CALIBRATED = (
     "tune-onnx-int8",
     "tune-openvino-int8",
 )
-#: Every ratio's denominator: ONNX Runtime running kfedge's FP32 ONNX export.
-BASELINE = "fp32-onnx"
 #: The FP32 model of each format (a second, same-format ratio).
 FORMAT_FP32 = {"tflite": "fp32-tflite", "onnx": "fp32-onnx", "openvino": "fp32-openvino"}
 #: The issue's speed goals: kfedge's choice at most this ratio to ORT FP32, per model.
@@ -200,48 +199,6 @@ def _search_facts(st: dict[str, Any]) -> dict[str, Any]:
                 for e in tried
             ],
         }
-    }
-
-
-def kfedge_choice(rows: list[dict[str, Any]], threads: int) -> dict[str, Any] | None:
-    """The candidate kfedge's selection keeps among its own files, by the side-by-side figures.
-
-    The selection's latency rule (:mod:`kfedge.select`): a candidate counts only when it is not
-    slower than ORT FP32 (FP32 itself is a candidate); the fastest (lowest paired ratio) anchors
-    the first tier, every candidate not really slower than it (:func:`kfedge.stats.compare_ratio`
-    on their own paired ratio) is tied with it, and ties go to the smaller file. Accuracy is not
-    judged here (random weights): the sample's section carries the accuracy drops.
-
-    Returns:
-        ``{"name", "threads", "ratio", "ratio_ci", "tied", "rule"}``, or None (no kfedge file).
-    """
-    from benchmarks.text import pair_estimate, verdict
-
-    t = str(threads)
-
-    def not_slower(r: dict[str, Any]) -> bool:  # the baseline has no ratio: a tie with itself
-        return verdict(r["latency"][t]["vs_ort_fp32"]) != "slower"
-
-    pool = [r for r in rows if r["kind"] == "kfedge" and not_slower(r)]
-    if not pool:
-        return None
-    ratio = {r["name"]: (r["latency"][t]["vs_ort_fp32"] or {"ratio": 1.0})["ratio"] for r in pool}
-    best = min(pool, key=lambda r: (ratio[r["name"]], r["name"]))
-    rounds = best["latency"][t]["p50_rounds"]
-    tied = [
-        r
-        for r in pool
-        if r is best or verdict(pair_estimate(r["latency"][t]["p50_rounds"], rounds)) != "slower"
-    ]
-    chosen = min(tied, key=lambda r: (r["size_bytes"], ratio[r["name"]]))
-    lat = chosen["latency"][t]["vs_ort_fp32"]
-    return {
-        "name": chosen["name"],
-        "threads": threads,
-        "ratio": lat["ratio"] if lat else 1.0,
-        "ratio_ci": [lat["low"], lat["high"]] if lat else [1.0, 1.0],
-        "tied": sorted(r["name"] for r in tied),
-        "rule": "fastest kfedge file not slower than ORT FP32; ties within noise go to the smaller",
     }
 
 
@@ -407,7 +364,7 @@ def run_model(
     made = [e for e in made if e["name"] in timing]
     rows = summarize(made, timing, cfg.threads)
     t_choice = max(cfg.threads)
-    choice = kfedge_choice(rows, t_choice)
+    choice = kfedge_choice(rows, t_choice, GOALS.get(key))
     return {
         "model": key,
         "label": s.label,

@@ -5,40 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from timings_kit import evaluation
+from timings_kit import evaluation, session
 
 from kfedge import stats
 from kfedge.evaluation import SampleCorrectness
 from kfedge.select import select
-from kfedge.sidebyside import ModelTiming, SideBySide
-
-
-def _session(per_round: dict[str, list[float]]) -> SideBySide:
-    models = {}
-    for name, r in per_round.items():
-        arr = np.asarray(r)
-        models[name] = ModelTiming(
-            name=name,
-            path=f"/m/{name}/model.tflite",
-            format="tflite",
-            p50_ms=float(np.median(arr)),
-            p50_ci_ms=stats.median_ci(arr),
-            p90_ms=float(arr.max()),
-            p99_ms=float(arr.max()),
-            mean_ms=float(arr.mean()),
-            runs=100,
-            rounds_p50_ms=list(map(float, r)),
-            runtime={"format": "tflite"},
-            peak_rss_mb=10.0,
-        )
-    rounds = len(next(iter(per_round.values())))
-    return SideBySide(models, {}, rounds, 2, 2, "test", 1.0, {})
+from kfedge.sidebyside import SideBySide
 
 
 def _simulate(rng: np.random.Generator, true_ms: dict[str, float], rounds: int = 5) -> SideBySide:
     """Interleaved rounds: a drift every model shares, and each model's own noise per round."""
     drift = np.exp(rng.normal(0.0, 0.10, rounds))
-    return _session(
+    return session(
         {n: list(ms * drift * np.exp(rng.normal(0.0, 0.03, rounds))) for n, ms in true_ms.items()}
     )
 

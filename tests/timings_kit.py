@@ -34,9 +34,23 @@ def make_timings(
     noise: float = 0.005,
 ) -> SideBySide:
     """A side-by-side session for models of the given true latencies (ms)."""
+    per_round = {
+        name: rounds_for(ms, seed=100 + i, noise=noise)
+        for i, (name, ms) in enumerate(true_ms.items())
+    }
+    return session(per_round, skipped=skipped, runtime=runtime, machine=machine)
+
+
+def session(
+    per_round: dict[str, list[float]],
+    *,
+    skipped: dict[str, str] | None = None,
+    runtime: dict[str, dict[str, Any]] | None = None,
+    machine: dict[str, Any] | None = None,
+) -> SideBySide:
+    """A side-by-side session of models with the given per-round medians (ms)."""
     models = {}
-    for i, (name, ms) in enumerate(true_ms.items()):
-        r = rounds_for(ms, seed=100 + i, noise=noise)
+    for name, r in per_round.items():
         arr = np.asarray(r)
         models[name] = ModelTiming(
             name=name,
@@ -48,14 +62,14 @@ def make_timings(
             p99_ms=float(arr.max() * 1.3),
             mean_ms=float(arr.mean()),
             runs=800,
-            rounds_p50_ms=r,
+            rounds_p50_ms=[float(v) for v in r],
             runtime=(runtime or {}).get(name, {"format": "tflite", "threads": 2}),
             peak_rss_mb=50.0,
         )
     return SideBySide(
         models=models,
         skipped=dict(skipped or {}),
-        rounds=len(DRIFT),
+        rounds=len(next(iter(per_round.values()))),
         threads=2,
         usable_cpus=2,
         cpus_source="cgroup cpu quota",

@@ -69,6 +69,8 @@ def _not_chosen(
         return f"less accurate than {best.name}"
     if ev.size_bytes > best.size_bytes:
         return "accuracy tied, larger"
+    if ev.size_bytes == best.size_bytes and passing:
+        return "accuracy and size tied, a higher point ratio"
     return f"ranked after {best.name}" if passing else "fails the goals"
 
 

@@ -168,6 +168,12 @@ def median_ci_coverage(n: int, confidence: float = 0.95) -> float:
     Returns:
         The coverage, at least ``confidence`` when ``n`` allows it, else that of the range.
     """
+    k = max(_median_rank(n, confidence), 1)
+    return 1.0 - 2.0 * sum(math.comb(n, j) for j in range(k)) / 2.0**n
+
+
+def _median_rank(n: int, confidence: float) -> int:
+    """The largest k with P(B <= k-1) <= alpha/2, B ~ Binomial(n, 1/2) (0: none)."""
     alpha, cdf, k = 1.0 - confidence, 0.0, 0
     for j in range(n):
         p_j = math.comb(n, j) / 2.0**n
@@ -175,8 +181,7 @@ def median_ci_coverage(n: int, confidence: float = 0.95) -> float:
             break
         cdf += p_j
         k = j + 1
-    kk = max(k, 1)
-    return 1.0 - 2.0 * sum(math.comb(n, j) for j in range(kk)) / 2.0**n
+    return k
 
 
 def median_ci(
@@ -199,15 +204,7 @@ def median_ci(
     n = x.size
     if n == 0:
         raise ValueError("median_ci needs at least one value")
-    alpha = 1.0 - confidence
-    # largest k with P(B <= k-1) <= alpha/2, B ~ Binomial(n, 1/2)
-    cdf, k = 0.0, 0
-    for j in range(n):
-        p_j = math.comb(n, j) / 2.0**n
-        if cdf + p_j > alpha / 2:
-            break
-        cdf += p_j
-        k = j + 1
+    k = _median_rank(n, confidence)
     if k == 0:
         return float(x[0]), float(x[-1])
     return float(x[k - 1]), float(x[n - k])
