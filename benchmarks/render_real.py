@@ -208,14 +208,11 @@ def _choice_md(m: dict[str, Any], sample: dict[str, Any] | None = None) -> list[
         if c["goal_met"]:
             line += f". Goal <= {goal:.2f}x ({judged}): met."
         else:
-            line += (
-                f". Goal <= {goal:.2f}x ({judged}): missed, the slow end is {hi:.2f}x"
-                + (
-                    f" (the point ratio {c['ratio']:.2f}x is within the goal)."
-                    if c["ratio"] <= goal
-                    else f"; the point ratio misses it by {c['ratio'] - goal:.2f} "
-                    f"({(c['ratio'] / goal - 1) * 100:.0f} % slower than the goal)."
-                )
+            line += f". Goal <= {goal:.2f}x ({judged}): missed, the slow end is {hi:.2f}x" + (
+                f" (the point ratio {c['ratio']:.2f}x is within the goal)."
+                if c["ratio"] <= goal
+                else f"; the point ratio misses it by {c['ratio'] - goal:.2f} "
+                f"({(c['ratio'] / goal - 1) * 100:.0f} % slower than the goal)."
             )
     else:
         line += "."

@@ -26,8 +26,15 @@ def import_model(
         accelerator_count: Likewise, the accelerator count.
 
     Returns:
-        The candidate's name.
+        The candidate's name. A model that cannot be imported becomes a failed candidate
+        (its one-line reason recorded, kfedge.failure): the loop goes on without it.
     """
+    from pathlib import PurePosixPath
+
+    from kfedge.failure import isolated
     from kfedge.provision import import_model_to
 
-    return import_model_to(uri, model, s3_endpoint)
+    name = PurePosixPath(uri.rstrip("/")).stem or uri
+    return isolated(
+        lambda: import_model_to(uri, model, s3_endpoint), model, name, "import", "import"
+    )

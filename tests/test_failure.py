@@ -171,3 +171,47 @@ def test_a_failed_ort_preprocess_is_a_warning_the_report_shows(
     assert warning in capsys.readouterr().err
     rows = [{"name": cand.name, "technique_warnings": cand.stats["warnings"]}]
     assert notes({"candidates": rows}) == {"Technique warnings": [f"{cand.name}: {warning}"]}
+
+
+def test_the_compiled_pipelines_isolate_a_failing_loop_iteration():
+    """On a KFP backend a failed ParallelFor iteration fails the DAG: the loop's steps in the
+    checked-in YAML must be the library entries that record a failure instead of raising."""
+    root = Path(__file__).resolve().parents[1]
+    for name in ("edge-optimize", "edge-optimize-deploy", "edge-evaluate"):
+        text = (root / "pipelines" / f"{name}.yaml").read_text()
+        assert "evaluate_from_files(" in text, name  # records a failed evaluation
+        assert "benchmark_from_files(" in text, name  # skips a failed candidate
+        assert "select_from_files(" in text, name  # lists it, fails only without a baseline
+        if name != "edge-evaluate":
+            assert "optimize_into(candidate, technique" in text, name  # a failed candidate
+
+
+def test_edge_evaluate_loop_a_model_that_cannot_be_imported_or_exported_is_a_failed_candidate(
+    tmp_path: Path,
+):
+    from kfedge.failure import isolated
+    from kfedge.reference import export_fp32_into
+
+    def broken_import() -> str:
+        raise OSError("s3://bucket/m.tflite: NoSuchKey")
+
+    name = isolated(broken_import, tmp_path / "imported", "m", "import", "import")
+    assert name == "m" and read_failed_candidate(tmp_path / "imported").stage == "import"
+    # the export step of the same loop passes the failure on, evaluate records it
+    out = tmp_path / "ready"
+    assert export_fp32_into(out, tmp_path / "imported", keep_deployable=True) == "m"
+    assert read_failed_candidate(out).reason == "OSError: s3://bucket/m.tflite: NoSuchKey"
+    # a model the export cannot read is recorded, not raised
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"not a model")
+    assert export_fp32_into(tmp_path / "ready2", bad, keep_deployable=True) == "bad"
+    assert read_failed_candidate(tmp_path / "ready2").stage == "export"
+
+
+def test_a_configuration_error_still_fails_the_step(tmp_path: Path):
+    from kfedge.errors import ConfigError
+    from kfedge.techniques import optimize_into
+
+    with pytest.raises(ConfigError, match="target_sparsity"):
+        optimize_into(tmp_path / "c", "prune", tmp_path / "m.keras", None, {"target_sparsity": 2})
+    assert not (tmp_path / "c" / FAILED_FILE).exists()

@@ -294,15 +294,18 @@ def test_a_failing_technique_becomes_a_failed_candidate_and_the_run_reports(
     candidate; a technique that raises (here qat-int8, forced) is listed with its reason."""
     from kfedge.local_run import run_local
 
-    result = run_local(
-        model=str(k3_standalone_bn),
-        techniques="ptq-int8,prune,qat-int8",
-        epochs=1,
-        deploy=False,
-        output_dir=tmp_path / "ok",
-        quiet=True,
-    )
-    report = json.loads(Path(result["report"]).read_text())
+    def run(techniques: str, out: str) -> tuple[dict, dict]:
+        result = run_local(
+            model=str(k3_standalone_bn),
+            techniques=techniques,
+            epochs=1,
+            deploy=False,
+            output_dir=tmp_path / out,
+            quiet=True,
+        )
+        return result, json.loads(Path(result["report"]).read_text())
+
+    _, report = run("ptq-int8,prune,qat-int8", "ok")
     assert sorted(c["name"] for c in report["candidates"]) == [
         "fp32-tflite", "prune-50", "ptq-int8", "qat-int8",
     ]  # fmt: skip
@@ -318,15 +321,7 @@ def test_a_failing_technique_becomes_a_failed_candidate_and_the_run_reports(
         "QatInt8.transform = _boom\n"
     )
     monkeypatch.setenv("PYTHONPATH", f"{hook}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    result = run_local(
-        model=str(k3_standalone_bn),
-        techniques="ptq-int8,qat-int8",
-        epochs=1,
-        deploy=False,
-        output_dir=tmp_path / "failing",
-        quiet=True,
-    )
-    report = json.loads(Path(result["report"]).read_text())
+    result, report = run("ptq-int8,qat-int8", "failing")
     assert sorted(c["name"] for c in report["candidates"]) == ["fp32-tflite", "ptq-int8"]
     (failed,) = report["failed"]
     assert failed["name"] == "qat-int8" and "forced failure" in failed["reason"]

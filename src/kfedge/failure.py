@@ -13,12 +13,12 @@ candidate could be evaluated (:func:`check_usable`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kfedge.errors import InvalidInputError, KfedgeError
+from kfedge.errors import ConfigError, InvalidInputError, KfedgeError
 
 #: The file that marks a candidate directory as a failed candidate.
 FAILED_FILE = "FAILED.json"
@@ -142,3 +142,60 @@ def check_usable(baseline: str, failures: Iterable[Failure], evaluated: int) -> 
         raise InvalidInputError(
             "no candidate could be evaluated: " + "; ".join(f.text for f in failed)
         )
+
+
+def isolated(step: Callable[[], str], candidate: Any, name: str, technique: str, stage: str) -> str:
+    """Run a loop step that writes a candidate; a step that raises writes a failed candidate.
+
+    Args:
+        step: The step (returns the candidate's name).
+        candidate: Its output artifact (``.path``, ``.metadata``) or directory.
+        name: The candidate's name should the step fail.
+        technique: What the step applied (for the record).
+        stage: ``optimize``, ``import`` or ``export``.
+
+    Returns:
+        The candidate's name (``name`` when the step failed).
+
+    Raises:
+        ConfigError: A configuration error (an unknown technique, bad parameters) is the
+            caller's, not the technique's, and fails the step as before.
+    """
+    import shutil
+    import sys
+
+    from kfedge.candidate import artifact_parts
+
+    try:
+        return step()
+    except ConfigError:
+        raise
+    except Exception as exc:
+        out, meta = artifact_parts(candidate)
+        if out.exists():
+            shutil.rmtree(out, ignore_errors=True)  # no half-written model next to the record
+        failure = Failure(name=name, technique=technique, reason=one_line(exc), stage=stage)
+        write_failed_candidate(failure, out)
+        if meta is not None:
+            meta.update(failure.kfp_metadata())
+        print(f"[kfedge] {failure.text}; the run goes on without it", file=sys.stderr)
+        return failure.name
+
+
+def pass_on(source: str | Path, candidate: Any) -> str | None:
+    """Copy a failed candidate ``source`` to ``candidate`` (a later step of the same loop).
+
+    Returns:
+        Its name, or None when ``source`` is not a failed candidate.
+    """
+    from kfedge.candidate import artifact_parts
+
+    src = Path(source)
+    failure = read_failed_candidate(src) if src.is_dir() else None
+    if failure is None:
+        return None
+    out, meta = artifact_parts(candidate)
+    write_failed_candidate(failure, out)
+    if meta is not None:
+        meta.update(failure.kfp_metadata())
+    return failure.name

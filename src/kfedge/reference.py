@@ -13,6 +13,7 @@ from typing import Any
 
 from kfedge.candidate import artifact_parts, load_candidate, model_path, save_candidate
 from kfedge.errors import KfedgeError
+from kfedge.failure import isolated, pass_on
 from kfedge.formats import DEPLOYABLE, detect_format
 
 __all__ = ["export_fp32_into"]
@@ -50,12 +51,13 @@ def export_fp32_into(
             reference (its preferred format) and ``model_format`` is not used.
 
     Returns:
-        The candidate's name; the artifact's metadata gets the candidate's.
+        The candidate's name; the artifact's metadata gets the candidate's. With
+        ``keep_deployable`` (a loop's step) a failed import is passed on and a failed export
+        recorded as a failed candidate (:mod:`kfedge.failure`) instead of raised.
     """
     from kfedge.techniques import optimize_into
 
     src = artifact_parts(model)[0]
-    out, meta = artifact_parts(candidate)
     if target:
         from kfedge.provision import baseline_technique
         from kfedge.targets import load_target
@@ -66,6 +68,24 @@ def export_fp32_into(
         return optimize_into(
             candidate, model_format, model, None, params_json, family="export_fp32"
         )
+    # a loop's step (edge-evaluate): a failed import is passed on, a failed export recorded
+    passed = pass_on(src, candidate)
+    if passed is not None:
+        return passed
+    return isolated(
+        lambda: _keep_or_export(src, candidate, model_format, params_json),
+        candidate,
+        _source_name(src) or src.stem,
+        f"export_fp32 {model_format}",
+        "export",
+    )
+
+
+def _keep_or_export(src: Any, candidate: Any, model_format: str, params_json: str) -> str:
+    """Keep a model the edge runs as it is, else export it, under its own name."""
+    from kfedge.techniques import optimize_into
+
+    out, meta = artifact_parts(candidate)
     name = _source_name(src)
     if detect_format(model_path(src)) in DEPLOYABLE:
         if src.is_dir():

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from kfedge.candidate import Candidate, artifact_parts
 from kfedge.errors import ConfigError
+from kfedge.failure import isolated
 from kfedge.techniques._base import resolve_source
 from kfedge.techniques._declare import REGISTRY, Technique, discover, register
 
@@ -247,51 +248,36 @@ def optimize_into(
 
     A technique that raises becomes a *failed candidate* (:mod:`kfedge.failure`: its one-line
     reason in ``FAILED.json`` and in the artifact's metadata) and the step ends cleanly, so one
-    technique's failure never fails the pipeline's loop; only the FP32 export
-    (``export_fp32``, the baseline) raises.
+    technique's failure never fails the pipeline's loop; the FP32 export (``export_fp32``, the
+    baseline) and configuration errors (an unknown technique, bad parameters) still raise.
     """
     out, meta = artifact_parts(candidate)
     src = artifact_parts(model)[0]
     ds = None if data is None else artifact_parts(data)[0]
-    try:
+
+    def step() -> str:
         if family is None:
             cand = apply(technique, src, ds, params, out)
         else:
             cand = apply_family(family, technique, src, ds, params, out, **typed)
-    except Exception as exc:
-        if family == "export_fp32":
-            raise
-        failure = _record_failure(technique, family, params, out, exc)
         if meta is not None:
-            meta.update(failure.kfp_metadata())
-        return failure.name
-    if meta is not None:
-        meta.update(cand.kfp_metadata())
-    return cand.name
+            meta.update(cand.kfp_metadata())
+        return cand.name
+
+    if family == "export_fp32":
+        return step()
+    return isolated(step, candidate, _failed_name(technique, family, params), technique, "optimize")
 
 
-def _record_failure(
-    technique: str, family: str | None, params: Params, out: Path, exc: Exception
-) -> Any:
-    """Write the failed candidate of a technique that raised, named as it would have been."""
-    import shutil
-    import sys
-
-    from kfedge.failure import Failure, one_line, write_failed_candidate
-
+def _failed_name(technique: str, family: str | None, params: Params) -> str:
+    """The name a technique's candidate would have had (for its failure record)."""
     name = FAMILIES[family].get(technique, technique) if family in FAMILIES else technique
     try:
         decl = get_technique(name)
         cfg = decl.validate(parse_params(params))
-        name = cfg.name or decl.own_name(cfg)
+        return cfg.name or decl.own_name(cfg)
     except Exception:  # noqa: BLE001 - bad parameters: the technique's own name will do
-        pass
-    if out.exists():
-        shutil.rmtree(out, ignore_errors=True)  # no half-written model next to the record
-    failure = Failure(name=name, technique=technique, reason=one_line(exc))
-    write_failed_candidate(failure, out)
-    print(f"[kfedge] {failure.text}; the run goes on without it", file=sys.stderr)
-    return failure
+        return name
 
 
 #: Name fragments that put a step no declaration knows into a report group (the rule the
