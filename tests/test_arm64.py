@@ -10,6 +10,7 @@ accuracy differs from x86's, that is a measured fact written into ``arm64_accura
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import time
@@ -104,6 +105,7 @@ def test_model_server_answers_v2_on_arm64(
     cpu: str,
 ) -> None:
     """``python -m kfedge.serving`` serves a .tflite, an .onnx and an IR candidate on arm64."""
+    from kfedge.candidate import model_path
     from kfedge.runners import load_runner
 
     x = eval_inputs(sample_dataset, 2)
@@ -112,11 +114,21 @@ def test_model_server_answers_v2_on_arm64(
         "onnx": fp32_onnx,
         "openvino": int8_candidates["openvino"],
     }
-    for fmt, model in served.items():
-        ref = load_runner(model if model.is_file() else model / "model.xml", threads=1)
-        want = np.asarray(ref.predict(x))
-        server = EmulatedServer(model, f"m-{fmt}", tmp_path, cpu)
-        try:
+    # the three start side by side (qemu start-up is mostly single-threaded emulated imports)
+    with concurrent.futures.ThreadPoolExecutor(len(served)) as pool:
+        starting = {
+            fmt: pool.submit(EmulatedServer, model, f"m-{fmt}", tmp_path, cpu)
+            for fmt, model in served.items()
+        }
+        concurrent.futures.wait(starting.values())
+    servers = {fmt: f.result() for fmt, f in starting.items() if f.exception() is None}
+    try:
+        for fmt, fut in starting.items():
+            assert fut.exception() is None, f"{fmt} server on {cpu}: {fut.exception()}"
+        for fmt, model in served.items():
+            server = servers[fmt]
+            ref = load_runner(model_path(model), threads=1)
+            want = np.asarray(ref.predict(x))
             status, body = post(
                 f"{server.url}/v2/models/m-{fmt}/infer", v2_body(ref.inputs[0].name, x)
             )
@@ -127,8 +139,9 @@ def test_model_server_answers_v2_on_arm64(
             atol = 0.1 if fmt == "openvino" else 1e-4  # the IR here is the INT8 one
             np.testing.assert_allclose(got, want, atol=atol, err_msg=f"{fmt} on {cpu}")
             print(f"{fmt} server on {cpu}: ready in {server.startup_s:.1f} s")
-        finally:
-            server.stop()
+    finally:
+        for server in servers.values():
+            server.stop(grace=3)
 
 
 @pytest.fixture(scope="module")
