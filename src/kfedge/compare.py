@@ -120,6 +120,8 @@ _RUNTIME_KEYS = (
     "requested_delegate",
     "device",
     "fallback_to_cpu",
+    "precision",
+    "requested_precision",
 )
 
 
@@ -307,7 +309,14 @@ def node_isa(machine: dict[str, Any] | None) -> Any:
 
 def describe_isa(isa: Any) -> str:
     """``x86-64 AVX2, no VNNI``, ``x86-64 AVX-512 + VNNI``, ``arm64 dotprod`` ..."""
-    names = {"avx2": "AVX2", "avx512": "AVX-512", "vnni": "VNNI", "amx": "AMX"}
+    names = {
+        "avx2": "AVX2",
+        "avx512": "AVX-512",
+        "vnni": "VNNI",
+        "amx": "AMX",
+        "bf16": "BF16",
+        "fp16": "FP16",
+    }
     exts = [names.get(e, e) for e in sorted(isa.extensions) if e != "vnni"]
     text = isa.arch + (" " + ", ".join(exts) if exts else "")
     if isa.arch == "x86-64":
