@@ -120,7 +120,7 @@ X86_CPUS: dict[str, str] = {
         "rdrand hypervisor lahf_lm abm fsgsbase bmi1 avx2 smep bmi2 erms invpcid"
     ),
 }
-_LAYOUT_VERSION = "1"  # bump when the userland layout below changes
+_LAYOUT_VERSION = "2"  # bump when the userland layout below changes
 
 
 # -- availability ------------------------------------------------------------------------------
@@ -311,8 +311,25 @@ def _run(cmd: Sequence[str], what: str, timeout: float) -> None:
         raise RuntimeError(f"{what} failed ({proc.returncode}): {' '.join(cmd)}\n{tail}")
 
 
+def midr(model: str) -> int:
+    """The MIDR_EL1 value of an :data:`ARM_CPUS` model (implementer Arm, architecture 0xf)."""
+    info = ARM_CPUS[model]
+    return (
+        (0x41 << 24)
+        | (int(info["variant"], 16) << 20)
+        | (0xF << 16)
+        | (int(info["part"], 16) << 4)
+        | int(info["rev"])
+    )
+
+
 def _write_cpu_prefixes(base: Path) -> None:
-    """``cpu/<model>/``: links to the userland's top level plus that CPU's ``proc/cpuinfo``."""
+    """``cpu/<model>/``: links to the userland's top level plus that CPU's ``proc/cpuinfo``.
+
+    Also ``sys/devices/system/cpu/cpuN/regs/identification/midr_el1`` (oneDNN's xbyak_aarch64
+    in OpenVINO reads it, and warns "Can't open MIDR_EL1 sysfs entry" on the host's x86 sysfs);
+    every other ``/sys`` path still reads the host's (qemu remaps only paths present here).
+    """
     root = base / "root"
     for model, info in ARM_CPUS.items():
         prefix = base / "cpu" / model
@@ -323,6 +340,10 @@ def _write_cpu_prefixes(base: Path) -> None:
         (prefix / "proc").mkdir()
         text = "".join(_CPUINFO_TEMPLATE.format(n=n, **info) for n in range(os.cpu_count() or 1))
         (prefix / "proc" / "cpuinfo").write_text(text)
+        for n in range(os.cpu_count() or 1):
+            ident = prefix / "sys" / "devices" / "system" / "cpu" / f"cpu{n}" / "regs"
+            (ident / "identification").mkdir(parents=True)
+            (ident / "identification" / "midr_el1").write_text(f"0x{midr(model):016x}\n")
 
 
 def _build(dest: Path, wheels: Mapping[str, str]) -> dict[str, Any]:
