@@ -161,6 +161,7 @@ def evaluate(
     runtime.version = runtime_version(fmt)
 
     weights_unavailable = None
+    extra: dict[str, str] = {}
     try:
         weights = weight_stats(path)
     except DependencyError as exc:  # e.g. no `onnx` on an edge node with kfedge[serving]
@@ -168,7 +169,10 @@ def evaluate(
         weights |= {"sparsity_per_layer": {}, "unique_weights": {}}
         weights_unavailable = f"weight statistics skipped: {exc}"
     technique = cand.technique if cand else ("baseline" if fmt in ("keras", "h5") else "unknown")
+    if weights_unavailable:
+        extra["weights_unavailable"] = weights_unavailable
     return Evaluation(
+        **extra,
         name=name or (cand.name if cand else path.stem if path.is_file() else path.name),
         technique=technique,
         format=fmt,
@@ -194,7 +198,6 @@ def evaluate(
         sparsity_per_layer=weights["sparsity_per_layer"],
         unique_weights=weights["unique_weights"],
         kernel_weights=weights["kernel_weights"],
-        weights_unavailable=weights_unavailable,
         peak_rss_mb=timing.memory.peak_rss_mb,
         memory=timing.memory,
         outputs_sample=scores.outputs_sample,
