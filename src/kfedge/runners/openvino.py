@@ -38,6 +38,13 @@ PRECISION_RT_INFO = ["runtime_options", "INFERENCE_PRECISION_HINT"]
 PRECISIONS = ("f32", "bf16", "f16")
 
 
+def _cause(exc: Exception) -> str:
+    """The line of an OpenVINO error that says what failed (its ``Check ...``), not where."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    checks = [ln for ln in lines if ln.startswith("Check ")]
+    return (checks or lines[-1:] or [type(exc).__name__])[0]
+
+
 class OpenVinoRunner(Runner):
     """OpenVINO Runtime; the device comes from the target profile (``CPU``, ``GPU``, ``NPU``)."""
 
@@ -153,8 +160,7 @@ class OpenVinoRunner(Runner):
                     )
                     self._any_batch = (compiled, self._pool(compiled))
                 except (RuntimeError, ValueError) as exc:
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                    self.free_batch_error = f"{Path(self.path).name}: {first or type(exc).__name__}"
+                    self.free_batch_error = f"{Path(self.path).name}: {_cause(exc)}"
                     self._any_batch = (None, None)
             return self._any_batch[1]
 
