@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.render_cpuclasses import TITLE as CPUCLASSES_TITLE
+from benchmarks.render_cpuclasses import render_cpu_classes
 from benchmarks.render_fidelity import TITLE as FIDELITY_TITLE
 from benchmarks.render_fidelity import fidelity_md
 from benchmarks.render_real import compression_md, olive_md, sidebyside_md
@@ -37,6 +39,7 @@ SECTION_TITLES = {
     "serving": "7. Serving",
     "e2e": "8. `make run` end to end",
     "fidelity": FIDELITY_TITLE,
+    "cpuclasses": CPUCLASSES_TITLE,
 }
 _VNNI = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 
@@ -232,6 +235,8 @@ def render(results: dict[str, Any]) -> str:
         parts.append(e2e_md(results["e2e"]))
     if "fidelity" in results:
         parts.append(fidelity_md(results["fidelity"]))
+    if "cpuclasses" in results:
+        parts.append(render_cpu_classes(results["cpuclasses"]))
     skipped = not_run_md(results)
     if skipped:
         parts.append(skipped)

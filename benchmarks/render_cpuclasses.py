@@ -33,6 +33,10 @@ def _cell(res: dict[str, Any] | None) -> str:
     return text
 
 
+#: The section's title in BENCHMARKS.md.
+TITLE = "10. INT8 accuracy per CPU class (emulated CPUs: accuracy, no latency)"
+
+
 def render_cpu_classes(data: dict[str, Any]) -> str:
     """The section's Markdown: the accuracy table, the CPU facts, what emulation cannot say.
 
@@ -45,7 +49,7 @@ def render_cpu_classes(data: dict[str, Any]) -> str:
     formats = {key: c.get("label", key) for key, c in data.get("candidates", {}).items()}
     classes = data.get("classes", {})
     lines = [
-        "## INT8 accuracy per CPU class",
+        f"## {TITLE}",
         "",
         "Each INT8 candidate is made once on the host, then scored on the sample's eval split "
         "by `python -m kfedge.evaluate` on every CPU class; the non-host classes run under "

@@ -29,10 +29,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import compression, e2e, fidelity, peers, realsize, seeds, serving, traps
+from benchmarks import (
+    compression,
+    cpuclasses,
+    e2e,
+    fidelity,
+    peers,
+    realsize,
+    seeds,
+    serving,
+    traps,
+)
 from benchmarks.common import ROOT, load_average, log, machine
 
-SECTIONS = ("seeds", "sidebyside", "compression", "traps", "serving", "e2e", "fidelity")
+SECTIONS = (
+    "seeds",
+    "sidebyside",
+    "compression",
+    "traps",
+    "serving",
+    "e2e",
+    "fidelity",
+    "cpuclasses",
+)
 #: Where ``make bench`` saves the results (committed) and the Markdown rendered from them.
 RESULTS = ROOT / "benchmarks" / "results.json"
 MARKDOWN = ROOT / "BENCHMARKS.md"
@@ -265,6 +284,10 @@ def run(
         if "fidelity" in sections:
             results["fidelity"] = timed(
                 "fidelity", lambda: fidelity.run(work_dir / "fidelity", cfgs["fidelity"])
+            )
+        if "cpuclasses" in sections:  # accuracy only: emulated CPUs time nothing
+            results["cpuclasses"] = timed(
+                "cpuclasses", lambda: cpuclasses.measure(work_dir / "cpuclasses")
             )
     finally:
         if tmp is not None:

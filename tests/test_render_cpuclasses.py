@@ -45,7 +45,7 @@ DATA = {
 
 def test_table_rows_cells_and_notes():
     md = render_cpu_classes(DATA)
-    assert md.startswith("## INT8 accuracy per CPU class") and md.endswith("\n")
+    assert md.startswith("## 10. INT8 accuracy per CPU class") and md.endswith("\n")
     assert (
         "| CPU class | ISA | TFLite (LiteRT) `ptq-int8` | ONNX Runtime `onnx-int8-static` |" in md
     )
@@ -62,4 +62,4 @@ def test_table_rows_cells_and_notes():
 
 def test_empty_data_renders():
     md = render_cpu_classes({"candidates": {}, "classes": {}})
-    assert "## INT8 accuracy per CPU class" in md
+    assert "## 10. INT8 accuracy per CPU class" in md
