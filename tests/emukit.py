@@ -57,6 +57,19 @@ def fp32_ir(fp32_onnx: Path, sample_dataset: Path, tmp_path_factory) -> Path:
     return out
 
 
+def write_record(tmp_path_factory: Any, name: str, data: dict[str, Any]) -> Path:
+    """Write a measured record (facts, not verdicts) as ``name`` in a temporary directory, and
+    also into ``$KFEDGE_EMU_RESULTS`` when set; returns the temporary file."""
+    text = json.dumps(data, indent=2) + "\n"
+    out = tmp_path_factory.mktemp(name.split(".")[0]) / name
+    out.write_text(text)
+    extra = os.environ.get("KFEDGE_EMU_RESULTS")
+    if extra:
+        Path(extra).mkdir(parents=True, exist_ok=True)
+        (Path(extra) / name).write_text(text)
+    return out
+
+
 def eval_inputs(dataset: Path, n: int = 16) -> np.ndarray:
     """The first ``n`` eval images of a split dataset (FP32, as the models take them)."""
     from kfedge.data import load_split

@@ -11,8 +11,6 @@ accuracy differs from x86's, that is a measured fact written into ``arm64_accura
 from __future__ import annotations
 
 import concurrent.futures
-import json
-import os
 import time
 from pathlib import Path
 
@@ -149,13 +147,7 @@ def accuracy_record(tmp_path_factory) -> dict:
     """The measured accuracies, written out when the module ends (a fact, not a verdict)."""
     record: dict = {"latency": cpuclasses.LATENCY_NOTE, "classes": {}}
     yield record
-    text = json.dumps(record, indent=2) + "\n"
-    out = tmp_path_factory.mktemp("arm64") / "arm64_accuracy.json"
-    out.write_text(text)
-    extra = os.environ.get("KFEDGE_EMU_RESULTS")
-    if extra:
-        Path(extra).mkdir(parents=True, exist_ok=True)
-        (Path(extra) / "arm64_accuracy.json").write_text(text)
+    out = emukit.write_record(tmp_path_factory, "arm64_accuracy.json", record)
     print(f"arm64 accuracy record: {out}")
 
 

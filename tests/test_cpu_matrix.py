@@ -9,8 +9,6 @@ that is asserted; a candidate made for a VNNI CPU is also scored and its loss re
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import emukit
@@ -72,11 +70,5 @@ def record(tmp_path_factory):
     data: dict = {"class": cpuclasses.CPU_CLASSES[CLASS], "host_isa": None, "results": {}}
     data["host_isa"] = cpuclasses.cpu_facts_on("host")["kfedge_isa"]
     yield data["results"]
-    text = json.dumps(data, indent=2) + "\n"
-    out = tmp_path_factory.mktemp("cpu_matrix") / "cpu_matrix.json"
-    out.write_text(text)
-    extra = os.environ.get("KFEDGE_EMU_RESULTS")
-    if extra:
-        Path(extra).mkdir(parents=True, exist_ok=True)
-        (Path(extra) / "cpu_matrix.json").write_text(text)
-    print(f"cpu matrix record: {out}\n{text}")
+    out = emukit.write_record(tmp_path_factory, "cpu_matrix.json", data)
+    print(f"cpu matrix record: {out}\n{out.read_text()}")

@@ -72,9 +72,12 @@ def test_every_model_timed_in_every_round_without_tensorflow(session) -> None:
 
 
 def test_the_same_file_twice_is_a_tie(session) -> None:
+    # Two processes running one file differ by a few per cent that interleaved rounds do not
+    # randomize (process placement, memory alignment): 1.036x [1.020, 1.053] was seen for the
+    # same file on a 2-core AVX-512 EPYC. A tie within 5 % is what the property can promise.
     est = session.ratio("twin", "fp32-tflite")
-    assert est.low <= 1.0 <= est.high or stats.compare_ratio(est) == "tie"
-    assert stats.compare_ratio(est) == "tie"
+    assert 0.95 < est.ratio < 1.05
+    assert stats.compare_ratio(est, practical=0.05) == "tie"
 
 
 def test_round_trip_and_skips(session, tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def test_a_new_technique_file_is_registered_planned_grouped_and_evaluated(
     cpu = load_target("cpu-amd64")
     assert plan_techniques(["fp32-copy"], cpu) == ["fp32-tflite", "fp32-copy"]
     assert technique_params("fp32-copy", cpu, epochs=3) == {}  # it does not fine-tune
-    with pytest.raises(ConfigError, match=r"fp32-copy \(tflite/fp32\)"):
+    with pytest.raises(ConfigError, match=r"fp32-copy quantizes to fp32, the target runs"):
         plan_techniques(["fp32-copy"], load_target("coral-edgetpu"))
     # grouped by its declaration
     assert techniques.report_group("fp32-copy") is None

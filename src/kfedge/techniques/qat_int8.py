@@ -98,8 +98,35 @@ def output_only_layers(model: Any) -> list[str]:
     return [
         layer.name
         for layer in model.layers
-        if not isinstance(layer, keras.layers.InputLayer) and not registry.supports(layer)
+        if not isinstance(layer, keras.layers.InputLayer)
+        and not registry.supports(layer)
+        and not _folded(layer, keras)
     ]
+
+
+#: Convolutions whose following BatchNormalization tfmot's layout transforms fold into them.
+_FOLDING = ("Conv2D", "DepthwiseConv2D")
+
+
+def _folded(layer: Any, keras: Any) -> bool:
+    """Whether ``layer`` is a BatchNormalization that tfmot folds into the convolution before it.
+
+    The 8-bit scheme's layout transforms (``Conv2DBatchNormFold`` and the depthwise variants)
+    fold a BatchNormalization that directly follows a Conv2D / DepthwiseConv2D with a linear
+    activation whose output goes nowhere else; the registry does not list BatchNormalization
+    because it never sees one. A BN after ``Conv2D(activation="relu")`` is standalone.
+    """
+    if not isinstance(layer, keras.layers.BatchNormalization):
+        return False
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1:
+        return False
+    inbound = nodes[0].inbound_layers
+    inbound = inbound if isinstance(inbound, list) else [inbound]
+    if len(inbound) != 1 or type(inbound[0]).__name__ not in _FOLDING:
+        return False
+    activation = getattr(getattr(inbound[0], "activation", None), "__name__", "linear")
+    return activation == "linear" and len(getattr(inbound[0], "_outbound_nodes", [])) == 1
 
 
 def float_layers(model: Any, names: list[str]) -> list[str]:
