@@ -13,8 +13,7 @@ eval split by ``python -m kfedge.evaluate --no-isolate`` on every CPU class:
 
 One more candidate shows why the class matters: ``onnx-int8-static`` made for a VNNI CPU
 (full 8-bit weights) loses points on x86 without VNNI, where ONNX Runtime's int8 kernels add
-pairs of products into a saturating int16 (measured on the sample: 99.4 % on this VNNI host,
-91.7 % under the emulated Haswell, 99.4 % on the emulated Cortex-A72).
+pairs of products into a saturating int16 (the figures: BENCHMARKS.md, section 10).
 
 Emulated CPUs execute the real instructions of their class, so accuracy is the class's; their
 latency is not (qemu's translation is slower and not in proportion), so no latency is recorded:

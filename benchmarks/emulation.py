@@ -598,10 +598,9 @@ def run_x86_python(
     reason = x86_available(cpu)
     if reason:
         raise RuntimeError(reason)
-    full_env = dict(os.environ)
-    full_env.update(QEMU_CPU=cpu, QEMU_LD_PREFIX=str(_x86_prefix(cpu)))
-    full_env.update(env or {})
-    cmd = ["qemu-x86_64-static", "-cpu", cpu, "-L", str(_x86_prefix(cpu)), sys.executable, *args]
+    prefix = str(_x86_prefix(cpu))
+    full_env = {**os.environ, "QEMU_CPU": cpu, "QEMU_LD_PREFIX": prefix, **(env or {})}
+    cmd = ["qemu-x86_64-static", "-cpu", cpu, "-L", prefix, sys.executable, *args]
     return subprocess.run(
         cmd, env=full_env, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=check
     )

@@ -52,9 +52,19 @@ def test_a_stated_cpu_class_must_match_its_int8_instructions():
 
 @pytest.mark.parametrize("target", [None, "no-such-target"])
 def test_unknown_sides_say_nothing(target):
-    assert provenance(target, X86_VNNI) == {**provenance(target, X86_VNNI), "on_target": None}
-    assert provenance(target, X86_VNNI)["note"] == ""
+    where = provenance(target, X86_VNNI)
+    assert where["on_target"] is None and where["note"] == ""
     assert provenance("cpu-arm64", None)["on_target"] is None
+
+
+def test_a_record_without_isa_flags_leaves_the_cpu_class_unknown():
+    # an evaluation's machine record names the architecture, not the flags
+    vnni = Target(**{**load_target("cpu-amd64").model_dump(), "isa": "x86-64-avx512-vnni"})
+    evaluation_machine = {"arch": "x86_64", "cpu": "AMD EPYC"}
+    where = provenance(vnni, evaluation_machine)
+    assert where["on_target"] is None and where["note"] == ""
+    assert where["measured_isa"] == "x86-64"
+    assert provenance("cpu-arm64", evaluation_machine)["on_target"] is False  # the arch differs
 
 
 def test_report_says_it_at_the_top_beside_every_latency_and_in_the_selection():

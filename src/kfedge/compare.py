@@ -292,17 +292,22 @@ def accuracy_figures(ev: Evaluation, base: Evaluation) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ ISA
 def node_isa(machine: dict[str, Any] | None) -> Any:
-    """The timing node's ISA (:class:`kfedge.cpu.Isa`) from a side-by-side ``machine``.
+    """The measuring node's ISA (:class:`kfedge.cpu.Isa`) from its ``machine`` record.
+
+    Args:
+        machine: A side-by-side ``machine`` (``machine`` and the ``isa`` flags) or an
+            evaluation's (``arch``, no flags: the ISA then lists no extensions).
 
     Returns:
         The ISA, or None when the machine or its architecture is unknown.
     """
     from kfedge.cpu import isa_from_cpuinfo
 
-    if not machine or not machine.get("machine"):
+    arch = (machine or {}).get("machine") or (machine or {}).get("arch")
+    if not arch:
         return None
     try:
-        return isa_from_cpuinfo("flags : " + " ".join(machine.get("isa", [])), machine["machine"])
+        return isa_from_cpuinfo("flags : " + " ".join(machine.get("isa") or []), str(arch))
     except ConfigError:
         return None
 

@@ -160,17 +160,14 @@ def evaluate(
     runtime = timing.runtime
     runtime.version = runtime_version(fmt)
 
-    weights_unavailable = None
-    extra: dict[str, str] = {}
+    extra: dict[str, str] = {}  # set only when it applies: other evaluations' JSON unchanged
     try:
         weights = weight_stats(path)
     except DependencyError as exc:  # e.g. no `onnx` on an edge node with kfedge[serving]
         weights = dict.fromkeys(("params_count", "sparsity", "kernel_weights"))
         weights |= {"sparsity_per_layer": {}, "unique_weights": {}}
-        weights_unavailable = f"weight statistics skipped: {exc}"
+        extra["weights_unavailable"] = f"weight statistics skipped: {exc}"
     technique = cand.technique if cand else ("baseline" if fmt in ("keras", "h5") else "unknown")
-    if weights_unavailable:
-        extra["weights_unavailable"] = weights_unavailable
     return Evaluation(
         **extra,
         name=name or (cand.name if cand else path.stem if path.is_file() else path.name),

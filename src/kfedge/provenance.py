@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kfedge.errors import ConfigError, KfedgeError
+from kfedge.compare import node_isa
+from kfedge.errors import KfedgeError
 
 #: The mark put beside every latency figure that was not measured on the target's CPU.
 MARK = "‡"
@@ -25,22 +26,6 @@ def _target(target: Any) -> Any | None:
     try:
         return load_target(str(target))
     except (KfedgeError, OSError, ValueError):
-        return None
-
-
-def measured_isa(machine: dict[str, Any]) -> Any | None:
-    """The ISA of the measuring machine from its record (``machine``/``arch`` and ``isa`` flags).
-
-    Returns:
-        A :class:`kfedge.cpu.Isa`, or None when the record names no known architecture.
-    """
-    from kfedge.cpu import isa_from_cpuinfo
-
-    arch = str(machine.get("machine") or machine.get("arch") or "")
-    flags = " ".join(machine.get("isa") or [])
-    try:
-        return isa_from_cpuinfo(f"flags : {flags}\n", arch)
-    except ConfigError:
         return None
 
 
@@ -72,7 +57,7 @@ def provenance(target: Any, machine: dict[str, Any] | None) -> dict[str, Any]:
     from kfedge.cpu import parse_isa, target_isa
 
     prof = _target(target)
-    got = measured_isa(machine or {})
+    got = node_isa(machine)
     out: dict[str, Any] = {
         "target": getattr(prof, "name", target if isinstance(target, str) else None),
         "target_arch": getattr(prof, "arch", None),
@@ -94,6 +79,8 @@ def provenance(target: Any, machine: dict[str, Any] | None) -> dict[str, Any]:
             f"target {prof.name} is {want.arch}. Latency and the choice by latency are this "
             "machine's, not the target's; run the benchmark on a node of the target."
         )
+    elif prof.isa and "isa" not in (machine or {}):
+        pass  # the record lists no ISA flags (an evaluation's): the CPU class is unknown
     elif prof.isa and not same_class(parse_isa(prof.isa), got):
         out["on_target"] = False
         out["note"] = (

@@ -96,15 +96,20 @@ def seeds_cells(s: dict[str, Any]) -> list[str]:
     ]
 
 
-def p50_cell(lat: dict[str, Any], on_target: bool | None = True) -> str:
-    """``4.500 [4.410, 4.620]``: the p50 with its interval when there is one.
+def ms_cell(value: float | None, on_target: bool | None = True) -> str:
+    """Milliseconds with three decimals, ``‡`` after it when measured off the target.
 
-    ``‡`` follows a figure measured on a machine that is not the target's CPU class
-    (``on_target`` False; the report's provenance note says where it was measured).
+    ``on_target`` False: a machine that is not the target's CPU class measured it (the
+    report's provenance note says where).
     """
+    return fmt(value, ".3f") + (f" {MARK}" if on_target is False else "")
+
+
+def p50_cell(lat: dict[str, Any], on_target: bool | None = True) -> str:
+    """``4.500 [4.410, 4.620]``: the p50 with its interval when there is one (``‡``: off target)."""
     ci = lat.get("p50_ci")
-    mark = f" {MARK}" if on_target is False else ""
-    return fmt(lat.get("p50"), ".3f") + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "") + mark
+    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    return fmt(lat.get("p50"), ".3f") + interval + (f" {MARK}" if on_target is False else "")
 
 
 def accuracy_cell(r: dict[str, Any]) -> str:
@@ -145,10 +150,10 @@ def row_cells(r: dict[str, Any], base: dict[str, Any]) -> list[str]:
         accuracy_cell(r),
         f"{r['accuracy_delta_pts']:+.2f}",
         mcnemar_cell(r),
-        p50_cell({"p50": base["latency_ms"]["p50"]}, r.get("latency_on_target")),
+        ms_cell(base["latency_ms"]["p50"], r.get("latency_on_target")),
         p50_cell(r["latency_ms"], r.get("latency_on_target")),
-        p50_cell({"p50": r["latency_ms"]["p90"]}, r.get("latency_on_target")),
-        p50_cell({"p50": r["latency_ms"]["p99"]}, r.get("latency_on_target")),
+        ms_cell(r["latency_ms"]["p90"], r.get("latency_on_target")),
+        ms_cell(r["latency_ms"]["p99"], r.get("latency_on_target")),
         ratio_text(r.get("latency_ratio"), r.get("latency_ratio_ci")),
         r.get("latency_verdict") or "N/A",
         mb(base["size_bytes"]),
