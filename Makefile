@@ -66,11 +66,18 @@ $(SOAK_STAMP): $(STAMP)
 soak: $(SOAK_STAMP)
 	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m benchmarks.reliability
 
-## images: build (and push) kfedge's images for their platforms (src/kfedge/data/images.yaml);
-## needs Docker buildx; REGISTRY=ghcr.io/you overrides the registry (default: kfedge._version)
-REGISTRY ?=
+## images: build kfedge's images into the local Docker engine, no registry needed (a Debian base
+## made by mmdebstrap, the legacy builder; images of an unchanged context are reused). With
+## REGISTRY=ghcr.io/you [PLATFORMS=linux/amd64,linux/arm64]: the multi-arch buildx build and push
+## (a machine with buildx and the registry)
+REGISTRY  ?=
+PLATFORMS ?=
 images: $(STAMP)
-	$(BIN)/python -m kfedge.images build $(if $(REGISTRY),--registry $(REGISTRY)) --push --run
+ifeq ($(REGISTRY),)
+	$(BIN)/python -m kfedge.images local
+else
+	$(BIN)/python -m kfedge.images build --registry $(REGISTRY) $(if $(PLATFORMS),--platforms $(PLATFORMS)) --push --run
+endif
 
 ## compile: regenerate the checked-in component and pipeline YAML; with REGISTRY=..., write
 ## YAML whose images come from that registry into build/yaml/ (the checked-in YAML is kept)

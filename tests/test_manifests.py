@@ -433,7 +433,6 @@ def test_image_catalog_matches_the_dockerfiles_and_the_version() -> None:
     assert image_for_ref("docker.io/library/python:3.11") is None
     for spec in image_catalog():
         assert (ROOT / spec.dockerfile).is_file()
-        assert (ROOT / f"{spec.dockerfile}.dockerignore").is_file()
         text = (ROOT / spec.dockerfile).read_text()
         assert f"--platform {','.join(spec.platforms)}" in text, spec.dockerfile
     assert by_name["serving"].tensorflow is False
@@ -511,19 +510,55 @@ def test_serving_image_is_slim_multiarch_and_non_root() -> None:
     assert not any(ln.startswith("HEALTHCHECK") for ln in lines)
     user = [ln for ln in lines if ln.startswith("USER ")]
     assert user and user[-1].split()[1].split(":")[0] not in ("root", "0")
-    assert 'ENTRYPOINT ["python", "-m", "kfedge.serving"]' in lines
+    assert 'ENTRYPOINT ["/usr/local/bin/kfedge-entrypoint"]' in lines
+    assert not any(ln.startswith("# syntax=") for ln in text.splitlines())  # offline builds
     uid = int(user[-1].split()[1].split(":")[0])
     assert _runtime()["spec"]["containers"][0]["securityContext"]["runAsUser"] == uid
 
 
-def test_component_image_has_the_tf_stack_and_dockerignores_exist() -> None:
+def test_component_image_has_the_tf_stack_and_the_context_is_an_allow_list() -> None:
     text = (IMAGES / "Dockerfile.component").read_text()
     assert "optimize" in text and "pipelines" in text and "serving" in text
     assert any(ln.startswith("USER ") for ln in text.splitlines())
-    for name in ("Dockerfile.serving.dockerignore", "Dockerfile.component.dockerignore"):
-        ignore = (IMAGES / name).read_text().split()
-        assert ignore[ignore.index("**") if "**" in ignore else 0] == "**"
-        assert "!src/" in ignore and "!serving/" in ignore
+    assert not any(ln.startswith("# syntax=") for ln in text.splitlines())  # offline builds
+    # The legacy builder reads only the root .dockerignore: it must deny all, then allow sources.
+    assert not list(IMAGES.glob("*.dockerignore"))
+    text = (ROOT / ".dockerignore").read_text()
+    ignore = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert ignore[0] == "**"
+    assert "!src/" in ignore and "!serving/" in ignore
+
+
+def test_build_context_is_the_sources_only(tmp_path: Path) -> None:
+    """context_files follows the root .dockerignore: no venv, caches or tests; the digest moves."""
+    from kfedge.images import context_digest, context_files
+
+    files = {str(p.relative_to(ROOT)) for p in context_files(ROOT)}
+    assert "pyproject.toml" in files and "images/entrypoint.sh" in files
+    assert "src/kfedge/images.py" in files
+    assert not any(f.startswith((".venv", "tests/", ".git/")) for f in files)
+    assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
+    a = context_digest(ROOT, "images/Dockerfile.serving", "base:1")
+    assert a == context_digest(ROOT, "images/Dockerfile.serving", "base:1")
+    assert a != context_digest(ROOT, "images/Dockerfile.serving", "base:2")
+    assert a != context_digest(ROOT, "images/Dockerfile.component", "base:1")
+
+
+def test_serving_entrypoint_runs_commands_and_serves_options(tmp_path: Path) -> None:
+    """Options start the server (KServe's args); a command runs as given (kfp.local's CMD)."""
+    script = IMAGES / "entrypoint.sh"
+    assert script.stat().st_mode & 0o111
+    out = subprocess.run(["sh", str(script), "echo", "step"], capture_output=True, text=True)
+    assert out.stdout == "step\n"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "python"
+    fake.write_text('#!/bin/sh\necho "python $*"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    out = subprocess.run(["sh", str(script), "--model_dir=/m"], capture_output=True, text=True,
+                         env=env)  # fmt: skip
+    assert out.stdout == "python -m kfedge.serving --model_dir=/m\n"
 
 
 @pytest.mark.parametrize("name", ["Dockerfile.serving", "Dockerfile.component"])

@@ -5,19 +5,33 @@ image is built). :func:`image_catalog` reads it; :func:`image_for_ref` tells whi
 a reference (as it appears in compiled pipeline YAML or a runtime) is, whatever its registry;
 :func:`buildx_commands` gives the ``docker buildx build`` command lines for a registry.
 
-``python -m kfedge.images build --registry REGISTRY [--push] [--run]`` prints (or runs) them;
-``make images REGISTRY=...`` calls it.
+``python -m kfedge.images build --registry REGISTRY [--push] [--run]`` prints (or runs) them
+(``make images REGISTRY=... PLATFORMS=...``, on a machine with buildx and a registry).
+
+``python -m kfedge.images local`` (``make images``) builds them into the local engine where no
+registry is reachable: a stand-in base made from Debian's packages (:func:`ensure_base`,
+``mmdebstrap`` + ``docker import``), the legacy builder (``DOCKER_BUILDKIT=0``: BuildKit fetches
+frontend images), the context the root ``.dockerignore`` allows, and each image tagged with the
+reference the pipelines use. An image whose ``io.kfedge.context`` label equals the digest of the
+context it would be built from is reused.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
+import os
 import shlex
+import shutil
+import ssl
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -27,9 +41,14 @@ from kfedge.errors import ConfigError, NotFoundError
 __all__ = [
     "ImageSpec",
     "buildx_commands",
+    "context_digest",
+    "docker_problem",
+    "ensure_base",
     "image_catalog",
     "image_for_ref",
+    "image_present",
     "image_ref",
+    "local_build",
     "main",
 ]
 
@@ -184,8 +203,236 @@ def buildx_commands(
     return out
 
 
+#: The local stand-in for ``python:3.11-slim-bookworm`` (Debian 12's own python3.11).
+LOCAL_BASE = "kfedge-local/python:3.11-bookworm"
+#: What the base holds: python (as ``python``), venv, a CA bundle, groupadd/useradd.
+BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates", "passwd")
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+#: The label that records which context an image was built from.
+CONTEXT_LABEL = "io.kfedge.context"
+#: The label that records the base image an image was built on.
+BASE_LABEL = "io.kfedge.base"
+
+
+def docker_problem(docker: str = "docker") -> str | None:
+    """Why the Docker engine cannot be used, in one line with the fix; None when it can.
+
+    Args:
+        docker: The Docker CLI.
+
+    Returns:
+        None, or the problem (no CLI, daemon unreachable).
+    """
+    if shutil.which(docker) is None:
+        return (
+            f"no Docker CLI ({docker!r} not on PATH): install Docker (Debian: apt-get install "
+            "docker.io) and start the daemon"
+        )
+    try:
+        res = subprocess.run(
+            [docker, "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return "the Docker daemon does not answer within 30 s (is it hung?): restart dockerd"
+    if res.returncode != 0 or not res.stdout.strip():
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        return (
+            f"the Docker daemon at {where} is not reachable ({_last_line(res.stderr)}): start "
+            "dockerd, or set DOCKER_HOST to the socket it listens on"
+        )
+    return None
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def image_present(ref: str, docker: str = "docker") -> dict[str, str] | None:
+    """The labels of a local image, or None when the engine does not hold it."""
+    res = subprocess.run(
+        [docker, "image", "inspect", "--format", "{{json .Config.Labels}}", ref],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if res.returncode != 0:
+        return None
+    import json
+
+    return json.loads(res.stdout.strip() or "null") or {}
+
+
+def context_patterns(root: Path) -> tuple[list[str], list[str]]:
+    """The build context's allow-list and exclusions, read from the root ``.dockerignore``."""
+    allow, deny = [], []
+    for line in (root / ".dockerignore").read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or line == "**":
+            continue
+        (allow if line.startswith("!") else deny).append(line.lstrip("!").rstrip("/"))
+    return allow, deny
+
+
+def context_files(root: Path) -> list[Path]:
+    """The files a build from ``root`` sends (the root ``.dockerignore`` decides), sorted."""
+    allow, deny = context_patterns(root)
+    out: set[Path] = set()
+    for entry in allow:
+        path = root / entry
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        out.update(files)
+
+    def denied(p: Path) -> bool:
+        rel = p.relative_to(root)
+        return any(
+            rel.match(pat.removeprefix("**/")) or pat.removeprefix("**/") in rel.parts
+            for pat in deny
+        )
+
+    return sorted(p for p in out if not denied(p))
+
+
+def context_digest(root: Path, dockerfile: str, base: str) -> str:
+    """SHA-256 over the context files, the Dockerfile and the base image reference."""
+    h = hashlib.sha256(f"base={base}\n".encode())
+    for path in [*context_files(root), root / dockerfile]:
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _ca_bundle() -> Path:
+    """The CA bundle this machine's pip trusts (a proxy's CA included)."""
+    for cand in (
+        os.environ.get("PIP_CERT"),
+        ssl.get_default_verify_paths().cafile,
+        "/etc/ssl/certs/ca-certificates.crt",
+    ):
+        if cand and Path(cand).is_file():
+            return Path(cand)
+    raise ConfigError("no CA bundle found (set PIP_CERT to the bundle pip should trust)")
+
+
+def ensure_base(docker: str = "docker", ref: str = LOCAL_BASE, force: bool = False) -> str:
+    """Make the local base image from Debian's packages unless the engine has it.
+
+    ``mmdebstrap --variant=minbase`` (about 30 s) with :data:`BASE_PACKAGES` and this machine's
+    CA bundle (pip inside the build goes through the same proxy as pip here), then
+    ``docker import``.
+
+    Args:
+        docker: The Docker CLI.
+        ref: The tag of the base.
+        force: Rebuild even when present.
+
+    Returns:
+        ``ref``.
+
+    Raises:
+        ConfigError: mmdebstrap is missing or fails.
+    """
+    if not force and image_present(ref, docker) is not None:
+        return ref
+    if shutil.which("mmdebstrap") is None:
+        raise ConfigError(
+            "mmdebstrap is needed to make the local base image (apt-get install mmdebstrap), or "
+            "pass --base IMAGE with a Debian-12-like python3.11 image"
+        )
+    ca = _ca_bundle()
+    with tempfile.TemporaryDirectory(prefix="kfedge-base-") as tmp:
+        tar = Path(tmp) / "base.tar"
+        cmd = [
+            "mmdebstrap", "--quiet", "--variant=minbase",
+            "--include=" + ",".join(BASE_PACKAGES),
+            f"--customize-hook=cp {shlex.quote(str(ca))} \"$1\"/etc/ssl/certs/ca-certificates.crt",
+            "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*",
+            DEBIAN_SUITE, str(tar), DEBIAN_MIRROR,
+        ]  # fmt: skip
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise ConfigError(f"mmdebstrap failed: {_last_line(res.stderr)}")
+        res = subprocess.run([docker, "import", str(tar), ref], capture_output=True, text=True,
+                             check=False)  # fmt: skip
+        if res.returncode != 0:
+            raise ConfigError(f"docker import failed: {_last_line(res.stderr)}")
+    return ref
+
+
+def local_build(
+    root: Path,
+    names: list[str] | None = None,
+    base: str | None = None,
+    docker: str = "docker",
+    force: bool = False,
+) -> list[dict[str, Any]]:
+    """Build the catalog images into the local engine (no registry, legacy builder).
+
+    Args:
+        root: The repository root (the build context).
+        names: Only these images (default: all).
+        base: The base image (default: :func:`ensure_base`'s Debian stand-in).
+        docker: The Docker CLI.
+        force: Rebuild even when an image of the same context is present.
+
+    Returns:
+        One record per image: name, ref, built (False: reused), seconds, size_bytes.
+
+    Raises:
+        ConfigError: No engine, or a build failed (its last line).
+        NotFoundError: A name is not in the catalog.
+    """
+    problem = docker_problem(docker)
+    if problem:
+        raise ConfigError(problem)
+    specs = image_catalog()
+    if names:
+        unknown = sorted(set(names) - {s.name for s in specs})
+        if unknown:
+            raise NotFoundError(
+                f"no kfedge image named {unknown}; known: {[s.name for s in specs]}"
+            )
+        specs = tuple(s for s in specs if s.name in names)
+    base = base or ensure_base(docker)
+    out = []
+    for spec in specs:
+        ref = spec.reference()
+        digest = context_digest(root, spec.dockerfile, base)
+        labels = image_present(ref, docker)
+        started = time.perf_counter()
+        built = force or labels is None or labels.get(CONTEXT_LABEL) != digest
+        if built:
+            cmd = [
+                docker, "build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}",
+                "--label", f"{CONTEXT_LABEL}={digest}", "--label", f"{BASE_LABEL}={base}",
+                "-f", spec.dockerfile, "-t", ref, ".",
+            ]  # fmt: skip
+            print(shlex.join(cmd), flush=True)
+            env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+            res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
+                                 check=False)  # fmt: skip
+            if res.returncode != 0:
+                raise ConfigError(f"building {ref} failed: {_last_line(res.stdout + res.stderr)}")
+        size = subprocess.run(
+            [docker, "image", "inspect", "--format", "{{.Size}}", ref],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        seconds = round(time.perf_counter() - started, 1)
+        out.append(
+            {"name": spec.name, "ref": ref, "built": built, "seconds": seconds,
+             "size_bytes": int(size)}
+        )  # fmt: skip
+        print(f"{ref}: {'built' if built else 'reused'} ({int(size) / 1e6:.0f} MB)", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m kfedge.images build``: print or run the buildx command lines.
+    """``python -m kfedge.images build`` / ``local``: buildx command lines, or a local build.
 
     Args:
         argv: Arguments (default: ``sys.argv[1:]``).
@@ -199,10 +446,29 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--registry", default=None, help="registry prefix, e.g. ghcr.io/me")
     build.add_argument("--push", action="store_true", help="push (needed for multi-platform)")
     build.add_argument("--run", action="store_true", help="run the commands instead of printing")
+    build.add_argument("--platforms", default=None, help="e.g. linux/amd64,linux/arm64")
     build.add_argument("names", nargs="*", help="images to build (default: all)")
+    local = sub.add_parser("local", help="build into the local engine, no registry needed")
+    local.add_argument("--base", default=None, help=f"base image (default: {LOCAL_BASE}, made)")
+    local.add_argument("--force", action="store_true", help="rebuild images that are present")
+    local.add_argument("names", nargs="*", help="images to build (default: all)")
     args = parser.parse_args(argv)
+    if args.command == "local":
+        root = Path(__file__).resolve().parents[2]
+        if not (root / ".dockerignore").is_file():
+            print(f"{parser.prog}: error: run from a kfedge source checkout", file=sys.stderr)
+            return 2
+        try:
+            local_build(root, args.names or None, args.base, force=args.force)
+        except (ConfigError, NotFoundError) as exc:
+            print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         cmds = buildx_commands(args.registry or None, args.push, args.names or None)
+        if args.platforms:
+            for cmd in cmds:
+                cmd[cmd.index("--platform") + 1] = args.platforms
     except NotFoundError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
