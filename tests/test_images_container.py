@@ -12,7 +12,6 @@ dropped, no privilege escalation, ports published on 127.0.0.1 only.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -21,41 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dockerkit import require_image
 from servingkit import free_port, grpc_infer, post, request
 
 from kfedge._version import SERVING_IMAGE
-from kfedge.images import (
-    BASE_LABEL,
-    CONTEXT_LABEL,
-    context_digest,
-    docker_problem,
-    image_present,
-)
-
-ROOT = Path(__file__).resolve().parents[1]
-REQUIRED = os.environ.get("KFEDGE_REQUIRE_DOCKER") == "1"
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRED:
-        pytest.fail(f"KFEDGE_REQUIRE_DOCKER=1 but {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def serving_image() -> str:
-    """The serving image, present in the engine and built from this checkout's context."""
-    problem = docker_problem()
-    if problem:
-        _unavailable(problem)
-    labels = image_present(SERVING_IMAGE)
-    if labels is None:
-        _unavailable(f"{SERVING_IMAGE} is not built (make images)")
-    base = labels.get(BASE_LABEL)
-    want = context_digest(ROOT, "images/Dockerfile.serving", base or "")
-    if labels.get(CONTEXT_LABEL) != want:
-        _unavailable(f"{SERVING_IMAGE} was built from other sources (make images rebuilds it)")
-    return SERVING_IMAGE
+    """The serving image, present in the engine and built from this checkout's sources."""
+    return require_image(SERVING_IMAGE, "images/Dockerfile.serving")
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -505,7 +506,7 @@ def test_serving_image_is_slim_multiarch_and_non_root() -> None:
     text = (IMAGES / "Dockerfile.serving").read_text()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in lines  # official multi-arch base
-    assert any('".[serving]"' in ln for ln in lines)
+    assert any("requirements.py serving >" in ln for ln in lines)
     assert "tensorflow" not in " ".join(ln for ln in lines if "pip install" in ln).lower()
     assert not any(ln.startswith("HEALTHCHECK") for ln in lines)
     user = [ln for ln in lines if ln.startswith("USER ")]
@@ -577,3 +578,25 @@ def test_dockerfiles_parse_with_buildkit_parser_and_copy_what_exists(name: str) 
         if c.cmd.upper() == "COPY" and not any(f.startswith("--from") for f in c.flags):
             for src in c.value[:-1]:
                 assert (root / src).exists(), f"{name}: COPY {src} does not exist in the repo"
+
+
+def test_image_requirements_follow_the_extras() -> None:
+    """images/requirements.py (the images' dependency layer) expands the extras of pyproject."""
+    out = subprocess.run(
+        [sys.executable, str(IMAGES / "requirements.py"), "serving"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert any(r.startswith("kserve") for r in out) and any(r.startswith("numpy") for r in out)
+    assert not any(r.startswith(("tensorflow", "tf-keras")) for r in out)
+    full = subprocess.run(
+        [sys.executable, str(IMAGES / "requirements.py"), "all"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert any(r.startswith("tensorflow") for r in full) and any(r.startswith("kfp") for r in full)
+    assert not any(r.startswith("kfedge") for r in full)

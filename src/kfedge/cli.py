@@ -180,6 +180,14 @@ def goals_from_args(args: argparse.Namespace) -> dict:
     arg("--output-dir", default=DEFAULT_OUTPUT, help="where runs and reports go"),
     arg("--no-deploy", action="store_true", help="stop after the report (edge-optimize)"),
     arg(
+        "--runner",
+        choices=["subprocess", "docker"],
+        default="subprocess",
+        help="subprocess: every step in this virtualenv; docker: every step in its image (the "
+        "component image; evaluate and benchmark in the serving image), as on a cluster "
+        "(`make images` builds them)",
+    ),
+    arg(
         "--serve",
         action="store_true",
         help="after the run, keep serving the selected model in the foreground",
@@ -196,7 +204,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     result = run_local(
         **_pick(args, "model", "data", "target", "techniques", "epochs"),
-        **_pick(args, "calibration_samples", "latency_runs", "output_dir"),
+        **_pick(args, "calibration_samples", "latency_runs", "output_dir", "runner"),
         goals=goals_from_args(args),
         deploy=not args.no_deploy,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import re
 import shutil
 import sys
@@ -101,6 +102,76 @@ def _find(run_dir: Path, name: str) -> Path | None:
     return hits[-1] if hits else None
 
 
+#: The uid of the images' user (images/Dockerfile.*).
+IMAGE_UID = 10001
+
+
+def docker_preflight() -> None:
+    """Check that the docker runner can run: the ``docker`` package, the daemon, both images.
+
+    Raises:
+        ConfigError: What is missing, and how to fix it, in one line.
+    """
+    from importlib.util import find_spec
+
+    from kfedge._version import COMPONENT_IMAGE, SERVING_IMAGE
+    from kfedge.images import docker_problem, image_present
+
+    if find_spec("docker") is None:
+        raise ConfigError(
+            "--runner docker needs the Python package 'docker' (kfp.local's DockerRunner): "
+            "pip install 'kfedge[pipelines]'"
+        )
+    problem = docker_problem()
+    if problem:
+        raise ConfigError(f"--runner docker: {problem}")
+    missing = [ref for ref in (COMPONENT_IMAGE, SERVING_IMAGE) if image_present(ref) is None]
+    if missing:
+        raise ConfigError(
+            f"--runner docker: the Docker engine has no image {', '.join(missing)}: build them "
+            "with `make images` (no registry needed)"
+        )
+
+
+def docker_runner(local: Any, run_dir: Path) -> Any:
+    """kfp.local's DockerRunner, with the pipeline root writable by the containers' user.
+
+    The images run as uid 10001 (non-root, as on a cluster). A non-root user's containers run
+    as that user (the files stay theirs); for root, the run directory is handed to uid 10001.
+
+    Args:
+        local: The ``kfp.local`` module.
+        run_dir: The pipeline root (bind-mounted at the same path by kfp.local).
+
+    Returns:
+        The runner.
+    """
+    uid = os.getuid()
+    if uid == 0:
+        for path in [run_dir, *run_dir.rglob("*")]:
+            os.chown(path, IMAGE_UID, IMAGE_UID)
+        user = f"{IMAGE_UID}:{IMAGE_UID}"
+    else:
+        user = f"{uid}:{os.getgid()}"
+    return local.DockerRunner(user=user)
+
+
+def _stage_input(uri: str, dest: Path) -> str:
+    """A local file or directory, copied under the pipeline root (what the containers see)."""
+    from kfedge.uris import is_remote, local_path
+
+    if uri.startswith("sample://") or is_remote(uri):
+        return uri
+    src = local_path(uri)
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / src.name
+    if src.is_dir():
+        shutil.copytree(src, target)
+    else:
+        shutil.copy2(src, target)
+    return str(target)
+
+
 def run_local(
     model: str = "sample://baseline",
     data: str = "sample://digits",
@@ -113,6 +184,7 @@ def run_local(
     output_dir: str | Path = "local_outputs",
     deploy: bool = True,
     quiet: bool = False,
+    runner: str = "subprocess",
 ) -> dict[str, Any]:
     """Run edge-optimize-deploy (or edge-optimize) through kfp.local and print the summary.
 
@@ -129,6 +201,8 @@ def run_local(
         output_dir: Where the run directory and ``latest/`` go.
         deploy: Deploy and smoke-test the selected candidate (locally).
         quiet: Do not print progress.
+        runner: ``subprocess`` (every step in this virtualenv) or ``docker`` (every step in
+            the image the compiled YAML names: see :func:`docker_runner`).
 
     Returns:
         ``{"run_dir", "report", "timings", "selected", "selected_model", "deploy", "ok"}``
@@ -159,6 +233,10 @@ def run_local(
     if model == SAMPLE_MODEL_URI and not data.startswith("sample://"):
         raise ConfigError("the sample baseline trains on the sample data; pass --model too")
 
+    if runner not in ("subprocess", "docker"):
+        raise ConfigError(f"runner must be 'subprocess' or 'docker', got {runner!r}")
+    if runner == "docker":
+        docker_preflight()  # before anything is written
     compat_kfp = __import__("kfedge.compat", fromlist=["require"]).require
     local = compat_kfp("kfp.local")
     from kfedge.pipelines.edge import edge_optimize, edge_optimize_deploy
@@ -166,7 +244,13 @@ def run_local(
     out = Path(output_dir).resolve()
     run_dir = out / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir))
+    if runner == "docker":
+        model, data = (_stage_input(u, run_dir / "inputs") for u in (model, data))
+        if Path(target).is_file():
+            target = _stage_input(str(Path(target).resolve()), run_dir / "inputs")
+        local.init(runner=docker_runner(local, run_dir), pipeline_root=str(run_dir))
+    else:
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir))
     pipeline = edge_optimize_deploy if deploy else edge_optimize
     params: dict[str, Any] = {
         "model_uri": model,
