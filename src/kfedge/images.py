@@ -350,6 +350,12 @@ def ensure_base(docker: str = "docker", ref: str = LOCAL_BASE, force: bool = Fal
         cmd = [
             "mmdebstrap", "--quiet", "--variant=minbase",
             "--include=" + ",".join(BASE_PACKAGES),
+            # no documentation, manual pages or translations (about 50 MB); licences stay
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/info/*",
+            "--dpkgopt=path-exclude=/usr/share/locale/*",
             f"--customize-hook=cp {shlex.quote(str(ca))} \"$1\"/etc/ssl/certs/ca-certificates.crt",
             "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*",
             DEBIAN_SUITE, str(tar), DEBIAN_MIRROR,
@@ -362,6 +368,23 @@ def ensure_base(docker: str = "docker", ref: str = LOCAL_BASE, force: bool = Fal
         if res.returncode != 0:
             raise ConfigError(f"docker import failed: {_last_line(res.stderr)}")
     return ref
+
+
+def _image_id(docker: str, ref: str) -> str:
+    return subprocess.run(
+        [docker, "image", "inspect", "--format", "{{.Id}}", ref],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+
+
+def _remove_untagged(docker: str, image_id: str) -> None:
+    """Remove an image that lost its last tag (rebuilds would otherwise pile up GBs)."""
+    tags = subprocess.run(
+        [docker, "image", "inspect", "--format", "{{len .RepoTags}}", image_id],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    if tags == "0":
+        subprocess.run([docker, "rmi", image_id], capture_output=True, check=False)
 
 
 def local_build(
@@ -399,17 +422,22 @@ def local_build(
             )
         specs = tuple(s for s in specs if s.name in names)
     base = base or ensure_base(docker)
+    base_id = _image_id(docker, base)
+    if not base_id:
+        raise ConfigError(f"the base image {base} is not in the engine (docker pull or --base)")
+    base_key = f"{base}@{base_id}"  # a remade base (same tag) rebuilds the images
     out = []
     for spec in specs:
         ref = spec.reference()
-        digest = context_digest(root, spec.dockerfile, base)
+        digest = context_digest(root, spec.dockerfile, base_key)
         labels = image_present(ref, docker)
+        previous_id = _image_id(docker, ref) if labels is not None else ""
         started = time.perf_counter()
         built = force or labels is None or labels.get(CONTEXT_LABEL) != digest
         if built:
             cmd = [
                 docker, "build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}",
-                "--label", f"{CONTEXT_LABEL}={digest}", "--label", f"{BASE_LABEL}={base}",
+                "--label", f"{CONTEXT_LABEL}={digest}", "--label", f"{BASE_LABEL}={base_key}",
                 "-f", spec.dockerfile, "-t", ref, ".",
             ]  # fmt: skip
             print(shlex.join(cmd), flush=True)
@@ -418,6 +446,8 @@ def local_build(
                                  check=False)  # fmt: skip
             if res.returncode != 0:
                 raise ConfigError(f"building {ref} failed: {_last_line(res.stdout + res.stderr)}")
+            if labels is not None:  # the image this one replaces, now untagged: not kept
+                _remove_untagged(docker, previous_id)
         size = subprocess.run(
             [docker, "image", "inspect", "--format", "{{.Size}}", ref],
             capture_output=True, text=True, check=True,
