@@ -22,6 +22,8 @@ from benchmarks.render_cpuclasses import TITLE as CPUCLASSES_TITLE
 from benchmarks.render_cpuclasses import render_cpu_classes
 from benchmarks.render_fidelity import TITLE as FIDELITY_TITLE
 from benchmarks.render_fidelity import fidelity_md
+from benchmarks.render_images import TITLE as IMAGES_TITLE
+from benchmarks.render_images import render_images
 from benchmarks.render_real import compression_md, olive_md, sidebyside_md
 from benchmarks.render_sample import e2e_md, seeds_md, serving_md, traps_md
 from benchmarks.text import md_table
@@ -40,6 +42,7 @@ SECTION_TITLES = {
     "e2e": "8. `make run` end to end",
     "fidelity": FIDELITY_TITLE,
     "cpuclasses": CPUCLASSES_TITLE,
+    "images": IMAGES_TITLE,
 }
 _VNNI = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 
@@ -237,6 +240,8 @@ def render(results: dict[str, Any]) -> str:
         parts.append(fidelity_md(results["fidelity"]))
     if "cpuclasses" in results:
         parts.append(render_cpu_classes(results["cpuclasses"]))
+    if "images" in results:
+        parts.append(render_images(results["images"]))
     skipped = not_run_md(results)
     if skipped:
         parts.append(skipped)

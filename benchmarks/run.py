@@ -34,6 +34,7 @@ from benchmarks import (
     cpuclasses,
     e2e,
     fidelity,
+    images,
     peers,
     realsize,
     seeds,
@@ -51,6 +52,7 @@ SECTIONS = (
     "e2e",
     "fidelity",
     "cpuclasses",
+    "images",
 )
 #: Where ``make bench`` saves the results (committed) and the Markdown rendered from them.
 RESULTS = ROOT / "benchmarks" / "results.json"
@@ -289,6 +291,8 @@ def run(
             results["cpuclasses"] = timed(
                 "cpuclasses", lambda: cpuclasses.measure(work_dir / "cpuclasses")
             )
+        if "images" in sections:  # the images `make images` built; needs the Docker engine
+            results["images"] = timed("images", lambda: images.measure(work_dir / "images"))
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
