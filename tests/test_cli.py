@@ -155,6 +155,7 @@ def test_run_and_submit_pass_every_option(monkeypatch: pytest.MonkeyPatch, capsy
     argv = ["run", "--model", "m.keras", "--data", "d.npz", "--target", "cpu-arm64"]
     argv += ["--techniques", "ptq-int8", "--epochs", "2", "--calibration-samples", "50"]
     argv += ["--latency-runs", "9", "--output-dir", "out", "--no-deploy", "--max-latency-ms", "4"]
+    argv += ["--runner", "docker"]
     assert main(argv) == 0
     assert seen["run"] == {
         "model": "m.keras",
@@ -165,6 +166,7 @@ def test_run_and_submit_pass_every_option(monkeypatch: pytest.MonkeyPatch, capsy
         "calibration_samples": 50,
         "latency_runs": 9,
         "output_dir": "out",
+        "runner": "docker",
         "goals": {"max_accuracy_drop": 0.015, "objective": "latency", "max_latency_ms": 4.0},
         "deploy": False,
     }

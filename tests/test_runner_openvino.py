@@ -117,3 +117,19 @@ def test_model_server_loads_ir_on_the_requested_device(ir_model: Path) -> None:
         assert d["requested_device"] == "NPU"
     finally:
         m.stop()
+
+
+def test_a_bare_ir_directory_is_a_model(ir_model: Path, tmp_path: Path) -> None:
+    """/mnt/models holding only NAME.xml + NAME.bin (an IR uploaded as is) resolves to the .xml;
+    a third file makes it ambiguous again, with the IR named in the message."""
+    import shutil
+
+    d = tmp_path / "models"
+    d.mkdir()
+    shutil.copy2(ir_model, d / "net.xml")
+    shutil.copy2(ir_model.with_suffix(".bin"), d / "net.bin")
+    assert model_path(d) == d / "net.xml"
+    assert load_runner(model_path(d)).inputs
+    (d / "notes.txt").write_text("x")
+    with pytest.raises(ModelFormatError, match=r"OpenVINO IR \(NAME.xml with NAME.bin\)"):
+        model_path(d)

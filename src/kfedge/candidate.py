@@ -128,9 +128,16 @@ def model_path(path: str | Path) -> Path:
     if len(files) == 1:
         detect_format(files[0])
         return files[0]
+    # An OpenVINO IR is two files: NAME.xml and its weights NAME.bin (what KServe's storage
+    # initializer leaves in /mnt/models for an IR uploaded without candidate.json).
+    xml = [f for f in files if f.suffix == ".xml"]
+    if len(files) == 2 and len(xml) == 1 and xml[0].with_suffix(".bin") in files:
+        detect_format(xml[0])
+        return xml[0]
     raise ModelFormatError(
         f"{p} is a directory with no model: expected {META_FILE}, a SavedModel, one of "
-        f"{', '.join(_MODEL_NAMES)}, or a single model file; found {sorted(f.name for f in files)}"
+        f"{', '.join(_MODEL_NAMES)}, a single model file or an OpenVINO IR (NAME.xml with "
+        f"NAME.bin); found {sorted(f.name for f in files)}"
     )
 
 
