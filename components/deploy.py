@@ -18,7 +18,7 @@ def deploy(
     storage_secret: str = "kfedge-s3",
     storage_uri: str = "",
     mode: str = "auto",
-    runtime: str = "kfedge-edge",
+    runtime: str = "auto",
     deployment_mode: str = "RawDeployment",
     wait_timeout: int = 300,
     atol: float = 0.001,
@@ -26,10 +26,10 @@ def deploy(
     """Deploy the candidate to KServe on the target's nodes and check its answers.
 
     In ``cluster`` mode the InferenceService (node selector, tolerations and accelerator from the
-    target, the ``kfedge-edge`` ServingRuntime) is created or updated, the step waits until it is
-    Ready and sends the sample the evaluation recorded over V2. In ``local`` mode the same model
-    server runs on a loopback port in this step and is checked over V1 and V2. A wrong answer
-    fails the step after the result is written.
+    target, the kfedge ClusterServingRuntime of the model's format) is created or updated, the
+    step waits until it is Ready and sends the sample the evaluation recorded over V2. In
+    ``local`` mode the same model server runs on a loopback port in this step and is checked
+    over V1 and V2. A wrong answer fails the step after the result is written.
 
     Args:
         model: The selected candidate (directory with the .tflite / .onnx model).
@@ -48,7 +48,9 @@ def deploy(
             (s3://... or minio://... in a cluster).
         mode: auto (cluster when in-cluster config or KUBECONFIG is present, else local),
             local or cluster.
-        runtime: ServingRuntime / ClusterServingRuntime name.
+        runtime: ServingRuntime / ClusterServingRuntime name; auto: kfedge-edge-litert,
+            kfedge-edge-onnx or kfedge-edge-openvino by the model's format (an image with that
+            runtime only), kfedge-edge (every runtime) when the target names its own image.
         deployment_mode: RawDeployment / Standard (plain Deployment) or Serverless / Knative.
         wait_timeout: Seconds to wait for the InferenceService to be Ready.
         atol: Largest accepted absolute difference from the evaluated output.

@@ -927,3 +927,34 @@ def test_operator_profiles_of_onnx_and_openvino_files(fp32_onnx: Path, tmp_path:
     q = opprofile.profile(str(ir), threads=1, runs=5, warmup=2)
     assert q["available"] and q["ops"] and all(o["kernels"] for o in q["ops"])
     assert sum(o["share"] for o in q["ops"]) == pytest.approx(1.0)
+
+
+def test_images_section_renders_the_litert_verdict_and_both_start_times() -> None:
+    from benchmarks.render_images import LITERT_GOAL_MB, render_images
+
+    def img(ref: str, mb: float, formats: list[str]) -> dict:
+        return {"ref": ref, "size_bytes": mb * 1e6, "gzip_bytes": mb * 3e5, "base": "b",
+                "tensorflow": False, "formats": formats}  # fmt: skip
+
+    data = {
+        "engine": "Docker 20.10",
+        "images": {
+            "serving": img("r/kfedge-serving:1", 800, ["tflite", "onnx"]),
+            "serving-litert": {
+                **img("r/kfedge-serving-litert:1", LITERT_GOAL_MB + 12, ["tflite"]),
+                "largest_packages": [{"name": "pandas", "mb": 40.0}],
+            },
+        },
+        "ready": {
+            "tflite": {
+                "serving": {"ref": "r/kfedge-serving:1", "runs_s": [1.5, 1.4], "median_s": 1.45},
+                "one": {"ref": "r/kfedge-serving-litert:1", "runs_s": [1.1], "median_s": 1.1},
+            }
+        },
+    }
+    md = render_images(data)
+    assert "`r/kfedge-serving-litert:1` is 312 MB (94 MB compressed): misses by 12 MB." in md
+    assert "largest in `r/kfedge-serving-litert:1` (MB): pandas 40" in md
+    assert "| tflite | 1.45 s | `kfedge-serving-litert:1` | 1.10 s | 1.50, 1.40 / 1.10 |" in md
+    data["images"]["serving-litert"]["size_bytes"] = LITERT_GOAL_MB * 1e6
+    assert ": meets it." in render_images(data)

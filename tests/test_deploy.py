@@ -64,7 +64,8 @@ def test_isvc_from_target_fits_crd_and_carries_placement(target: str, reference_
     assert pred.get("tolerations", []) == tgt.k8s_tolerations()
     assert pred["serviceAccountName"] == "kfedge-s3" and pred["minReplicas"] == 1
     model = pred["model"]
-    assert model["modelFormat"] == {"name": "tflite"} and model["runtime"] == "kfedge-edge"
+    # the runtime with LiteRT alone (manifests/base/clusterservingruntimes-slim.yaml)
+    assert model["modelFormat"] == {"name": "tflite"} and model["runtime"] == "kfedge-edge-litert"
     assert model["protocolVersion"] == "v2" and model["storageUri"] == "s3://models/digits"
     res = model["resources"]
     assert res["requests"]["memory"] == tgt.serving_resources.requests["memory"]
@@ -171,8 +172,14 @@ def test_runtime_is_named_and_storage_secret_annotation_can_be_off() -> None:
     isvc = build_inference_service(
         "d", "s3://b/k", "cpu-amd64", model_format="onnx", storage_secret=""
     )
-    assert isvc["spec"]["predictor"]["model"]["runtime"] == "kfedge-edge"
+    assert isvc["spec"]["predictor"]["model"]["runtime"] == "kfedge-edge-onnx"
+    assert "image" not in isvc["spec"]["predictor"]["model"]  # the runtime's image
     assert isvc["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "RawDeployment"}
+    for fmt, runtime in [("tflite", "kfedge-edge-litert"), ("openvino", "kfedge-edge-openvino")]:
+        isvc = build_inference_service("d", "s3://b/k", "intel-cpu-openvino", model_format=fmt)
+        assert isvc["spec"]["predictor"]["model"]["runtime"] == runtime
+    named = build_inference_service("d", "s3://b/k", "cpu-amd64", runtime="kfedge-edge")
+    assert named["spec"]["predictor"]["model"]["runtime"] == "kfedge-edge"  # as given
     with pytest.raises(ConfigError, match="runtime is empty"):
         build_inference_service("d", "s3://b/k", "cpu-amd64", runtime="")
 
@@ -662,3 +669,15 @@ def test_component_deploys_locally_under_kfp_local(candidate, tmp_path) -> None:
     isvc = yaml.safe_load(next(tmp_path.rglob("inferenceservice.yaml")).read_text())
     assert isvc["metadata"]["name"] == "cpu-amd64-fp32-baseline"  # target + candidate
     assert isvc["spec"]["predictor"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
+
+
+def test_a_target_with_its_own_serving_image_gets_kfedge_edge_with_that_image() -> None:
+    """A profile that names its own image (a CUDA build, say) keeps the every-runtime
+    kfedge-edge and replaces its image on the InferenceService (KServe merges the model's
+    container over the runtime's); ``auto`` must not send it to a one-runtime runtime."""
+    from kfedge.targets import load_target
+
+    tgt = load_target("nvidia-gpu").model_copy(update={"runtime_image": "reg.local/cuda-srv:1"})
+    isvc = build_inference_service("d", "s3://b/k", tgt, model_format="onnx")
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["runtime"] == "kfedge-edge" and model["image"] == "reg.local/cuda-srv:1"

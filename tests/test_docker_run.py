@@ -38,8 +38,8 @@ def _run(runner: str, out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def docker_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    require_image(COMPONENT_IMAGE, "images/Dockerfile.component")
-    require_image(SERVING_IMAGE, "images/Dockerfile.serving")
+    require_image("component")
+    require_image("serving")
     return _run("docker", tmp_path_factory.mktemp("docker-run"))
 
 

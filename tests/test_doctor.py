@@ -116,8 +116,10 @@ class FakeCluster:
         from kfedge.targets import load_target
 
         tgt = load_target(target)
-        rt = yaml.safe_load((ROOT / "manifests/base/clusterservingruntime.yaml").read_text())
-        self.objects["/apis/serving.kserve.io/v1alpha1/clusterservingruntimes/kfedge-edge"] = rt
+        for f in ("clusterservingruntime.yaml", "clusterservingruntimes-slim.yaml"):
+            for rt in yaml.safe_load_all((ROOT / "manifests/base" / f).read_text()):
+                name = rt["metadata"]["name"]
+                self.objects[f"/apis/serving.kserve.io/v1alpha1/clusterservingruntimes/{name}"] = rt
         alloc = {"cpu": "6", "memory": "16Gi"}
         if tgt.accelerator:
             alloc[tgt.accelerator.resource] = str(tgt.accelerator.count)
@@ -218,9 +220,13 @@ def test_an_empty_cluster_fails_each_check_with_its_fix(cluster: tuple[FakeClust
 def test_runtime_missing_or_unreadable(cluster: tuple[FakeCluster, Path]) -> None:
     fake, kc = cluster
     fake.healthy()
-    del fake.objects["/apis/serving.kserve.io/v1alpha1/clusterservingruntimes/kfedge-edge"]
-    rt = next(f for f in _run(fake, kc) if f.check == "runtime")
+    # deploy names the one-runtime runtime of each of the target's formats: each is checked
+    del fake.objects["/apis/serving.kserve.io/v1alpha1/clusterservingruntimes/kfedge-edge-onnx"]
+    findings = [f for f in _run(fake, kc) if f.check == "runtime"]
+    (rt,) = [f for f in findings if f.level != "ok"]
     assert rt.level == "fail" and rt.fix == "a cluster admin runs: kubectl apply -k manifests/base"
+    assert "kfedge-edge-onnx is not installed" in rt.message
+    assert any("kfedge-edge-litert serves ['tflite']" in f.message for f in findings)
     fake.forbidden.add("/apis/serving.kserve.io/v1alpha1/clusterservingruntimes")
     rt = next(f for f in _run(fake, kc) if f.check == "runtime")
     assert rt.level == "warn" and "ask a cluster admin" in rt.fix

@@ -67,3 +67,22 @@ def test_missing_and_empty_dir(tmp_path: Path) -> None:
 def test_require_format_refuses(fp32_tflite: Path) -> None:
     with pytest.raises(ModelFormatError, match="pruning needs a model in one of keras, h5"):
         require_format(fp32_tflite, ("keras", "h5", "savedmodel"), "pruning")
+
+
+def test_a_missing_runtime_names_its_extra_and_its_serving_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A one-runtime serving image given another format's model: the error names the extra to
+    install and the image that serves that format."""
+    import sys
+
+    from kfedge.compat import require
+    from kfedge.errors import DependencyError
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    with pytest.raises(DependencyError) as err:
+        require("onnxruntime")
+    msg = str(err.value)
+    assert "pip install 'kfedge[serving-onnx]'" in msg
+    assert "serve onnx models with ghcr.io/kfedge/kfedge-serving-onnx:" in msg
+    assert "\n" not in msg

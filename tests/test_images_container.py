@@ -1,12 +1,14 @@
-"""The serving image, built and run in a real Docker engine, serves as a KServe predictor does.
+"""The serving images, built and run in a real Docker engine, serve as a KServe predictor does.
 
 ``make images`` (``python -m kfedge.images local``) builds the images into the local engine;
 ``.ci/run`` starts dockerd on its own socket, builds them and sets ``KFEDGE_REQUIRE_DOCKER=1``,
 so there these tests fail instead of skipping when the engine or the image is missing.
 
-Each container runs the way the ``kfedge-edge`` ClusterServingRuntime runs the predictor: model
-mounted read-only at ``/mnt/models``, uid 10001, read-only root filesystem, all capabilities
-dropped, no privilege escalation, ports published on 127.0.0.1 only.
+Each container runs the way the kfedge ClusterServingRuntimes run the predictor: model mounted
+read-only at ``/mnt/models``, uid 10001, read-only root filesystem, all capabilities dropped, no
+privilege escalation, ports published on 127.0.0.1 only. Every format is served by the image
+with every runtime (``kfedge-edge``) and by its one-runtime image (``kfedge-edge-<runtime>``,
+what deploy names), which must hold no other runtime.
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ import pytest
 from dockerkit import require_image
 from servingkit import free_port, grpc_infer, post, request
 
-from kfedge._version import SERVING_IMAGE
+from kfedge.compat import RUNTIME_MODULE
+from kfedge.images import image_catalog, serving_image_for
+
+#: The model fixture of each format.
+MODEL_OF = {"tflite": "fp32_tflite", "onnx": "fp32_onnx", "openvino": "ir_model"}
+#: (image, format): the every-runtime image with each format, each one-runtime image with its own.
+CASES = [("serving", fmt) for fmt in MODEL_OF] + [
+    (serving_image_for(fmt).name, fmt) for fmt in MODEL_OF
+]
 
 
 @pytest.fixture(scope="module")
 def serving_image() -> str:
-    """The serving image, present in the engine and built from this checkout's sources."""
-    return require_image(SERVING_IMAGE, "images/Dockerfile.serving")
+    """The every-runtime serving image, present and built from this checkout's sources."""
+    return require_image("serving")
 
 
 @pytest.fixture(scope="module")
@@ -118,13 +128,16 @@ class Container:
         subprocess.run(["docker", "rm", "-f", self.id], capture_output=True, check=False)
 
 
-@pytest.fixture(scope="module", params=["fp32_tflite", "fp32_onnx", "ir_model"])
-def served(request, serving_image: str, tmp_path_factory) -> Iterator[tuple]:  # noqa: ANN001
+@pytest.fixture(scope="module", params=CASES, ids=[f"{i}-{f}" for i, f in CASES])
+def served(request, tmp_path_factory) -> Iterator[tuple]:  # noqa: ANN001
     """(container, in-process runner) for a .tflite, an .onnx and an OpenVINO IR candidate."""
     from kfedge.runners import load_runner
 
-    model = request.getfixturevalue(request.param)
-    c = Container(serving_image, _model_dir(model, tmp_path_factory.mktemp("models")))
+    name, fmt = request.param
+    image = require_image(name)
+    model = request.getfixturevalue(MODEL_OF[fmt])
+    c = Container(image, _model_dir(model, tmp_path_factory.mktemp("models")))
+    c.image = next(s for s in image_catalog() if s.name == name)
     try:
         c.ready_s = c.wait_ready()
         yield c, load_runner(model)
@@ -172,6 +185,14 @@ def test_container_is_non_root_read_only_and_holds_no_tensorflow(served) -> None
     )
     facts = json.loads(c.exec("python", "-c", probe))
     assert facts == {"tf": False, "keras": False, "root_writable": False, "models_writable": False}
+    # the runtimes it serves, and no other; no pip (nothing installs at run time)
+    probe = (
+        "import importlib.util, json;"
+        f"print(json.dumps([m for m in {sorted(RUNTIME_MODULE.values())!r} + ['pip'] "
+        "if importlib.util.find_spec(m) is not None]))"
+    )
+    held = set(json.loads(c.exec("python", "-c", probe)))
+    assert held == {RUNTIME_MODULE[f] for f in c.image.formats}
     caps = [ln for ln in c.exec("cat", "/proc/1/status").splitlines() if ln.startswith("CapEff")]
     assert caps == ["CapEff:\t0000000000000000"]
 
@@ -200,3 +221,21 @@ def test_corrupt_model_exits_with_one_clear_line(serving_image: str, tmp_path: P
     lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
     assert "Traceback" not in out.stderr, out.stderr
     assert "model.tflite" in lines[-1], lines
+
+
+def test_a_one_runtime_image_refuses_another_format_in_one_line(tmp_path: Path, fp32_onnx) -> None:  # noqa: ANN001
+    """The LiteRT image given an .onnx model: exit 2, one line naming the image for onnx."""
+    image = require_image(serving_image_for("tflite").name)
+    models = _model_dir(fp32_onnx, tmp_path / "models")
+    out = subprocess.run(
+        [
+            "docker", "run", "--rm", "--read-only", "--cap-drop", "ALL",
+            "-v", f"{models}:/mnt/models:ro", image,
+        ],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    last = [ln for ln in out.stderr.splitlines() if ln.strip()][-1]
+    assert last.startswith("error: onnxruntime is needed"), last
+    assert serving_image_for("onnx").reference() in last

@@ -41,6 +41,10 @@ def _runtime() -> dict[str, Any]:
     return _docs(BASE / "clusterservingruntime.yaml")[0]
 
 
+def _slim_runtimes() -> list[dict[str, Any]]:
+    return _docs(BASE / "clusterservingruntimes-slim.yaml")
+
+
 # ------------------------------------------------------------------------------- the runtime
 def test_cluster_serving_runtime_fits_the_crd(reference_dir: Path) -> None:
     rt = _runtime()
@@ -114,12 +118,49 @@ def test_runtime_installs_next_to_kserve_default_runtimes() -> None:
     """KServe's servingruntime webhook (pkg/webhook/admission/servingruntime/
     servingruntime_webhook.go) admits kfedge-edge next to every default ClusterServingRuntime
     of KServe 0.21 and the opt-in kserve-openvino, in both orders of installation."""
-    ours = _runtime()
     others = _kserve_runtimes("cluster_serving_runtimes", "optional_cluster_serving_runtimes")
     assert len(others) >= 15
-    assert runtime_clashes(ours["spec"], others, "kfedge-edge") == []
+    ours = [(r["metadata"]["name"], r["spec"]) for r in [_runtime(), *_slim_runtimes()]]
+    for name, spec in ours:  # each of kfedge's after KServe's and after kfedge's others
+        rest = [o for o in ours if o[0] != name]
+        assert runtime_clashes(spec, [*others, *rest], name) == [], name
     for name, spec in others:  # KServe (re)installed after kfedge
-        assert runtime_clashes(spec, [("kfedge-edge", ours["spec"])], name) == [], name
+        assert runtime_clashes(spec, ours, name) == [], name
+
+
+def test_one_runtime_per_image_mirrors_kfedge_edge() -> None:
+    """kfedge-edge-litert / -onnx / -openvino are kfedge-edge but for the name, the formats
+    (those their image serves, none auto-selected) and the image (the catalog's one-runtime
+    image); deploy's ``auto`` names them, and every format kfedge-edge serves has one."""
+    from kfedge.isvc import resolve_runtime
+
+    full = _runtime()
+    slim = {r["metadata"]["name"]: r for r in _slim_runtimes()}
+    versions = {f["name"]: f["version"] for f in full["spec"]["supportedModelFormats"]}
+    for fmt in versions:
+        name = resolve_runtime("auto", fmt, full["spec"]["containers"][0]["image"])
+        rt = slim[name]
+        (c,) = rt["spec"]["containers"]
+        spec = image_for_ref(c["image"])
+        assert spec is not None and c["image"] == spec.reference() and spec.formats == (fmt,)
+        assert spec.tensorflow is False
+        assert rt["spec"]["supportedModelFormats"] == [
+            {"name": fmt, "version": versions[fmt], "autoSelect": False}
+        ]
+        mirror = yaml.safe_load(yaml.safe_dump(rt))
+        mirror["metadata"]["name"] = mirror["metadata"]["labels"]["app.kubernetes.io/name"] = full[
+            "metadata"
+        ]["name"]
+        mirror["spec"]["supportedModelFormats"] = full["spec"]["supportedModelFormats"]
+        mirror["spec"]["containers"][0]["image"] = full["spec"]["containers"][0]["image"]
+        assert mirror == full, name
+    assert len(slim) == len(versions)
+
+
+def test_slim_runtimes_fit_the_crd(reference_dir: Path) -> None:
+    v = crd_validator(reference_dir, "serving.kserve.io_clusterservingruntimes.yaml", "v1alpha1")
+    for rt in _slim_runtimes():
+        assert not [e.message for e in v.iter_errors(rt)], rt["metadata"]["name"]
 
 
 def test_the_webhook_rule_denies_what_kserve_denies() -> None:
@@ -173,10 +214,9 @@ def test_formats_kserve_also_claims_are_served_by_naming_the_runtime() -> None:
         assert f["autoSelect"] is ((f["name"], f["version"]) not in claimed), f
     onnx_examples = [p for p in EXAMPLES.glob("isvc-*.yaml") if "name: onnx" in p.read_text()]
     assert onnx_examples
-    for p in onnx_examples:
-        assert (
-            yaml.safe_load(p.read_text())["spec"]["predictor"]["model"]["runtime"] == "kfedge-edge"
-        )
+    for p in onnx_examples:  # named: kfedge-edge-onnx (onnx only, autoSelect false)
+        runtime = yaml.safe_load(p.read_text())["spec"]["predictor"]["model"]["runtime"]
+        assert runtime == "kfedge-edge-onnx"
 
 
 def test_kserve_defaults_data_names_its_sources() -> None:
@@ -353,16 +393,19 @@ def test_kustomize_builds_the_standalone_overlay(tree: Path, reference_dir: Path
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in objs)
     assert kinds == [
         ("ClusterServingRuntime", "kfedge-edge"),
+        ("ClusterServingRuntime", "kfedge-edge-litert"),
+        ("ClusterServingRuntime", "kfedge-edge-onnx"),
+        ("ClusterServingRuntime", "kfedge-edge-openvino"),
         ("Role", "kfedge-deployer"),
         ("RoleBinding", "kfedge-deployer"),
         ("Secret", "kfedge-s3"),
         ("ServiceAccount", "kfedge-s3"),
     ]
     _check_storage(objs, "kubeflow")
-    rt = next(o for o in objs if o["kind"] == "ClusterServingRuntime")
-    assert "namespace" not in rt["metadata"], "a cluster-scoped object got a namespace"
     v = crd_validator(reference_dir, "serving.kserve.io_clusterservingruntimes.yaml", "v1alpha1")
-    assert not list(v.iter_errors(rt))
+    for rt in (o for o in objs if o["kind"] == "ClusterServingRuntime"):
+        assert "namespace" not in rt["metadata"], "a cluster-scoped object got a namespace"
+        assert not list(v.iter_errors(rt))
     rb = next(o for o in objs if o["kind"] == "RoleBinding")
     assert rb["metadata"]["namespace"] == "kubeflow"
     assert rb["roleRef"] == {
@@ -420,7 +463,12 @@ def test_examples_are_current_and_fit_the_crd(tmp_path: Path, reference_dir: Pat
         )
         isvc = yaml.safe_load(p.read_text())
         assert not list(v.iter_errors(isvc)), p.name
-        assert isvc["spec"]["predictor"]["model"]["runtime"] == _runtime()["metadata"]["name"]
+        model = isvc["spec"]["predictor"]["model"]
+        # the one-runtime ClusterServingRuntime of the model's format, from manifests/base
+        runtime = next(r for r in _slim_runtimes() if r["metadata"]["name"] == model["runtime"])
+        assert [f["name"] for f in runtime["spec"]["supportedModelFormats"]] == [
+            model["modelFormat"]["name"]
+        ]
 
 
 # ----------------------------------------------------------------------------------- images
@@ -438,6 +486,18 @@ def test_image_catalog_matches_the_dockerfiles_and_the_version() -> None:
         assert f"--platform {','.join(spec.platforms)}" in text, spec.dockerfile
     assert by_name["serving"].tensorflow is False
     assert by_name["serving"].builds_for("amd64") and by_name["serving"].builds_for("arm64")
+    # one image per runtime, the smallest that serves a format; the full image serves all
+    from kfedge.images import serving_image_for
+
+    assert set(by_name["serving"].formats) == {"tflite", "onnx", "openvino"}
+    for fmt, name in [("tflite", "serving-litert"), ("onnx", "serving-onnx")]:
+        assert serving_image_for(fmt) is by_name[name]
+        assert by_name[name].formats == (fmt,) and not by_name[name].tensorflow
+        args = dict(by_name[name].build_args)
+        assert args["FORMATS"] == fmt and args["KFP"] == "0"
+    assert serving_image_for("openvino") is by_name["serving-openvino"]
+    with pytest.raises(Exception, match="no kfedge image serves 'savedmodel'"):
+        serving_image_for("savedmodel")
 
 
 def test_buildx_commands_take_the_registry() -> None:
@@ -450,6 +510,8 @@ def test_buildx_commands_take_the_registry() -> None:
     for cmd, spec in zip(cmds, image_catalog(), strict=True):
         assert cmd[:4] == ["docker", "buildx", "build", "--platform"]
         assert cmd[4] == ",".join(spec.platforms) and cmd[-2:] == ["--push", "."]
+        args = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--build-arg"]
+        assert args == [f"{k}={v}" for k, v in spec.build_args]
     assert main(["build", "--registry", "r.example", "serving"]) == 0
     assert main(["build", "nope"]) == 2
 
@@ -506,7 +568,9 @@ def test_serving_image_is_slim_multiarch_and_non_root() -> None:
     text = (IMAGES / "Dockerfile.serving").read_text()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in lines  # official multi-arch base
-    assert any("requirements.py serving >" in ln for ln in lines)
+    assert "ARG EXTRA=serving" in lines  # the default build is the every-runtime image
+    assert any('requirements.py "${EXTRA}" >' in ln for ln in lines)
+    assert any("slim.py check ${FORMATS}" in ln for ln in lines)  # serves these, no other runtime
     assert "tensorflow" not in " ".join(ln for ln in lines if "pip install" in ln).lower()
     assert not any(ln.startswith("HEALTHCHECK") for ln in lines)
     user = [ln for ln in lines if ln.startswith("USER ")]
@@ -543,6 +607,7 @@ def test_build_context_is_the_sources_only(tmp_path: Path) -> None:
     assert a == context_digest(ROOT, "images/Dockerfile.serving", "base:1")
     assert a != context_digest(ROOT, "images/Dockerfile.serving", "base:2")
     assert a != context_digest(ROOT, "images/Dockerfile.component", "base:1")
+    assert a != context_digest(ROOT, "images/Dockerfile.serving", "base:1", (("EXTRA", "x"),))
 
 
 def test_serving_entrypoint_runs_commands_and_serves_options(tmp_path: Path) -> None:

@@ -23,14 +23,34 @@ _EXTRA_FOR = {
     "tf2onnx": "optimize",
     "onnx": "optimize",
     "sklearn": "optimize",
-    "onnxruntime": "serving",
-    "openvino": "serving",
+    "onnxruntime": "serving-onnx",
+    "openvino": "serving-openvino",
     "nncf": "optimize",
-    "ai_edge_litert": "serving",
+    "ai_edge_litert": "serving-litert",
     "kserve": "serving",
     "kfp": "pipelines",
     "minio": "core",
 }
+
+
+#: The Python module of the runtime that serves each deployable format.
+RUNTIME_MODULE = {"tflite": "ai_edge_litert", "onnx": "onnxruntime", "openvino": "openvino"}
+
+
+def _image_hint(top: str) -> str:
+    """Which kfedge serving image has a serving runtime ("" for another module).
+
+    A one-runtime image lacks the others: the model belongs in the image of its format.
+    """
+    fmt = next((f for f, m in RUNTIME_MODULE.items() if m == top), None)
+    if fmt is None:
+        return ""
+    from kfedge.images import image_ref, serving_image_for
+
+    return (
+        f"; in a container, serve {fmt} models with {serving_image_for(fmt).reference()} "
+        f"(or {image_ref('serving')}, every runtime)"
+    )
 
 
 def _quiet_tf_env() -> None:
@@ -59,7 +79,7 @@ def require(module: str) -> ModuleType:
         hint = "pip install kfedge" if extra == "core" else f"pip install 'kfedge[{extra}]'"
         raise DependencyError(
             f"{module} is needed for this step but is not installed ({exc}); "
-            f"install it with: {hint}"
+            f"install it with: {hint}{_image_hint(top)}"
         ) from exc
 
 

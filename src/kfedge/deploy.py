@@ -34,6 +34,7 @@ import numpy as np
 from kfedge.errors import ConfigError, InvalidInputError, KfedgeError
 from kfedge.fsutil import write_json_atomic, write_text_atomic
 from kfedge.isvc import (
+    AUTO_RUNTIME,
     DEFAULT_RUNTIME,
     DEFAULT_SERVICE_ACCOUNT,
     DEFAULT_STORAGE_SECRET,
@@ -51,6 +52,7 @@ from kfedge.local_deploy import deploy_local, local_server
 from kfedge.smoke import smoke_test
 
 __all__ = [
+    "AUTO_RUNTIME",
     "DEFAULT_RUNTIME",
     "DEFAULT_SERVICE_ACCOUNT",
     "DEFAULT_STORAGE_SECRET",
@@ -152,7 +154,7 @@ def deploy_candidate(
     storage_secret: str = DEFAULT_STORAGE_SECRET,
     storage_uri: str = "",
     mode: str = "auto",
-    runtime: str = DEFAULT_RUNTIME,
+    runtime: str = AUTO_RUNTIME,
     deployment_mode: str = "RawDeployment",
     wait_timeout: float = 300,
     atol: float = 1e-3,
@@ -185,7 +187,8 @@ def deploy_candidate(
         storage_uri: Where KServe fetches the model (default: ``model_uri``).
         mode: ``auto`` (cluster when a Kubernetes API is configured, else local), ``local``
             or ``cluster``.
-        runtime: ServingRuntime name.
+        runtime: ServingRuntime name; ``auto``: ``kfedge-edge-<runtime>`` of the model's
+            format (:func:`kfedge.isvc.resolve_runtime`).
         deployment_mode: See :func:`build_inference_service`.
         wait_timeout: Seconds to wait for Ready (cluster mode).
         atol: Largest accepted absolute difference in the smoke test.

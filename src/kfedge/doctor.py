@@ -47,7 +47,7 @@ __all__ = ["Finding", "add_arguments", "main", "run_doctor", "run_from_args"]
 
 Level = Literal["ok", "warn", "fail"]
 KFP_HEALTHZ = "/apis/v2beta1/healthz"
-DEFAULT_RUNTIME = "kfedge-edge"
+DEFAULT_RUNTIME = "auto"  # as deploy: kfedge-edge-<runtime> for each of the target's formats
 DEFAULT_SECRET = "kfedge-s3"
 DEFAULT_SERVICE_ACCOUNT = "kfedge-s3"
 DEFAULT_PIPELINE = "edge-optimize-deploy"
@@ -230,7 +230,7 @@ def run_doctor(
             default edge-optimize-deploy).
         secret: The S3 Secret InferenceServices use.
         service_account: The ServiceAccount InferenceServices name.
-        runtime: The ClusterServingRuntime deploy names.
+        runtime: The ClusterServingRuntime deploy names (``auto``: the one of each format).
         registry: Registry the component image is pulled from (default: kfedge's).
         kube: Check the Kubernetes API (False: KFP, pipeline and images only).
         timeout: Seconds per HTTP request.

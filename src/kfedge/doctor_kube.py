@@ -133,12 +133,24 @@ def check_kserve(kube: Kube, target: Any, runtime: str) -> list[Finding]:
     out.append(
         Finding("kserve", "ok", "KServe API present (InferenceService, ClusterServingRuntime)")
     )
+    from kfedge.isvc import resolve_runtime
+
+    wanted: dict[str, list[str]] = {}  # the runtime deploy names for each of the target's formats
+    for fmt in target.formats:
+        wanted.setdefault(resolve_runtime(runtime, fmt, target.runtime_image), []).append(fmt)
+    for name, formats in wanted.items():
+        out += _check_runtime(kube, target, name, formats)
+    return out
+
+
+def _check_runtime(kube: Kube, target: Any, runtime: str, needed: list[str]) -> list[Finding]:
+    """One ClusterServingRuntime: present, enabled, listing the formats deploy gives it."""
+    out: list[Finding] = []
     try:
         rt = kube.get(f"/apis/serving.kserve.io/v1alpha1/clusterservingruntimes/{runtime}")
     except ApiError as exc:
         if exc.status == 404:
             return [
-                *out,
                 Finding(
                     "runtime",
                     "fail",
@@ -148,7 +160,6 @@ def check_kserve(kube: Kube, target: Any, runtime: str) -> list[Finding]:
             ]
         if exc.status == 403:
             return [
-                *out,
                 Finding(
                     "runtime",
                     "warn",
@@ -156,10 +167,10 @@ def check_kserve(kube: Kube, target: Any, runtime: str) -> list[Finding]:
                     "ask a cluster admin whether `kubectl apply -k manifests/base` was applied",
                 ),
             ]
-        return [*out, Finding("runtime", "fail", str(exc), "check API access")]
+        return [Finding("runtime", "fail", str(exc), "check API access")]
     spec = rt.get("spec") or {}
     formats = {str(f.get("name", "")).lower() for f in spec.get("supportedModelFormats") or []}
-    missing = [f for f in target.formats if f not in formats]
+    missing = [f for f in needed if f not in formats]
     if spec.get("disabled"):
         out.append(Finding("runtime", "fail", f"{runtime} is disabled", "set spec.disabled: false"))
     elif missing:

@@ -50,6 +50,7 @@ __all__ = [
     "image_ref",
     "local_build",
     "main",
+    "serving_image_for",
 ]
 
 #: Platform names of the architectures a target profile can have (``Target.arch``).
@@ -67,6 +68,9 @@ class ImageSpec:
         platforms: Platforms the image is built for (``linux/amd64``, ``linux/arm64``).
         tensorflow: Whether the image carries TensorFlow.
         runs: What runs in it (one line).
+        formats: The model formats it serves (empty: it serves none).
+        build_args: ``--build-arg`` values, as sorted (name, value) pairs (with ``FORMATS``,
+            the formats, for an image that serves any).
     """
 
     name: str
@@ -75,6 +79,12 @@ class ImageSpec:
     platforms: tuple[str, ...]
     tensorflow: bool
     runs: str
+    formats: tuple[str, ...] = ()
+    build_args: tuple[tuple[str, str], ...] = ()
+
+    def build_arg_flags(self) -> list[str]:
+        """``--build-arg NAME=VALUE`` flags for a ``docker build`` of this image."""
+        return [f for k, v in self.build_args for f in ("--build-arg", f"{k}={v}")]
 
     def reference(self, registry: str | None = None, version: str | None = None) -> str:
         """The image reference for a registry (default: kfedge's) and version (kfedge's)."""
@@ -116,7 +126,13 @@ def image_catalog() -> tuple[ImageSpec, ...]:
                 platforms=tuple(str(p) for p in entry["platforms"]),
                 tensorflow=bool(entry["tensorflow"]),
                 runs=str(entry.get("runs", "")),
-            )
+                formats=tuple(str(f) for f in entry.get("formats") or ()),
+                build_args=tuple(sorted((
+                    {str(k): str(v) for k, v in (entry.get("build_args") or {}).items()}
+                    # the Dockerfile checks the image serves these and carries no other runtime
+                    | ({"FORMATS": " ".join(entry["formats"])} if entry.get("formats") else {})
+                ).items())),
+            )  # fmt: skip
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"kfedge/data/images.yaml: bad entry {entry!r}: {exc}") from None
         if "{registry}/" not in spec.ref or ":{version}" not in spec.ref:
@@ -145,6 +161,25 @@ def image_ref(name: str, registry: str | None = None) -> str:
             return spec.reference(registry)
     names = ", ".join(s.name for s in image_catalog())
     raise NotFoundError(f"no kfedge image named {name!r}; known: {names}")
+
+
+def serving_image_for(model_format: str) -> ImageSpec:
+    """The smallest catalog image that serves a model format (the one-runtime image).
+
+    Args:
+        model_format: ``tflite``, ``onnx`` or ``openvino``.
+
+    Returns:
+        The serving image with the fewest formats among those serving ``model_format``.
+
+    Raises:
+        NotFoundError: No kfedge image serves the format.
+    """
+    specs = [s for s in image_catalog() if model_format in s.formats]
+    if not specs:
+        served = sorted({f for s in image_catalog() for f in s.formats})
+        raise NotFoundError(f"no kfedge image serves {model_format!r} models; served: {served}")
+    return min(specs, key=lambda s: len(s.formats))
 
 
 def _split_ref(ref: str) -> tuple[str, str]:
@@ -195,7 +230,7 @@ def buildx_commands(
     out = []
     for s in specs:
         cmd = ["docker", "buildx", "build", "--platform", ",".join(s.platforms)]
-        cmd += ["-f", s.dockerfile, "-t", s.reference(registry)]
+        cmd += [*s.build_arg_flags(), "-f", s.dockerfile, "-t", s.reference(registry)]
         if push:
             cmd.append("--push")
         cmd.append(".")
@@ -213,6 +248,8 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 CONTEXT_LABEL = "io.kfedge.context"
 #: The label that records the base image an image was built on.
 BASE_LABEL = "io.kfedge.base"
+#: The label that records the recipe the local base was made by.
+RECIPE_LABEL = "io.kfedge.recipe"
 
 
 def docker_problem(docker: str = "docker") -> str | None:
@@ -298,9 +335,13 @@ def context_files(root: Path) -> list[Path]:
     return sorted(p for p in out if not denied(p))
 
 
-def context_digest(root: Path, dockerfile: str, base: str) -> str:
-    """SHA-256 over the context files, the Dockerfile and the base image reference."""
+def context_digest(
+    root: Path, dockerfile: str, base: str, build_args: tuple[tuple[str, str], ...] = ()
+) -> str:
+    """SHA-256 over the context files, the Dockerfile, the base image and the build arguments."""
     h = hashlib.sha256(f"base={base}\n".encode())
+    for name, value in build_args:
+        h.update(f"arg {name}={value}\n".encode())
     for path in [*context_files(root), root / dockerfile]:
         h.update(str(path.relative_to(root)).encode() + b"\0")
         h.update(path.read_bytes() + b"\0")
@@ -337,36 +378,50 @@ def ensure_base(docker: str = "docker", ref: str = LOCAL_BASE, force: bool = Fal
     Raises:
         ConfigError: mmdebstrap is missing or fails.
     """
-    if not force and image_present(ref, docker) is not None:
-        return ref
     if shutil.which("mmdebstrap") is None:
+        if not force and image_present(ref, docker) is not None:
+            return ref
         raise ConfigError(
             "mmdebstrap is needed to make the local base image (apt-get install mmdebstrap), or "
             "pass --base IMAGE with a Debian-12-like python3.11 image"
         )
     ca = _ca_bundle()
+    merged_usr = Path("/usr/share/mmdebstrap/hooks/merged-usr")
+    recipe = [
+        "mmdebstrap", "--quiet", "--variant=minbase",
+        "--include=" + ",".join(BASE_PACKAGES),
+        # /usr merged by mmdebstrap's hook, not by the usrmerge package (which pulls in perl: 50 MB)
+        *([f"--hook-dir={merged_usr}"] if merged_usr.is_dir() else []),
+        # no documentation, manual pages or translations (about 50 MB); licences stay
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/info/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+        f"--customize-hook=cp {shlex.quote(str(ca))} \"$1\"/etc/ssl/certs/ca-certificates.crt",
+        "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*",
+        DEBIAN_SUITE,
+    ]  # fmt: skip
+    # A base made by another recipe (or with another CA bundle) is made again.
+    digest = hashlib.sha256("\0".join(recipe).encode() + ca.read_bytes()).hexdigest()
+    present = image_present(ref, docker)
+    if not force and present is not None and present.get(RECIPE_LABEL) == digest:
+        return ref
+    previous_id = _image_id(docker, ref) if present is not None else ""
     with tempfile.TemporaryDirectory(prefix="kfedge-base-") as tmp:
         tar = Path(tmp) / "base.tar"
-        cmd = [
-            "mmdebstrap", "--quiet", "--variant=minbase",
-            "--include=" + ",".join(BASE_PACKAGES),
-            # no documentation, manual pages or translations (about 50 MB); licences stay
-            "--dpkgopt=path-exclude=/usr/share/doc/*",
-            "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-            "--dpkgopt=path-exclude=/usr/share/man/*",
-            "--dpkgopt=path-exclude=/usr/share/info/*",
-            "--dpkgopt=path-exclude=/usr/share/locale/*",
-            f"--customize-hook=cp {shlex.quote(str(ca))} \"$1\"/etc/ssl/certs/ca-certificates.crt",
-            "--customize-hook=rm -rf \"$1\"/var/lib/apt/lists/* \"$1\"/var/cache/apt/*",
-            DEBIAN_SUITE, str(tar), DEBIAN_MIRROR,
-        ]  # fmt: skip
+        cmd = [*recipe, str(tar), DEBIAN_MIRROR]
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode != 0:
             raise ConfigError(f"mmdebstrap failed: {_last_line(res.stderr)}")
-        res = subprocess.run([docker, "import", str(tar), ref], capture_output=True, text=True,
-                             check=False)  # fmt: skip
+        res = subprocess.run(
+            [docker, "import", "--change", f"LABEL {RECIPE_LABEL}={digest}", str(tar), ref],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
         if res.returncode != 0:
             raise ConfigError(f"docker import failed: {_last_line(res.stderr)}")
+    if previous_id:  # kept while images built on it are; removed with the last of them
+        _remove_untagged(docker, previous_id)
     return ref
 
 
@@ -429,7 +484,7 @@ def local_build(
     out = []
     for spec in specs:
         ref = spec.reference()
-        digest = context_digest(root, spec.dockerfile, base_key)
+        digest = context_digest(root, spec.dockerfile, base_key, spec.build_args)
         labels = image_present(ref, docker)
         previous_id = _image_id(docker, ref) if labels is not None else ""
         started = time.perf_counter()
@@ -437,6 +492,7 @@ def local_build(
         if built:
             cmd = [
                 docker, "build", "--network", "host", "--build-arg", f"PYTHON_IMAGE={base}",
+                *spec.build_arg_flags(),
                 "--label", f"{CONTEXT_LABEL}={digest}", "--label", f"{BASE_LABEL}={base_key}",
                 "-f", spec.dockerfile, "-t", ref, ".",
             ]  # fmt: skip

@@ -3,8 +3,9 @@
 :func:`build_inference_service` builds it with the kserve SDK model classes from a target
 profile: node selector, tolerations, accelerator resources, serving resources, what the device
 needs (the profile's ``devices``: RuntimeClass, device-plugin resources, host device mounts),
-the ``kfedge-edge`` ServingRuntime named explicitly (never KServe's auto-selection: its default
-Triton runtime also claims onnx), the S3 Secret named by annotation, and the deployment mode
+a kfedge ClusterServingRuntime named explicitly (never KServe's auto-selection: its default
+Triton runtime also claims onnx; by default the one-runtime ``kfedge-edge-<runtime>`` of the
+model's format, :func:`resolve_runtime`), the S3 Secret named by annotation, and the deployment mode
 annotation. :func:`isvc_name` makes a name KServe can derive all its objects from;
 :func:`write_examples` writes one example per shipped target (``manifests/examples``).
 
@@ -35,6 +36,7 @@ from kfedge.fsutil import write_text_atomic
 from kfedge.uris import kserve_storage_uri
 
 __all__ = [
+    "AUTO_RUNTIME",
     "DEFAULT_RUNTIME",
     "DEFAULT_SERVICE_ACCOUNT",
     "DEFAULT_STORAGE_SECRET",
@@ -47,6 +49,7 @@ __all__ = [
     "build_inference_service",
     "isvc_name",
     "isvc_yaml",
+    "resolve_runtime",
     "write_examples",
 ]
 
@@ -59,7 +62,10 @@ DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODES = ("RawDeployment", "Standard", "Serverless", "Knative")
 MODEL_FORMATS = ("tflite", "onnx", "openvino")
 PROTOCOLS = ("v1", "v2")
+#: The ClusterServingRuntime with every runtime (the kfedge-serving image).
 DEFAULT_RUNTIME = "kfedge-edge"
+#: ``runtime`` value that picks the one-runtime ClusterServingRuntime of the model's format.
+AUTO_RUNTIME = "auto"
 DEFAULT_SERVICE_ACCOUNT = "kfedge-s3"
 #: The Secret with the S3 keys and settings (manifests/overlays create it in the namespace).
 DEFAULT_STORAGE_SECRET = "kfedge-s3"
@@ -82,6 +88,30 @@ class DeployError(KfedgeError):
 
 class TransientDeployError(DeployError, TransientError):
     """The Kubernetes API failed in a way a retry can fix (409, 429, 5xx, unreachable)."""
+
+
+def resolve_runtime(runtime: str, model_format: str, runtime_image: str) -> str:
+    """The ClusterServingRuntime an InferenceService names.
+
+    Args:
+        runtime: A runtime name, or :data:`AUTO_RUNTIME`.
+        model_format: ``tflite``, ``onnx`` or ``openvino``.
+        runtime_image: The target profile's serving image.
+
+    Returns:
+        ``runtime`` as given; for ``auto``, ``kfedge-edge-<runtime>`` whose image serves only
+        ``model_format`` (``kfedge-edge-litert`` for tflite: an edge device pulls only the
+        runtime its model needs), or ``kfedge-edge`` when the target names its own serving
+        image (which replaces the runtime's image on the InferenceService).
+    """
+    if runtime != AUTO_RUNTIME:
+        return runtime
+    from kfedge._version import SERVING_IMAGE
+    from kfedge.images import serving_image_for
+
+    if runtime_image != SERVING_IMAGE:
+        return DEFAULT_RUNTIME
+    return DEFAULT_RUNTIME + serving_image_for(model_format).name.removeprefix("serving")
 
 
 def isvc_name(text: str, namespace: str | None = None) -> str:
@@ -122,7 +152,7 @@ def build_inference_service(
     target: Any,
     namespace: str = "default",
     model_format: str = "tflite",
-    runtime: str = DEFAULT_RUNTIME,
+    runtime: str = AUTO_RUNTIME,
     service_account: str = DEFAULT_SERVICE_ACCOUNT,
     deployment_mode: str = "RawDeployment",
     min_replicas: int = 1,
@@ -141,7 +171,8 @@ def build_inference_service(
         namespace: Namespace of the InferenceService.
         model_format: ``tflite`` or ``onnx`` (must be one of the target's formats).
         runtime: ServingRuntime / ClusterServingRuntime to name (never left to KServe's
-            auto-selection).
+            auto-selection); ``auto``: the one-runtime kfedge runtime of ``model_format``
+            (:func:`resolve_runtime`).
         service_account: The predictor's ServiceAccount ("": the namespace's default); KServe
             falls back to the S3 Secrets it lists when no ``storage_secret`` is named.
         deployment_mode: ``RawDeployment`` / ``Standard`` (a plain Deployment) or
@@ -186,7 +217,8 @@ def build_inference_service(
         raise ConfigError(f"namespace {namespace!r} is not a valid Kubernetes namespace name")
     if not runtime:
         raise ConfigError(
-            "runtime is empty: name the ServingRuntime (kfedge-edge); KServe's auto-selection "
+            "runtime is empty: name the ServingRuntime (auto, kfedge-edge, "
+            "kfedge-edge-litert, ...); KServe's auto-selection "
             "would give onnx models to its Triton runtime"
         )
     if model_format not in MODEL_FORMATS:
@@ -235,6 +267,7 @@ def build_inference_service(
     from kfedge._version import SERVING_IMAGE
 
     image = tgt.runtime_image if tgt.runtime_image != SERVING_IMAGE else None
+    runtime = resolve_runtime(runtime, model_format, tgt.runtime_image)
     isvc = V1beta1InferenceService(
         api_version=API_VERSION,
         kind="InferenceService",
