@@ -193,11 +193,31 @@ def locked_versions(lock: Path = LOCK_FILE) -> dict[str, str]:
 
 
 def runtime_requirements() -> list[str]:
-    """The requirement strings the userland starts from: base, ``serving`` extra, ``onnx``."""
+    """The requirement strings the userland starts from: base, ``serving`` extra, ``onnx``.
+
+    An extra that names the project's own extras (``serving = ["kfedge[serving-litert,...]"]``)
+    is expanded here: kfedge itself is imported from the work tree, it is not a wheel.
+    """
+    from packaging.requirements import Requirement
+
     project = tomllib.loads(PYPROJECT.read_text())["project"]
+    extras = project["optional-dependencies"]
+    own = _canon(project["name"])
+
+    def expand(specs: Sequence[str], seen: frozenset[str]) -> list[str]:
+        out: list[str] = []
+        for spec in specs:
+            req = Requirement(spec)
+            if _canon(req.name) != own:
+                out.append(spec)
+                continue
+            for extra in sorted(set(req.extras) - seen):
+                out.extend(expand(extras[extra], seen | {extra}))
+        return out
+
     return [
         *project["dependencies"],
-        *project["optional-dependencies"]["serving"],
+        *expand(extras["serving"], frozenset({"serving"})),
         *EXTRA_REQUIREMENTS,
     ]
 
