@@ -7,7 +7,7 @@ LOCK   := constraints/requirements.lock
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format bench bench-peers images compile clean lock soak
+.PHONY: run test lint format bench bench-peers images compile clean lock soak cluster-build cluster-up cluster-down
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -90,3 +90,14 @@ lock:
 
 clean:
 	rm -rf $(VENV) local_outputs .pytest_cache build dist *.egg-info
+
+## cluster-build: build the real control plane the tests run (etcd, Kubernetes, KServe's controller, kwok) from the Go module proxy, cached in ~/.cache/kfedge
+cluster-build: $(STAMP)
+	$(BIN)/python -m controlplane build
+
+## cluster-up / cluster-down: start / stop that control plane on 127.0.0.1 (KUBECONFIG=.cluster/admin.kubeconfig)
+cluster-up: $(STAMP)
+	$(BIN)/python -m controlplane up --dir .cluster
+
+cluster-down: $(STAMP)
+	$(BIN)/python -m controlplane down --dir .cluster

@@ -101,8 +101,19 @@ class FakeJsonApi:
 
 
 def _strip_x(node: Any) -> Any:
+    """The schema for jsonschema, as strict as the API server with ``fieldValidation=Strict``:
+    an object schema with ``properties`` refuses other fields unless it preserves unknown
+    fields (k8s.io/apiextensions-apiserver structural schemas: unknown fields are pruned, and
+    refused under Strict), so a misspelled ``nodeSelektor`` fails here as it fails there."""
     if isinstance(node, dict):
-        return {k: _strip_x(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
+        out = {k: _strip_x(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
+        if (
+            "properties" in node
+            and "additionalProperties" not in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
     if isinstance(node, list):
         return [_strip_x(v) for v in node]
     return node
@@ -121,6 +132,12 @@ def crd_validator(reference_dir: Path, file: str, version: str) -> Any:
 
 # ------------------------------------------------------------------ a KServe-like fake API
 ISVC_PREFIX = "/apis/serving.kserve.io/v1beta1/namespaces/"
+DEPLOY_PREFIX = "/apis/apps/v1/namespaces/"
+
+
+def _knative(obj: dict[str, Any]) -> bool:
+    mode = obj["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode")
+    return mode in ("Serverless", "Knative")
 
 
 def k8s_status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -160,9 +177,17 @@ class FakeKServe(FakeJsonApi):
     * After a create, the first ``ready_after - 1`` reads have no Ready condition yet.
     * After an update that changes the spec (the generation moves), the first ``stale_reads``
       reads still show the previous status (Ready=True: the controller has not seen the new
-      spec), the next ``rolling_reads`` show the rollout (workload generation moved on,
-      Ready=Unknown; in Serverless a new revision created but not ready), then Ready=True with a
-      new ``lastTransitionTime``.
+      spec), the next ``rolling_reads`` show the rollout, then it is done.
+    * The rollout, in raw deployment mode (RawDeployment / Standard): the predictor Deployment
+      ``<name>-predictor`` (served at ``/apis/apps/v1``) has a new generation, observed at
+      once by its controller, one updated pod beside the old one (RollingUpdate, 25 % surge,
+      none unavailable: kserve ``deployment_reconciler.go`` ``setDefaultDeploymentSpec``),
+      and the InferenceService stays **Ready=True** throughout, with the Deployment's moved
+      ``observedGeneration``: KServe copies the Deployment's ``Available`` condition, true
+      while the old pod serves (``PropagateRawStatus``). (An earlier version of this fake
+      showed Ready=Unknown here, which real KServe never does in this mode.)
+    * In Serverless mode: a new revision is created but not ready, and Ready is Unknown (the
+      Knative Service's ConfigurationsReady is Unknown until the latest revision is ready).
     * An update that changes no spec leaves generation and status alone.
 
     ``faults`` maps a method to HTTP status codes answered (in turn) instead of the real answer;
@@ -198,9 +223,7 @@ class FakeKServe(FakeJsonApi):
 
     def _status(self, obj: dict[str, Any], st: dict[str, Any], ready: str) -> dict[str, Any]:
         name = obj["metadata"]["name"]
-        knative = obj["metadata"].get("annotations", {}).get(
-            "serving.kserve.io/deploymentMode"
-        ) in ("Serverless", "Knative")
+        knative = _knative(obj)
         if ready != st.get("ready"):
             st["ready"], st["since"] = ready, self._time()
         status: dict[str, Any] = {
@@ -252,16 +275,53 @@ class FakeKServe(FakeJsonApi):
                     st["rolled"] = True
                     st["workload"] += 1
                     st["revision"] += 1
-                obj["status"] = self._status(obj, st, "Unknown")
+                    st["surge"] = 1  # the new pod beside the old, not yet available
+                obj["status"] = self._status(obj, st, "Unknown" if _knative(obj) else "True")
                 self.phases.append("rolling")
                 return
             st["ready_revision"] = st["revision"]
+            st["surge"] = 0
             st["phase"] = "ready"
             obj["status"] = self._status(obj, st, "True")
         self.phases.append("ready")
 
+    def _deployment(self, obj: dict[str, Any], st: dict[str, Any]) -> dict[str, Any]:
+        """The predictor Deployment as its controller reports it (raw mode only)."""
+        ready = st["phase"] == "ready" and not self.never_ready
+        status = {
+            "observedGeneration": st["workload"],
+            "replicas": 1 + st["surge"],
+            "updatedReplicas": 1,
+            "availableReplicas": (1 if ready or st["surge"] else 0),
+            "readyReplicas": (1 if ready or st["surge"] else 0),
+        }
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": obj["metadata"]["name"] + "-predictor",
+                "namespace": obj["metadata"]["namespace"],
+                "generation": st["workload"],
+            },
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "RollingUpdate"},
+                "selector": {"matchLabels": {"app": f"isvc.{obj['metadata']['name']}-predictor"}},
+                "template": {"metadata": {}, "spec": {"containers": []}},
+            },
+            "status": status,
+        }
+
     def answer(self, req: Request) -> tuple[int, Any]:
         method, path, body = req.method, req.path, req.json
+        if path.startswith(DEPLOY_PREFIX) and req.method == "GET":
+            ns, _, rest = path[len(DEPLOY_PREFIX) :].partition("/deployments/")
+            key = (ns, rest.removesuffix("-predictor"))
+            if not rest.endswith("-predictor") or key not in self.objects:
+                return 404, k8s_status(404, "NotFound", f'deployments.apps "{rest}" not found')
+            if _knative(self.objects[key]):
+                return 404, k8s_status(404, "NotFound", f'deployments.apps "{rest}" not found')
+            return 200, self._deployment(self.objects[key], self.state[key])
         if not path.startswith(ISVC_PREFIX) or "/inferenceservices" not in path:
             return 404, k8s_status(404, "NotFound", f"no route {path}")
         ns, _, rest = path[len(ISVC_PREFIX) :].partition("/inferenceservices")
@@ -297,6 +357,7 @@ class FakeKServe(FakeJsonApi):
                 "revision": 1,
                 "ready_revision": 1,
                 "rolled": True,
+                "surge": 0,
             }
             return 201, obj
         if method == "PATCH":

@@ -39,6 +39,19 @@ from kfedge.errors import ConfigError  # noqa: E402
 PREFIX = "/apis/serving.kserve.io/v1beta1/namespaces/"
 
 
+def test_crd_schema_refuses_misspelled_fields(reference_dir) -> None:  # noqa: ANN001
+    """The schema check is as strict as the API server under fieldValidation=Strict (which
+    deploy sends): unknown fields are refused, not accepted (the real API server's behaviour
+    is checked in tests/test_cluster.py)."""
+    validator = crd_validator(reference_dir, "serving.kserve.io_inferenceservices.yaml", "v1beta1")
+    isvc = build_inference_service("digits", "s3://models/digits", "cpu-arm64")
+    pred = isvc["spec"]["predictor"]
+    pred["nodeSelektor"] = pred.pop("nodeSelector")
+    pred["model"]["storageURI"] = pred["model"].pop("storageUri")
+    messages = " ".join(e.message for e in validator.iter_errors(isvc))
+    assert "nodeSelektor" in messages and "storageURI" in messages
+
+
 @pytest.mark.parametrize("target", ["cpu-arm64", "nvidia-jetson", "coral-edgetpu"])
 def test_isvc_from_target_fits_crd_and_carries_placement(target: str, reference_dir) -> None:  # noqa: ANN001
     from kfedge.targets import load_target
@@ -63,6 +76,9 @@ def test_isvc_from_target_fits_crd_and_carries_placement(target: str, reference_
     assert pred["nodeSelector"]["kubernetes.io/arch"] == "arm64"
     assert pred.get("tolerations", []) == tgt.k8s_tolerations()
     assert pred["serviceAccountName"] == "kfedge-s3" and pred["minReplicas"] == 1
+    # one device per node: a RollingUpdate surge pod could never schedule beside the old one
+    exclusive = target != "cpu-arm64"
+    assert (pred.get("deploymentStrategy") == {"type": "Recreate"}) is exclusive
     model = pred["model"]
     # the runtime with LiteRT alone (manifests/base/clusterservingruntimes-slim.yaml)
     assert model["modelFormat"] == {"name": "tflite"} and model["runtime"] == "kfedge-edge-litert"
@@ -239,7 +255,10 @@ def test_fake_api_create_then_wait_ready_returns_address_url(fake_kube) -> None:
     methods = [(r.method, r.path) for r in fake.requests]
     assert methods[0] == ("GET", PREFIX + "default/inferenceservices/digits")
     assert methods[1] == ("POST", PREFIX + "default/inferenceservices")
-    assert all(m == "GET" for m, _ in methods[2:]) and len(methods) == 2 + fake.ready_after
+    assert all(m == "GET" for m, _ in methods[2:])
+    # the InferenceService polled until Ready, then its predictor Deployment's rollout read
+    assert len(methods) == 2 + fake.ready_after + 1
+    assert methods[-1] == ("GET", "/apis/apps/v1/namespaces/default/deployments/digits-predictor")
     assert fake.requests[1].json == isvc  # exactly the object built, nothing else
     assert fake.requests[1].headers["authorization"] == "Bearer fake-token"
 
@@ -295,8 +314,8 @@ def test_fake_api_update_waits_until_kserve_serves_the_new_spec(fake_kube) -> No
     """After an update KServe still reports Ready=True for the previous spec, with a
     status.observedGeneration that is the Deployment's (inference_service_status.go,
     PropagateRawStatus), so "observedGeneration >= generation" holds while the old pods serve.
-    deploy waits for the rollout: the workload's generation moves, Ready goes Unknown, then
-    True again."""
+    During the rollout Ready stays True too (the old pod is Available) while the copied
+    observedGeneration moves: deploy waits until the predictor Deployment's rollout is done."""
     fake, kubeconfig = fake_kube
     first = build_inference_service("digits", "s3://models/v1", "cpu-arm64")
     deploy(first, wait_timeout=10, kube=kubeconfig, poll_interval=0.01)

@@ -292,6 +292,16 @@ def _needed_verbs() -> set[str]:
     return found
 
 
+def _needed_deployment_verbs() -> set[str]:
+    """The verbs kfedge's code calls on Deployments (the predictor's rollout, in raw mode)."""
+    verb = {"read": "get", "list": "list", "patch": "patch", "create": "create"}
+    found = set()
+    for py in (ROOT / "src" / "kfedge").rglob("*.py"):
+        for m in re.finditer(r"\.(\w+?)_namespaced_deployment\(", py.read_text()):
+            found.add(verb.get(m.group(1), m.group(1)))
+    return found
+
+
 def test_rbac_is_exactly_what_the_deploy_code_calls() -> None:
     """Least privilege: the Role lists the verbs the code calls (derived from src/kfedge), on
     InferenceServices only, in one namespace; Kubeflow's kubeflow-edit covers the same verbs."""
@@ -299,10 +309,12 @@ def test_rbac_is_exactly_what_the_deploy_code_calls() -> None:
     assert needed >= {"get", "create", "patch"}, needed
     (role,) = _docs(MANIFESTS / "rbac" / "role.yaml")
     assert role["kind"] == "Role"
-    (rule,) = role["rules"]
+    rule, apps = role["rules"]
     assert rule["apiGroups"] == ["serving.kserve.io"] and rule["resources"] == ["inferenceservices"]
     assert "*" not in rule["verbs"] and set(rule["verbs"]) == needed
     assert len(rule["verbs"]) == len(set(rule["verbs"]))
+    assert apps["apiGroups"] == ["apps"] and apps["resources"] == ["deployments"]
+    assert set(apps["verbs"]) == _needed_deployment_verbs() == {"get"}
     assert needed <= set(kserve_defaults()["kubeflow_edit_inferenceservices"]["verbs"])
     for f in MANIFESTS.rglob("*.yaml"):
         for d in _docs(f):

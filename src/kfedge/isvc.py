@@ -332,10 +332,30 @@ def build_inference_service(
         ),
     )
     out = ApiClient().sanitize_for_serialization(isvc)
+    if not knative and exclusive_device(tgt):
+        out["spec"]["predictor"]["deploymentStrategy"] = {"type": "Recreate"}
     model = out["spec"]["predictor"]["model"]
     if not model.get("name"):
         model.pop("name", None)  # the SDK's empty container name; KServe names it itself
     return out
+
+
+def exclusive_device(target: Any) -> bool:
+    """Whether a target's predictor holds a device one pod at a time (accelerator, host device).
+
+    Such a predictor is replaced with the ``Recreate`` strategy: KServe's raw Deployment rolls
+    out with RollingUpdate (25 % surge, none unavailable: kserve ``deployment_reconciler.go``
+    ``setDefaultDeploymentSpec``), whose surged pod never schedules on a node with one GPU,
+    NPU or USB device, so the old model would keep serving. ``spec.predictor.
+    deploymentStrategy`` (KServe >= 0.15, raw deployment mode only) replaces it.
+    """
+    devices = target.devices
+    return bool(
+        target.accelerator is not None
+        or devices.host_paths
+        or devices.resources
+        or devices.privileged
+    )
 
 
 def _device_security_context(device: dict[str, Any]) -> Any:

@@ -22,6 +22,13 @@ mode, also ``status.components.predictor.latestReadyRevision`` must equal
 ``latestCreatedRevision``. A newly created object, or an update that changed no spec, is Ready
 with ``Ready`` True.
 
+**Raw deployment mode: the rollout.** There KServe's ``Ready`` is the predictor Deployment's
+``Available``, which stays True while a rollout runs (the old pod still serves), and the copied
+``observedGeneration`` moves as soon as the rollout starts. So in raw mode deploy also reads the
+predictor Deployment (``<name>-predictor``) and waits until its rollout is complete
+(:func:`rollout_done`): the RBAC needs ``get`` on ``apps/deployments`` beside the
+InferenceService verbs (Kubeflow's ``kubeflow-edit`` has it through ``kubeflow-view``).
+
 **Namespace.** :func:`default_namespace` is the namespace a deployment goes to when none is
 given: the pod's own (a Kubeflow pipeline step runs in the user's profile namespace), else the
 kubeconfig context's, else ``default``, as ``kubectl`` does.
@@ -54,10 +61,11 @@ SA_NAMESPACE = _SA_DIR / "namespace"
 #: kubectl's namespace when the kubeconfig context names none.
 FALLBACK_NAMESPACE = "default"
 RBAC_HINT = (
-    "the run's service account needs get / create / patch on inferenceservices in namespace "
-    "{ns}: on Kubeflow, KServe installed with its Kubeflow overlay gives them to kubeflow-edit "
-    "(else add manifests/components/profile-rbac to manifests/overlays/kubeflow-profile); with "
-    "standalone KFP, kubectl apply -k manifests/overlays/standalone"
+    "the run's service account needs get / create / patch on inferenceservices and get on "
+    "deployments in namespace {ns}: on Kubeflow, KServe installed with its Kubeflow overlay "
+    "gives them to kubeflow-edit (else add manifests/components/profile-rbac to "
+    "manifests/overlays/kubeflow-profile); with standalone KFP, kubectl apply -k "
+    "manifests/overlays/standalone"
 )
 
 
@@ -257,6 +265,56 @@ def ready_for_current_spec(obj: dict[str, Any], before: dict[str, Any] | None) -
     return True, ""
 
 
+def predictor_deployment(name: str) -> str:
+    """The predictor Deployment KServe makes for an InferenceService in raw deployment mode.
+
+    kserve/kserve ``pkg/constants/constants.go``: ``PredictorServiceName(name)`` is
+    ``name + "-predictor"`` (v0.15 and later; the raw Deployment is named after it).
+    """
+    return f"{name}-predictor"
+
+
+def rollout_done(deployment: dict[str, Any]) -> tuple[bool, str]:
+    """Whether a Deployment's rollout is complete, as ``kubectl rollout status`` decides.
+
+    KServe's ``Ready`` stays True during a raw-mode rollout (the old pod is still Available),
+    so only the Deployment tells that every pod runs the new spec: its controller observed
+    the newest generation, every replica is updated and available, and no old one is left.
+
+    Returns:
+        ``(done, what is still awaited)``.
+    """
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    want = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
+    updated = int(status.get("updatedReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        return False, "the predictor's Deployment controller has not seen the new spec yet"
+    if updated < want:
+        return False, f"{updated} of {want} predictor pods run the new spec"
+    if total > updated:
+        return False, f"{total - updated} old predictor pod(s) still running"
+    if available < updated:
+        return False, f"{available} of {updated} new predictor pods available"
+    return True, ""
+
+
+def _read_deployment(apps: Any, name: str, namespace: str) -> dict[str, Any] | None:
+    """The Deployment as a dict, None when there is none (yet)."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        found = apps.read_namespaced_deployment(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return dict(apps.api_client.sanitize_for_serialization(found))
+
+
 def _apply(api: Any, isvc: dict[str, Any], version: str) -> dict[str, Any] | None:
     """Create the object, or merge-patch it into the new one; the object as it was before."""
     from kubernetes.client.rest import ApiException
@@ -271,7 +329,10 @@ def _apply(api: Any, isvc: dict[str, Any], version: str) -> dict[str, Any] | Non
         current = None
     if current is None:
         log.info("creating InferenceService %s/%s", namespace, name)
-        api.create_namespaced_custom_object(GROUP, version, namespace, PLURAL, isvc)
+        # Strict: a misspelled or unknown field is refused, not silently pruned
+        api.create_namespaced_custom_object(
+            GROUP, version, namespace, PLURAL, isvc, field_validation="Strict"
+        )
     else:
         log.info("updating InferenceService %s/%s", namespace, name)
         body = {
@@ -281,7 +342,9 @@ def _apply(api: Any, isvc: dict[str, Any], version: str) -> dict[str, Any] | Non
             },
             "spec": _merge_patch(current.get("spec") or {}, isvc.get("spec") or {}),
         }
-        api.patch_namespaced_custom_object(GROUP, version, namespace, PLURAL, name, body)
+        api.patch_namespaced_custom_object(
+            GROUP, version, namespace, PLURAL, name, body, field_validation="Strict"
+        )
     return current
 
 
@@ -319,6 +382,9 @@ def deploy(
         )
     version = isvc.get("apiVersion", API_VERSION).split("/")[-1]
     api = _kserve_client(kube).api_instance
+    from kubernetes.client import AppsV1Api
+
+    apps = AppsV1Api(api.api_client)
     where = f"InferenceService {namespace}/{name}"
     before = _snapshot(_call(f"applying {where}", namespace, lambda: _apply(api, isvc, version)))
     deadline = time.monotonic() + wait_timeout
@@ -329,6 +395,16 @@ def deploy(
             lambda: api.get_namespaced_custom_object(GROUP, version, namespace, PLURAL, name),
         )
         ready, detail = ready_for_current_spec(obj, before)
+        if ready and not _knative(obj):
+            deployment = _call(
+                f"reading the predictor Deployment of {where}",
+                namespace,
+                lambda: _read_deployment(apps, predictor_deployment(name), namespace),
+            )
+            if deployment is None:
+                ready, detail = False, f"no Deployment {predictor_deployment(name)} yet"
+            else:
+                ready, detail = rollout_done(deployment)
         if ready:
             status = obj.get("status") or {}
             url = (status.get("address") or {}).get("url") or status.get("url")

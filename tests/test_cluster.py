@@ -1,0 +1,252 @@
+"""kfedge against a real Kubernetes + KServe control plane (``controlplane``), not a fake.
+
+The API server, scheduler, controller manager and KServe's controller and webhooks are the
+upstream programs (built from the Go module proxy); the nodes are kwok's, shaped like the edge
+targets, so nothing serves on them: these tests go as far as Kubernetes goes (admission,
+the predictor's Deployment, the storage initializer, scheduling, Ready), and no further.
+
+The profile namespace is made as Kubeflow makes one: Pod Security ``enforce: baseline``
+(kubeflow/manifests v1.11.0 ``apps/profiles``' namespace labels), ServiceAccount
+``default-editor`` bound to ClusterRole ``kubeflow-edit``, which aggregates every ClusterRole
+labelled ``rbac.authorization.kubeflow.org/aggregate-to-kubeflow-edit`` (kubeflow/manifests
+``common/kubeflow-roles/base/cluster-roles.yaml``; made here: the aggregating roots and the
+apps rule of ``kubeflow-kubernetes-view``)
+and gets InferenceServices from KServe's own ``kubeflow-kserve-edit``
+(kserve ``config/overlays/kubeflow/cluster-role.yaml``, applied from KServe's module).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from clusterkit import control_plane  # noqa: F401 - session fixture
+
+from kfedge import isvc as isvc_mod
+from kfedge import kube
+from kfedge.isvc import DeployError
+from kfedge.targets import load_target
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = "kubeflow-user-example-com"
+STANDALONE = "kubeflow"
+URI = "s3://mlpipeline/v2/artifacts/edge-optimize/run-1/candidate"
+#: Where each target's predictor may land (the node classes of controlplane.plane.NODES).
+PLACES = {
+    "cpu-amd64": {"amd64-amd", "amd64-intel", "amd64-intel-npu"},
+    "intel-cpu-openvino": {"amd64-intel", "amd64-intel-npu"},
+    "intel-npu": {"amd64-intel-npu"},
+    "nvidia-gpu": {"amd64-nvidia-gpu"},
+    "cpu-arm64": {"arm64-pi", "arm64-coral"},
+    "nvidia-jetson": {"arm64-jetson"},
+}
+
+
+def _kubeflow_roots() -> list[dict[str, Any]]:
+    """Kubeflow's aggregating ClusterRoles (kubeflow/manifests common/kubeflow-roles)."""
+
+    def agg(name: str, label: str, extra_labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": extra_labels},
+            "aggregationRule": {
+                "clusterRoleSelectors": [
+                    {"matchLabels": {f"rbac.authorization.kubeflow.org/{label}": "true"}}
+                ]
+            },
+            "rules": [],
+        }
+
+    return [
+        agg("kubeflow-admin", "aggregate-to-kubeflow-admin", {}),
+        agg(
+            "kubeflow-edit",
+            "aggregate-to-kubeflow-edit",
+            {"rbac.authorization.kubeflow.org/aggregate-to-kubeflow-admin": "true"},
+        ),
+        agg(
+            "kubeflow-view",
+            "aggregate-to-kubeflow-view",
+            {"rbac.authorization.kubeflow.org/aggregate-to-kubeflow-edit": "true"},
+        ),
+        {
+            # kubeflow-kubernetes-view: its apps rule only (the others grant reads kfedge
+            # does not make)
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {
+                "name": "kubeflow-kubernetes-view",
+                "labels": {"rbac.authorization.kubeflow.org/aggregate-to-kubeflow-view": "true"},
+            },
+            "rules": [
+                {
+                    "apiGroups": ["apps"],
+                    "resources": [
+                        "controllerrevisions",
+                        "daemonsets",
+                        "daemonsets/status",
+                        "deployments",
+                        "deployments/scale",
+                        "deployments/status",
+                        "replicasets",
+                        "replicasets/scale",
+                        "replicasets/status",
+                        "statefulsets",
+                        "statefulsets/scale",
+                        "statefulsets/status",
+                    ],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        },
+    ]
+
+
+@pytest.fixture(scope="module")
+def cluster(control_plane, tmp_path_factory):  # noqa: F811
+    """The control plane with a Kubeflow-like profile namespace, a standalone-KFP-like one,
+    and kfedge's manifests applied to both with ``kubectl apply -k`` (the built kubectl)."""
+    plane = control_plane
+    kserve_roles = plane.kserve_config / "cluster-role.yaml"
+    plane.kubectl("apply", "--server-side", "-f", str(kserve_roles))
+    plane.apply(
+        [
+            *_kubeflow_roots(),
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": PROFILE,
+                    "labels": {
+                        "app.kubernetes.io/part-of": "kubeflow-profile",
+                        "istio-injection": "enabled",
+                        "pod-security.kubernetes.io/enforce": "baseline",
+                    },
+                },
+            },
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": STANDALONE}},
+        ]
+    )
+    plane.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "default-editor", "namespace": PROFILE},
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "namespaceAdmin", "namespace": PROFILE},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "kubeflow-edit",
+                },
+                "subjects": [
+                    {"kind": "ServiceAccount", "name": "default-editor", "namespace": PROFILE}
+                ],
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "pipeline-runner", "namespace": STANDALONE},
+            },
+        ]
+    )
+    manifests = tmp_path_factory.mktemp("manifests") / "manifests"
+    shutil.copytree(ROOT / "manifests", manifests)
+    for env in manifests.rglob("s3-credentials.env.example"):
+        env.with_suffix("").write_text(
+            "AWS_ACCESS_KEY_ID=test-access-key\nAWS_SECRET_ACCESS_KEY=test-secret-key\n"
+        )
+    for overlay in ("standalone", "kubeflow-profile"):
+        plane.kubectl("apply", "--server-side", "-k", str(manifests / "overlays" / overlay))
+    return plane
+
+
+def _token_kubeconfig(plane, namespace: str, account: str, path: Path) -> Path:
+    token = plane.kubectl("create", "token", account, "-n", namespace, "--duration=1h").strip()
+    return plane.kubeconfig_for_token(token, namespace, path)
+
+
+def _get(plane, *args: str) -> dict[str, Any]:
+    return json.loads(plane.kubectl("get", *args, "-o", "json"))
+
+
+def _pods(plane, namespace: str, name: str) -> list[dict[str, Any]]:
+    selector = f"serving.kserve.io/inferenceservice={name}"
+    return _get(plane, "pods", "-n", namespace, "-l", selector)["items"]
+
+
+def test_nodes_are_shaped_like_the_targets(control_plane):  # noqa: F811
+    nodes = {n["metadata"]["name"]: n for n in _get(control_plane, "nodes")["items"]}
+    assert set(PLACES["cpu-arm64"]) | {"arm64-jetson", "amd64-nvidia-gpu"} <= set(nodes)
+    jetson = nodes["arm64-jetson"]
+    assert jetson["status"]["allocatable"]["nvidia.com/gpu"] == "1"
+    assert jetson["spec"]["taints"][0]["key"] == "nvidia.com/gpu"
+    ready = {
+        name: next(c["status"] for c in n["status"]["conditions"] if c["type"] == "Ready")
+        for name, n in nodes.items()
+    }
+    assert set(ready.values()) == {"True"}, ready
+
+
+def test_shipped_runtimes_pass_kserves_webhook(cluster):
+    runtimes = _get(cluster, "clusterservingruntimes")["items"]
+    names = {r["metadata"]["name"] for r in runtimes}
+    shipped = {"kfedge-edge", "kfedge-edge-litert", "kfedge-edge-onnx", "kfedge-edge-openvino"}
+    assert shipped <= names
+    secret = _get(cluster, "secret", "kfedge-s3", "-n", PROFILE)
+    assert secret["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"]
+
+
+@pytest.mark.parametrize("target", sorted(PLACES))
+def test_deploy_lands_on_the_targets_node(cluster, target, tmp_path):
+    """kfedge.kube.deploy as the profile's default-editor: KServe's webhook admits it, its
+    controller makes the Deployment with the storage initializer, the scheduler places it."""
+    kubeconfig = _token_kubeconfig(cluster, PROFILE, "default-editor", tmp_path / "kc")
+    fmt = "openvino" if "openvino" in load_target(target).formats else "onnx"
+    fmt = "onnx" if target != "intel-cpu-openvino" else "openvino"
+    name = isvc_mod.isvc_name(f"kfedge-{target}", PROFILE)
+    obj = isvc_mod.build_inference_service(name, URI, target, PROFILE, model_format=fmt)
+    started = time.monotonic()
+    url = kube.deploy(obj, wait_timeout=120, kube=str(kubeconfig), poll_interval=0.5)
+    assert name in url
+    pods = _pods(cluster, PROFILE, name)
+    assert pods, "no predictor pod"
+    pod = pods[0]
+    node = pod["spec"]["nodeName"]
+    assert node in PLACES[target], (target, node)
+    init = [c["name"] for c in pod["spec"].get("initContainers", [])]
+    assert "storage-initializer" in init, init
+    env = {
+        e["name"]: e.get("value") for c in pod["spec"]["initContainers"] for e in c.get("env", [])
+    }
+    assert env.get("S3_ENDPOINT") == "seaweedfs.kubeflow:8333", env
+    print(f"{target}: Ready on {node} in {time.monotonic() - started:.1f} s")
+
+
+def test_misspelled_field_is_refused(cluster, tmp_path):
+    kubeconfig = _token_kubeconfig(cluster, PROFILE, "default-editor", tmp_path / "kc")
+    name = isvc_mod.isvc_name("kfedge-typo", PROFILE)
+    obj = isvc_mod.build_inference_service(name, URI, "cpu-arm64", PROFILE, model_format="onnx")
+    obj["spec"]["predictor"]["nodeSelektor"] = obj["spec"]["predictor"].pop("nodeSelector")
+    with pytest.raises(DeployError, match="nodeSelektor"):
+        kube.deploy(obj, wait_timeout=30, kube=str(kubeconfig), poll_interval=0.5)
+
+
+def test_yaml_roundtrip_of_examples_is_admitted(cluster):
+    """Every shipped example InferenceService passes the API server's schema and KServe's
+    webhooks (server-side dry run, as kubectl apply --dry-run=server)."""
+    for path in sorted((ROOT / "manifests" / "examples").glob("isvc-*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        cluster.kubectl(
+            "apply", "--dry-run=server", "--validate=strict", "-f", str(path)
+        ) if doc else None
