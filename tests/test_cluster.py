@@ -171,6 +171,19 @@ def cluster(control_plane, tmp_path_factory):  # noqa: F811
     return plane
 
 
+@pytest.fixture
+def isvcs(cluster):
+    """Names of the InferenceServices a test makes in the profile; deleted after it, with their
+    pods (a node has one GPU: the next test needs it free)."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        cluster.kubectl("delete", "isvc", name, "-n", PROFILE, "--ignore-not-found", "--wait")
+    deadline = time.monotonic() + 60
+    while any(_pods(cluster, PROFILE, n) for n in names) and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def _token_kubeconfig(plane, namespace: str, account: str, path: Path) -> Path:
     token = plane.kubectl("create", "token", account, "-n", namespace, "--duration=1h").strip()
     return plane.kubeconfig_for_token(token, namespace, path)
@@ -208,13 +221,14 @@ def test_shipped_runtimes_pass_kserves_webhook(cluster):
 
 
 @pytest.mark.parametrize("target", sorted(PLACES))
-def test_deploy_lands_on_the_targets_node(cluster, target, tmp_path):
+def test_deploy_lands_on_the_targets_node(cluster, target, tmp_path, isvcs):
     """kfedge.kube.deploy as the profile's default-editor: KServe's webhook admits it, its
     controller makes the Deployment with the storage initializer, the scheduler places it."""
     kubeconfig = _token_kubeconfig(cluster, PROFILE, "default-editor", tmp_path / "kc")
     fmt = "openvino" if "openvino" in load_target(target).formats else "onnx"
     fmt = "onnx" if target != "intel-cpu-openvino" else "openvino"
     name = isvc_mod.isvc_name(f"kfedge-{target}", PROFILE)
+    isvcs.append(name)
     obj = isvc_mod.build_inference_service(name, URI, target, PROFILE, model_format=fmt)
     started = time.monotonic()
     url = kube.deploy(obj, wait_timeout=120, kube=str(kubeconfig), poll_interval=0.5)
@@ -250,3 +264,70 @@ def test_yaml_roundtrip_of_examples_is_admitted(cluster):
         cluster.kubectl(
             "apply", "--dry-run=server", "--validate=strict", "-f", str(path)
         ) if doc else None
+
+
+def test_pod_security_refusal_is_a_clear_error_at_once(cluster, tmp_path, isvcs):
+    """Coral's privileged hostPath pod in a Kubeflow profile (Pod Security baseline): the
+    ReplicaSet's pod is refused, KServe reports FailedCreate, deploy says why at once."""
+    kubeconfig = _token_kubeconfig(cluster, PROFILE, "default-editor", tmp_path / "kc")
+    name = isvc_mod.isvc_name("kfedge-coral-privileged", PROFILE)
+    isvcs.append(name)
+    obj = isvc_mod.build_inference_service(name, URI, "coral-edgetpu", PROFILE)
+    started = time.monotonic()
+    with pytest.raises(DeployError, match=r"violates PodSecurity \"baseline.*device plugin"):
+        kube.deploy(obj, wait_timeout=120, kube=str(kubeconfig), poll_interval=0.5)
+    assert time.monotonic() - started < 30  # not the timeout
+    assert not _pods(cluster, PROFILE, name)
+
+
+def _revision_uris(plane, namespace: str, name: str) -> set[str]:
+    """The storage URI of every live predictor pod (the storage initializer's first arg)."""
+    uris = set()
+    for pod in _pods(plane, namespace, name):
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        init = next(c for c in pod["spec"]["initContainers"] if c["name"] == "storage-initializer")
+        uris.add(init["args"][0])
+    return uris
+
+
+@pytest.mark.parametrize("target", ["cpu-arm64", "nvidia-jetson"])
+def test_redeploy_returns_when_only_the_new_model_runs(cluster, target, tmp_path, isvcs):
+    """A second deploy with another model returns only when every live predictor pod runs
+    it: KServe's Ready stays True during the rollout, so deploy waits on the Deployment. On
+    the Jetson node (one GPU) the profile's Recreate strategy lets the new pod schedule."""
+    kubeconfig = _token_kubeconfig(cluster, PROFILE, "default-editor", tmp_path / "kc")
+    name = isvc_mod.isvc_name(f"kfedge-redeploy-{target}", PROFILE)
+    isvcs.append(name)
+    for version in ("v1", "v2"):
+        obj = isvc_mod.build_inference_service(name, f"s3://models/{version}", target, PROFILE)
+        kube.deploy(obj, wait_timeout=120, kube=str(kubeconfig), poll_interval=0.5)
+        assert _revision_uris(cluster, PROFILE, name) == {f"s3://models/{version}"}
+    dep = _get(cluster, "deployment", kube.predictor_deployment(name), "-n", PROFILE)
+    expected = "Recreate" if target == "nvidia-jetson" else "RollingUpdate"
+    assert dep["spec"]["strategy"]["type"] == expected
+
+
+def test_rolling_update_on_a_one_gpu_node_never_finishes(cluster, tmp_path, isvcs):
+    """Why Recreate: with KServe's default RollingUpdate the surged pod needs a second GPU the
+    Jetson node does not have; it stays Pending and the old model keeps serving. deploy
+    waits for the rollout and says so, instead of reporting the old pod's Ready."""
+    kubeconfig = _token_kubeconfig(cluster, PROFILE, "default-editor", tmp_path / "kc")
+    name = isvc_mod.isvc_name("kfedge-rolling-jetson", PROFILE)
+    isvcs.append(name)
+    for version in ("v1", "v2"):
+        obj = isvc_mod.build_inference_service(
+            name, f"s3://models/{version}", "nvidia-jetson", PROFILE
+        )
+        obj["spec"]["predictor"].pop("deploymentStrategy")
+        if version == "v1":
+            kube.deploy(obj, wait_timeout=120, kube=str(kubeconfig), poll_interval=0.5)
+            continue
+        with pytest.raises(DeployError, match=r"(new predictor pods available|old predictor pod)"):
+            kube.deploy(obj, wait_timeout=10, kube=str(kubeconfig), poll_interval=0.5)
+    isvc = _get(cluster, "isvc", name, "-n", PROFILE)
+    ready = next(c for c in isvc["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"  # what KServe reports meanwhile: the old pod serves
+    assert _revision_uris(cluster, PROFILE, name) == {"s3://models/v1", "s3://models/v2"}
+    pending = [p for p in _pods(cluster, PROFILE, name) if p["status"]["phase"] == "Pending"]
+    assert len(pending) == 1

@@ -203,6 +203,36 @@ def _ready_condition(obj: dict[str, Any]) -> tuple[bool, str]:
     return is_ready, "; ".join(waiting) or "no status yet"
 
 
+def pods_refused(obj: dict[str, Any]) -> str:
+    """Why the predictor's pods cannot be created, with what to do; "" when they can.
+
+    KServe copies the predictor ReplicaSet's ``ReplicaFailure`` into ``PredictorReady``
+    (reason ``FailedCreate``, with the API server's refusal as message: seen on the real
+    control plane of ``tests/test_cluster.py``, KServe 0.20). Two refusals repeat until
+    someone changes the namespace, so deploy stops at once for them instead of waiting for
+    its timeout: Pod Security and a missing S3 Secret. Others (a quota, a webhook briefly
+    down) may pass and are reported at the timeout.
+    """
+    cond = _condition(obj, "PredictorReady")
+    if str(cond.get("status")).lower() != "false" or cond.get("reason") != "FailedCreate":
+        return ""
+    message = str(cond.get("message") or "")
+    hint = ""
+    if "PodSecurity" in message:
+        hint = (
+            " (the namespace's Pod Security level, label pod-security.kubernetes.io/enforce, "
+            "forbids what the target's device needs: expose the device with a device plugin "
+            "and name its resource in the target's devices.resources, or have an admin allow "
+            "the level the target needs)"
+        )
+    elif "secrets" in message and "not found" in message:
+        hint = (
+            " (KServe's storage initializer needs the S3 Secret the InferenceService names: "
+            "kubectl apply -k one of manifests/overlays)"
+        )
+    return message + hint if hint else ""
+
+
 def _snapshot(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     """What :func:`ready_for_current_spec` compares against: the object before our write."""
     if obj is None:
@@ -412,6 +442,9 @@ def deploy(
                 raise DeployError(f"{where} is Ready but has no URL")
             log.info("%s is ready at %s", where, url)
             return str(url)
+        refused = pods_refused(obj)
+        if refused:
+            raise DeployError(f"{where}: Kubernetes refuses its predictor pods: {refused}")
         if time.monotonic() >= deadline:
             generation = (obj.get("metadata") or {}).get("generation")
             raise DeployError(
