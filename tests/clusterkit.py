@@ -8,6 +8,7 @@ reason unless the programs were built on this machine.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,3 +48,12 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 def logs(plane: ControlPlane) -> Path:
     """Where the programs' logs are (for failure messages)."""
     return plane.workdir / "logs"
+
+
+def kubectl() -> str | None:
+    """A kubectl to run: the one on PATH, else the control plane's when it is built here."""
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    built = build.cache_parent() / f"controlplane-{build.build_key()}" / "bin" / "kubectl"
+    return str(built) if built.is_file() else None

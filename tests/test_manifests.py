@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import clusterkit
 import pytest
 import yaml
 from fake_apis import crd_validator
@@ -362,7 +363,7 @@ def test_s3_settings_are_annotations_kserve_reads(component: str) -> None:
 
 def _build(tree: Path, overlay: str) -> list[dict[str, Any]]:
     out = subprocess.run(
-        ["kubectl", "kustomize", str(tree / "overlays" / overlay)],
+        [KUBECTL_BIN, "kustomize", str(tree / "overlays" / overlay)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -394,8 +395,10 @@ def _check_storage(objs: list[dict[str, Any]], namespace: str) -> dict[str, Any]
     return secret
 
 
+KUBECTL_BIN = clusterkit.kubectl()
 KUBECTL = pytest.mark.skipif(
-    shutil.which("kubectl") is None, reason="kubectl (with kustomize) is not installed"
+    KUBECTL_BIN is None,
+    reason="kubectl (with kustomize) is not installed, nor built (make cluster-build)",
 )
 
 

@@ -98,18 +98,22 @@ SUPPORT_MATRIX: tuple[Support, ...] = (
         "KServe",
         "0.15 - 0.21",
         (0, 15),
-        "0.21 (SDK 0.21.0, CRDs and webhook / credential code of the 0.21 line)",
+        "0.21 (SDK 0.21.0, CRDs and webhook / credential code of the 0.21 line); KServe "
+        "0.20.0's controller, webhooks and CRDs run by tests/test_cluster.py",
         "0.15 is what Kubeflow 1.11 ships; the API kfedge uses (v1beta1 InferenceService with "
         "modelFormat / runtime / protocolVersion, v1alpha1 ClusterServingRuntime, S3 Secret "
         "annotations, serving.kserve.io/storageSecretName) predates it: tag v0.15.0's CRDs "
         "accept kfedge's runtime and examples and its default runtimes claim the same formats "
-        "(checked once); RawDeployment is still accepted in 0.21 (legacy name of Standard).",
+        "(checked once); RawDeployment is still accepted in 0.21 (legacy name of Standard). "
+        "spec.predictor.deploymentStrategy (Recreate for targets holding a device) is read by "
+        "the raw Deployment reconciler from 0.15.",
     ),
     Support(
         "Kubernetes",
         ">= 1.27",
         (1, 27),
-        "manifests built with kubectl 1.32 (kustomize v5.5)",
+        "1.34.4: kube-apiserver (RBAC, Pod Security), controller manager, scheduler and "
+        "kubectl apply -k of both overlays, run by tests/test_cluster.py",
         "kfedge uses only core v1, RBAC v1, node selectors, tolerations, extended resources and "
         "RuntimeClass (node.k8s.io/v1); the floor is that of `kubectl apply -k` with kustomize "
         "v5 (components, `labels`), bundled since kubectl 1.27. Your KFP / KServe releases may "
@@ -130,7 +134,19 @@ SUPPORT_MATRIX: tuple[Support, ...] = (
         KFP_MIN,
         "manifests/overlays/standalone",
         "Runs execute in `kubeflow` as pipeline-runner; the overlay adds a Role for "
-        "InferenceServices there and the S3 Secret KServe reads.",
+        "InferenceServices (and get on the predictor's Deployment) there and the S3 Secret "
+        "KServe reads.",
+    ),
+    Support(
+        "arm64 edge nodes (evaluate, benchmark, serve)",
+        "KFP >= 2.17, KServe >= 0.15.1",
+        (2, 17),
+        "read, not run: no arm64 node here (the arm64 userland tests run the runners and the "
+        "server under qemu, not KFP's images)",
+        "KFP's launcher and driver images are amd64-only before 2.17.0 (PR #12804, issue "
+        "#12705): a step pinned to an arm64 node dies with `exec format error` on KFP 2.14 - "
+        "2.16, Kubeflow 1.11 included. KServe's storage initializer image is amd64-only at "
+        "0.15.0, multi-arch from 0.15.1.",
     ),
 )
 
