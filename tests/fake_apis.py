@@ -423,14 +423,25 @@ class FakeKfpApi(FakeJsonApi):
         if route == ("GET", "/apis/v2beta1/healthz"):
             return 200, {"multi_user": self.multi_user, "commit_sha": "fake"}
         if route == ("GET", "/apis/v2beta1/pipelines"):
+            # a namespace lists that namespace's pipelines; none lists the shared ones
             want = _display_name_filter(req.query)
-            found = [p for p in self.pipelines.values() if p["display_name"] == want]
+            ns = req.query.get("namespace", "")
+            found = [
+                p
+                for p in self.pipelines.values()
+                if p["display_name"] == want and p.get("namespace", "") == ns
+            ]
             return 200, {"pipelines": found, "total_size": len(found)} if found else {}
         if route == ("POST", "/apis/v2beta1/pipelines/upload"):
             self.uploads.append(req.body)
             pid = self.new_id("pipeline")
             name = req.query["name"]
-            self.pipelines[pid] = {"pipeline_id": pid, "display_name": name}
+            # pipeline_upload_server.go: the namespace query parameter ("" = shared)
+            self.pipelines[pid] = {
+                "pipeline_id": pid,
+                "display_name": name,
+                "namespace": req.query.get("namespace", ""),
+            }
             self.versions[pid] = [
                 {
                     "pipeline_id": pid,

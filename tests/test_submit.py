@@ -320,6 +320,15 @@ def test_fake_kfp_multi_user_needs_namespace(fake_kfp):
     assert exp["namespace"] == "team-a"
     listed = [r for r in api.requests if r.path == "/apis/v2beta1/experiments"][0]
     assert listed.query["namespace"] == "team-a"
+    # the pipeline is the profile's own, not shared with every profile
+    (pipeline,) = api.pipelines.values()
+    assert pipeline["namespace"] == "team-a"
+    upload = next(r for r in api.requests if r.path == "/apis/v2beta1/pipelines/upload")
+    assert upload.query["namespace"] == "team-a"
+    # the next submit finds it in that namespace and adds a version
+    again = submit(host=host, namespace="team-a", experiment="e", wait=False)
+    assert again["pipeline_id"] == res["pipeline_id"] and len(api.pipelines) == 1
+    assert len(api.versions[res["pipeline_id"]]) == 2
 
 
 def test_fake_kfp_failed_run_and_server_errors(fake_kfp):

@@ -338,7 +338,9 @@ def submit(
     if client is None:
         client = _connect(host, namespace, shown)
     now = _dt.datetime.now(_dt.UTC)
-    pipeline_id, version = _upload(client, shown, path, spec, version_name or "", now)
+    pipeline_id, version = _upload(
+        client, shown, path, spec, version_name or "", now, namespace=namespace
+    )
     exp = _call(
         shown,
         f"create experiment {experiment}",
@@ -413,6 +415,23 @@ def _connect(host: str | None, namespace: str | None, shown: str) -> Any:
     return _call(shown, "connect", _make_client, host, namespace)
 
 
+def _pipeline_id(client: Any, name: str, namespace: str | None) -> str | None:
+    """The ID of the pipeline named ``name`` in ``namespace`` (None: shared), else None.
+
+    ``kfp.Client.get_pipeline_id`` lists shared pipelines only (it passes no namespace).
+    """
+    import json as _json
+
+    query = _json.dumps(
+        {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]}
+    )
+    listed = client.list_pipelines(filter=query, namespace=namespace)
+    found = list(getattr(listed, "pipelines", None) or [])
+    if len(found) > 1:
+        raise KfedgeError(f"{len(found)} pipelines are named {name}: rename all but one")
+    return found[0].pipeline_id if found else None
+
+
 def _upload(
     client: Any,
     shown: str,
@@ -420,10 +439,21 @@ def _upload(
     spec: dict[str, Any],
     version_name: str,
     now: _dt.datetime,
+    namespace: str | None = None,
 ) -> tuple[str, Any]:
-    """Upload the pipeline (its first version) or a new version of it: ``(id, version)``."""
+    """Upload the pipeline (its first version) or a new version of it: ``(id, version)``.
+
+    With a ``namespace`` (a Kubeflow profile) the pipeline is that namespace's own, looked up
+    and uploaded there: without one KFP makes a shared pipeline, visible to every profile, and
+    a multi-user backend authorizes a shared upload against KFP's own namespace, which a
+    profile's user may not write (``backend/src/apiserver/server/pipeline_upload_server.go``:
+    the ``namespace`` query parameter; an empty one is a shared pipeline). Versions inherit
+    their pipeline's namespace.
+    """
     name = spec["pipelineInfo"]["name"]
-    pipeline_id = _call(shown, f"look up pipeline {name}", client.get_pipeline_id, name)
+    pipeline_id = _call(
+        shown, f"look up pipeline {name}", _pipeline_id, client, name, namespace or None
+    )
     if pipeline_id is not None:
         vname = version_name or f"{name}-{now:%Y%m%d-%H%M%S}"
         version = _call(
@@ -442,6 +472,7 @@ def _upload(
         str(path),
         pipeline_name=name,
         description=spec["pipelineInfo"].get("description"),
+        namespace=namespace or None,
     )
     listed = _call(
         shown,
