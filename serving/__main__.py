@@ -69,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not args.enable_grpc:
         args.grpc_port = None
-    opts = server_kwargs(args)
+    try:
+        opts = server_kwargs(args)
+    except KfedgeError as exc:
+        print(f"error: {printable(str(exc))}", file=sys.stderr)
+        return 2
     configure_logging(opts.pop("log_level"))
     try:
         model = EdgeModel(
@@ -77,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             args.model_dir,
             threads=opts["threads"],
             providers=opts["providers"],
+            device=opts["device"],
+            provider_options=opts["provider_options"],
+            delegate=opts["delegate"],
+            allow_cpu_fallback=opts["allow_cpu_fallback"],
             max_batch=opts["max_batch"],
             infer_workers=opts["infer_workers"],
             download_dir=opts["download_dir"],

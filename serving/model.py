@@ -155,6 +155,11 @@ class EdgeModel(Model):
         threads: Inference threads of the runtime (default ``KFEDGE_THREADS`` or all cores).
         providers: ONNX Runtime execution providers in order of preference.
         device: OpenVINO device of an OpenVINO IR model (``CPU``, ``GPU``, ``NPU``).
+        provider_options: ONNX Runtime options per provider (the target's
+            ``onnx_provider_options``: e.g. TensorRT FP16 and its engine cache).
+        delegate: External TFLite delegate library (e.g. ``libedgetpu.so.1``).
+        allow_cpu_fallback: When the accelerator asked for is absent, run on the CPU and say
+            so (``/v2/models/NAME``); False: refuse to load, so the server never becomes ready.
         max_batch: Largest batch one request may carry.
         infer_workers: Inference workers: threads running inference off the event loop, each
             with its own interpreter (TFLite, OpenVINO: the runner's pool; the ``threads`` are
@@ -174,6 +179,9 @@ class EdgeModel(Model):
         threads: int | None = None,
         providers: list[str] | None = None,
         device: str = "CPU",
+        provider_options: dict[str, dict[str, str]] | None = None,
+        delegate: str | None = None,
+        allow_cpu_fallback: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
         infer_workers: int | None = DEFAULT_INFER_WORKERS,
         download_dir: str | Path | None = None,
@@ -194,6 +202,9 @@ class EdgeModel(Model):
         self.threads = threads
         self.providers = providers
         self.device = device
+        self.provider_options = provider_options
+        self.delegate = delegate
+        self.allow_cpu_fallback = allow_cpu_fallback
         self.max_batch = max_batch
         self.infer_workers = infer_workers or default_workers()
         self.download_dir = download_dir
@@ -218,6 +229,9 @@ class EdgeModel(Model):
             providers=self.providers,
             instances=self.infer_workers,
             device=self.device,
+            provider_options=self.provider_options,
+            delegate=self.delegate,
+            allow_cpu_fallback=self.allow_cpu_fallback,
         )
         for spec in [*self.runner.inputs, *self.runner.outputs]:
             v2_datatype(spec.dtype)  # refuse unservable dtypes at load, not per request

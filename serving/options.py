@@ -8,8 +8,11 @@ arguments into the keyword arguments of :func:`kfedge.serving.server.serve`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from typing import Any
+
+from kfedge.errors import InvalidInputError
 
 #: The options' defaults (kept here so that this module imports nothing heavy).
 DEFAULT_MAX_BATCH = 64
@@ -100,6 +103,23 @@ def add_server_options(parser: Any, kserve_parser: bool = False) -> None:
         help="OpenVINO device for OpenVINO IR models: CPU, GPU or NPU (default %(default)s; "
         "an absent device falls back to the CPU, and /v2/models/NAME says so)",
     )
+    parser.add_argument(
+        "--provider_options",
+        default=None,
+        help='ONNX Runtime options per provider, as JSON: {"Provider": {"key": "value"}} (the '
+        "target profile's onnx_provider_options)",
+    )
+    parser.add_argument(
+        "--delegate", default=None, help="external TFLite delegate library (e.g. libedgetpu.so.1)"
+    )
+    parser.add_argument(
+        "--cpu_fallback",
+        choices=("allow", "refuse"),
+        default="allow",
+        help="when the accelerator asked for (provider, delegate, device) is absent: allow = run "
+        "on the CPU and say so in /v2/models/NAME; refuse = fail to start, so the pod never "
+        "becomes ready (default %(default)s)",
+    )
     parser.add_argument("--download_dir", default=None, help="where a remote model is downloaded")
     parser.add_argument("--log_level", default=os.environ.get("KFEDGE_LOG_LEVEL", "INFO"))
 
@@ -114,7 +134,29 @@ def server_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         Everything but the model, name, port and host.
     """
     providers = [p for p in args.providers.split(",") if p] if args.providers else None
+    provider_options = None
+    if args.provider_options:
+        try:
+            provider_options = json.loads(args.provider_options)
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"--provider_options must be JSON like "
+                f'{{"Provider": {{"key": "value"}}}}, got {args.provider_options!r}: {exc}'
+            ) from None
+        if not isinstance(provider_options, dict) or not all(
+            isinstance(v, dict) for v in provider_options.values()
+        ):
+            raise InvalidInputError(
+                "--provider_options must map provider names to option objects, got "
+                f"{args.provider_options!r}"
+            )
+        provider_options = {
+            str(k): {str(kk): str(vv) for kk, vv in v.items()} for k, v in provider_options.items()
+        }
     return {
+        "provider_options": provider_options,
+        "delegate": args.delegate,
+        "allow_cpu_fallback": args.cpu_fallback == "allow",
         "grpc_port": args.grpc_port,
         "ssl_certfile": args.ssl_certfile,
         "ssl_keyfile": args.ssl_keyfile,

@@ -340,6 +340,9 @@ def serve(
     threads: int | None = None,
     providers: list[str] | None = None,
     device: str = "CPU",
+    provider_options: dict[str, dict[str, str]] | None = None,
+    delegate: str | None = None,
+    allow_cpu_fallback: bool = True,
     max_batch: int = DEFAULT_MAX_BATCH,
     max_body_bytes: int | None = None,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
@@ -366,6 +369,9 @@ def serve(
         threads: Inference threads of the runtime, in all.
         providers: ONNX Runtime execution providers in order of preference.
         device: OpenVINO device of an OpenVINO IR model (``CPU``, ``GPU``, ``NPU``).
+        provider_options: ONNX Runtime options per provider.
+        delegate: External TFLite delegate library.
+        allow_cpu_fallback: Run on the CPU when the accelerator is absent (else refuse).
         max_batch: Largest batch one request may carry (bigger -> 400).
         max_body_bytes: Request body limit (bigger -> 400); None = derived from the model.
         body_timeout: Seconds a request body may take to arrive (then 408).
@@ -391,6 +397,9 @@ def serve(
         threads=threads,
         providers=providers,
         device=device,
+        provider_options=provider_options,
+        delegate=delegate,
+        allow_cpu_fallback=allow_cpu_fallback,
         max_batch=max_batch,
         infer_workers=infer_workers,
         download_dir=download_dir,

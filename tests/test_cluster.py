@@ -244,6 +244,8 @@ def test_deploy_lands_on_the_targets_node(cluster, target, tmp_path, isvcs):
         e["name"]: e.get("value") for c in pod["spec"]["initContainers"] for e in c.get("env", [])
     }
     assert env.get("S3_ENDPOINT") == "seaweedfs.kubeflow:8333", env
+    # KServe copied the Istio opt-out onto the pod (the profile namespace injects sidecars)
+    assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
     print(f"{target}: Ready on {node} in {time.monotonic() - started:.1f} s")
 
 

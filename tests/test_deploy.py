@@ -70,6 +70,8 @@ def test_isvc_from_target_fits_crd_and_carries_placement(target: str, reference_
         # the S3 Secret by name, under the annotation of KServe's kustomize and Helm configs
         "serving.kserve.io/storageSecretName": "kfedge-s3",
         "serving.kserve.io/secretName": "kfedge-s3",
+        # no Istio sidecar: KFP's steps have none, so one here would refuse the smoke test
+        "sidecar.istio.io/inject": "false",
     }
     assert isvc["metadata"]["labels"]["kfedge.io/target"] == target
     assert pred["nodeSelector"] == tgt.k8s_node_selector()
@@ -102,13 +104,48 @@ def test_jetson_specifics_gpu_toleration_and_onnx_providers() -> None:
     ]
     assert pred["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pred["model"]["args"] == [
-        "--providers=TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider"
+        "--providers=TensorrtExecutionProvider,CUDAExecutionProvider,CPUExecutionProvider",
+        '--provider_options={"TensorrtExecutionProvider":{"trt_engine_cache_enable":"True",'
+        '"trt_fp16_enable":"True"}}',
+        "--cpu_fallback=refuse",
     ]
+
+
+@pytest.mark.parametrize(
+    ("target", "fmt"),
+    [("nvidia-jetson", "onnx"), ("intel-npu", "onnx"), ("intel-npu", "openvino"),
+     ("coral-edgetpu", "tflite"), ("intel-cpu-openvino", "onnx"), ("cpu-arm64", "onnx")],
+)  # fmt: skip
+def test_server_runs_the_model_as_the_evaluation_did(target: str, fmt: str) -> None:
+    """The predictor's args, parsed by the server's own options, give the runner what the
+    evaluation gave it (kfedge.sidebyside / evaluate: the target's providers, provider options,
+    delegate, OpenVINO device and CPU-fallback rule): what is deployed is what was measured."""
+    import argparse
+
+    from kfedge.serving.options import add_server_options, server_kwargs
+    from kfedge.targets import load_target
+
+    tgt = load_target(target)
+    isvc = build_inference_service("d", "s3://m/d", target, model_format=fmt)
+    parser = argparse.ArgumentParser()
+    add_server_options(parser)
+    got = server_kwargs(parser.parse_args(isvc["spec"]["predictor"]["model"].get("args") or []))
+    accelerated = (
+        (fmt == "onnx" and tgt.onnx_providers != ["CPUExecutionProvider"])
+        or (fmt == "openvino" and tgt.openvino_device != "CPU")
+        or (fmt == "tflite" and bool(tgt.tflite_delegate))
+    )
+    if fmt == "onnx":
+        assert (got["providers"] or ["CPUExecutionProvider"]) == tgt.onnx_providers
+        assert (got["provider_options"] or {}) == tgt.onnx_provider_options
+    assert got["device"] == (tgt.openvino_device if fmt == "openvino" else "CPU")
+    assert got["delegate"] == (tgt.tflite_delegate if fmt == "tflite" else None)
+    assert got["allow_cpu_fallback"] is (not accelerated or tgt.allow_cpu_fallback)
 
 
 def test_openvino_models_are_served_on_the_profiles_openvino_device() -> None:
     npu = build_inference_service("d", "s3://m/d", "intel-npu", model_format="openvino")
-    assert npu["spec"]["predictor"]["model"]["args"] == ["--device=NPU"]
+    assert npu["spec"]["predictor"]["model"]["args"] == ["--device=NPU", "--cpu_fallback=refuse"]
     cpu = build_inference_service("d", "s3://m/d", "intel-cpu-openvino", model_format="openvino")
     assert not cpu["spec"]["predictor"]["model"].get("args")
 
@@ -186,7 +223,7 @@ def test_storage_secret_annotations_are_the_ones_kserve_reads() -> None:
 
 def test_runtime_is_named_and_storage_secret_annotation_can_be_off() -> None:
     isvc = build_inference_service(
-        "d", "s3://b/k", "cpu-amd64", model_format="onnx", storage_secret=""
+        "d", "s3://b/k", "cpu-amd64", model_format="onnx", storage_secret="", istio_sidecar=True
     )
     assert isvc["spec"]["predictor"]["model"]["runtime"] == "kfedge-edge-onnx"
     assert "image" not in isvc["spec"]["predictor"]["model"]  # the runtime's image

@@ -247,3 +247,63 @@ def test_main_refuses_several_workers(candidate_dir: Path) -> None:
     from kfedge.serving.__main__ import main
 
     assert main(["--model_dir", str(candidate_dir), "--workers", "2"]) == 2
+
+
+def _serve_main(*args: str) -> subprocess.CompletedProcess[str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    return subprocess.run(
+        [sys.executable, "-m", "kfedge.serving", "--host", "127.0.0.1", "--http_port", port,
+         "--enable_grpc", "false", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_main_refuses_an_absent_accelerator_when_told(fp32_onnx: Path) -> None:
+    """What deploy passes for a GPU / NPU target (--cpu_fallback=refuse, as the evaluation
+    refused): on a node without the provider the server does not start, so it never becomes
+    ready, instead of serving on the CPU what was measured on the accelerator."""
+    out = _serve_main(
+        "--model_dir", str(fp32_onnx),
+        "--providers", "CUDAExecutionProvider,CPUExecutionProvider",
+        "--provider_options", '{"CUDAExecutionProvider": {"device_id": "0"}}',
+        "--cpu_fallback", "refuse",
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: ") and "CUDAExecutionProvider" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_main_refuses_provider_options_that_are_not_json(fp32_onnx: Path) -> None:
+    out = _serve_main("--model_dir", str(fp32_onnx), "--provider_options", "trt_fp16=1")
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: --provider_options must be JSON like")
+
+
+def test_model_passes_the_targets_runtime_settings(fp32_onnx: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The provider options and delegate reach the runner, and an absent provider with
+    fallback allowed runs on the CPU and says so."""
+    import kfedge.serving.model as served
+
+    seen: dict = {}
+    real = served.load_runner
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(served, "load_runner", spy)
+    options = {"CUDAExecutionProvider": {"device_id": "0"}}
+    model = served.EdgeModel(
+        "m",
+        fp32_onnx,
+        providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
+        provider_options=options,
+        infer_workers=1,
+    )
+    model.load()
+    assert seen["provider_options"] == options and seen["allow_cpu_fallback"] is True
+    assert model.runner.describe().get("fallback_to_cpu")

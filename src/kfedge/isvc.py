@@ -70,6 +70,10 @@ DEFAULT_SERVICE_ACCOUNT = "kfedge-s3"
 #: The Secret with the S3 keys and settings (manifests/overlays create it in the namespace).
 DEFAULT_STORAGE_SECRET = "kfedge-s3"
 #: Annotations naming the storage Secret: KServe's kustomize default, then its Helm default.
+#: Istio's per-pod injection switch. KServe copies the InferenceService's annotations onto the
+#: predictor's pods (kserve ``components/predictor.go``: all but
+#: ``ServiceAnnotationDisallowedList``).
+ISTIO_INJECT_ANNOTATION = "sidecar.istio.io/inject"
 STORAGE_SECRET_ANNOTATIONS = ("serving.kserve.io/storageSecretName", "serving.kserve.io/secretName")
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 #: KServe's longest name derived from an InferenceService's: in Serverless mode Knative's
@@ -160,6 +164,7 @@ def build_inference_service(
     max_replicas: int | None = None,
     check_storage_uri: bool = True,
     storage_secret: str = DEFAULT_STORAGE_SECRET,
+    istio_sidecar: bool = False,
 ) -> dict[str, Any]:
     """Build the InferenceService for a candidate on a target, as a plain dict.
 
@@ -183,6 +188,12 @@ def build_inference_service(
         check_storage_uri: Refuse URIs KServe cannot fetch (off only for a preview YAML).
         storage_secret: The Secret with the S3 keys and settings, named by annotation
             (:data:`STORAGE_SECRET_ANNOTATIONS`); "" names none.
+        istio_sidecar: Let Istio inject its sidecar into the predictor (where the namespace
+            has ``istio-injection: enabled``). Off by default: KFP runs its steps without a
+            sidecar (``sidecar.istio.io/inject: "false"``, KFP ``apiserver/template``), and in
+            a Kubeflow profile the mesh's authorization policies then refuse the deploy step's
+            smoke test (``403 RBAC: access denied``) at a predictor that has one. With it on,
+            allow the caller with an Istio AuthorizationPolicy in the profile.
 
     Returns:
         The InferenceService as a JSON-friendly dict (camelCase keys, as ``kubectl`` takes).
@@ -259,11 +270,7 @@ def build_inference_service(
     requests.update((device.get("resources") or {}).get("requests") or {})
     limits.update((device.get("resources") or {}).get("limits") or {})
     env = [V1EnvVar(name="KFEDGE_THREADS", value=str(tgt.threads))] if tgt.threads else None
-    args = None
-    if model_format == "onnx" and tgt.onnx_providers != ["CPUExecutionProvider"]:
-        args = [f"--providers={','.join(tgt.onnx_providers)}"]
-    if model_format == "openvino" and tgt.openvino_device != "CPU":
-        args = [f"--device={tgt.openvino_device}"]
+    args = server_args(tgt, model_format) or None
     from kfedge._version import SERVING_IMAGE
 
     image = tgt.runtime_image if tgt.runtime_image != SERVING_IMAGE else None
@@ -283,6 +290,7 @@ def build_inference_service(
             annotations={
                 DEPLOYMENT_MODE_ANNOTATION: deployment_mode,
                 **{a: storage_secret for a in STORAGE_SECRET_ANNOTATIONS if storage_secret},
+                **({} if istio_sidecar else {ISTIO_INJECT_ANNOTATION: "false"}),
             },
         ),
         spec=V1beta1InferenceServiceSpec(
@@ -338,6 +346,36 @@ def build_inference_service(
     if not model.get("name"):
         model.pop("name", None)  # the SDK's empty container name; KServe names it itself
     return out
+
+
+def server_args(target: Any, model_format: str) -> list[str]:
+    """The model server's options that make it run a model as the evaluation ran it.
+
+    The target's ONNX Runtime providers and their options (TensorRT FP16 and engine cache,
+    OpenVINO's NPU ``device_type``), OpenVINO device and TFLite delegate, and, where the
+    profile asks for an accelerator without ``allow_cpu_fallback``, ``--cpu_fallback=refuse``:
+    a node without the device then never serves (the evaluation refused it too) instead of
+    serving on the CPU what was measured on the accelerator.
+    """
+    import json
+
+    args: list[str] = []
+    accelerated = False
+    if model_format == "onnx" and target.onnx_providers != ["CPUExecutionProvider"]:
+        args.append(f"--providers={','.join(target.onnx_providers)}")
+        accelerated = True
+    if model_format == "onnx" and target.onnx_provider_options:
+        options = json.dumps(target.onnx_provider_options, sort_keys=True, separators=(",", ":"))
+        args.append(f"--provider_options={options}")
+    if model_format == "openvino" and target.openvino_device != "CPU":
+        args.append(f"--device={target.openvino_device}")
+        accelerated = True
+    if model_format == "tflite" and target.tflite_delegate:
+        args.append(f"--delegate={target.tflite_delegate}")
+        accelerated = True
+    if accelerated and not target.allow_cpu_fallback:
+        args.append("--cpu_fallback=refuse")
+    return args
 
 
 def exclusive_device(target: Any) -> bool:
