@@ -333,3 +333,50 @@ def test_rolling_update_on_a_one_gpu_node_never_finishes(cluster, tmp_path, isvc
     assert _revision_uris(cluster, PROFILE, name) == {"s3://models/v1", "s3://models/v2"}
     pending = [p for p in _pods(cluster, PROFILE, name) if p["status"]["phase"] == "Pending"]
     assert len(pending) == 1
+
+
+def test_s3_secret_named_by_annotation_needs_no_service_account_listing(cluster, tmp_path, isvcs):
+    """KServe reads the Secret the InferenceService names by annotation
+    (serving.kserve.io/storageSecretName) whatever its ServiceAccount lists, so doctor must
+    not fail a ServiceAccount that lists none."""
+    cluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "bare", "namespace": PROFILE},
+                "automountServiceAccountToken": False,
+            }
+        ]
+    )
+    kubeconfig = _token_kubeconfig(cluster, PROFILE, "default-editor", tmp_path / "kc")
+    name = isvc_mod.isvc_name("kfedge-bare-sa", PROFILE)
+    isvcs.append(name)
+    obj = isvc_mod.build_inference_service(
+        name, URI, "cpu-arm64", PROFILE, model_format="onnx", service_account="bare"
+    )
+    kube.deploy(obj, wait_timeout=120, kube=str(kubeconfig), poll_interval=0.5)
+    (pod,) = _pods(cluster, PROFILE, name)
+    init = next(c for c in pod["spec"]["initContainers"] if c["name"] == "storage-initializer")
+    env = {e["name"]: e for e in init.get("env", [])}
+    assert env["S3_ENDPOINT"]["value"] == "seaweedfs.kubeflow:8333"
+    key_ref = env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]
+    assert key_ref["name"] == "kfedge-s3"
+
+
+def test_doctor_on_the_real_api(cluster):
+    """kfedge doctor's Kubernetes checks against the real API server and KServe: all pass for
+    a CPU target in the profile; Coral's privileged pod fails Pod Security, as deploy does."""
+    from kfedge.doctor import run_doctor
+
+    def kube_findings(target: str) -> dict[str, list[Any]]:
+        found: dict[str, list[Any]] = {}
+        for f in run_doctor(target, namespace=PROFILE, kubeconfig=str(cluster.kubeconfig)):
+            found.setdefault(f.check, []).append(f)
+        return found
+
+    arm = kube_findings("cpu-arm64")
+    for check in ("kserve", "runtime", "nodes", "s3-secret", "s3-serviceaccount", "istio"):
+        assert check in arm and all(f.level == "ok" for f in arm[check]), (check, arm.get(check))
+    coral = kube_findings("coral-edgetpu")
+    assert [f.level for f in coral["pod-security"]] == ["fail"]

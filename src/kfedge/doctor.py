@@ -93,8 +93,18 @@ def _pipeline_docs(pipeline: str | os.PathLike[str] | None) -> tuple[str, list[d
 
 
 # ------------------------------------------------------------------------------------- KFP
+#: KFP's launcher and driver images are multi-arch from this backend release (PR #12804,
+#: issue #12705): a step pinned to an arm64 node dies with "exec format error" before it.
+KFP_ARM64_MIN = (2, 17)
+
+
 def _check_kfp(
-    host: str | None, token: str | None, namespace: str, pipeline: Any, timeout: float
+    host: str | None,
+    token: str | None,
+    namespace: str,
+    pipeline: Any,
+    timeout: float,
+    arch: str = "amd64",
 ) -> list[Finding]:
     out: list[Finding] = []
     name, docs = _pipeline_docs(pipeline)
@@ -155,6 +165,17 @@ def _check_kfp(
         )
     else:
         out.append(Finding("kfp", "ok", f"KFP backend {tag} (>= {_fmt(floor)}) at {host}"))
+    if version is not None and arch == "arm64" and version < KFP_ARM64_MIN:
+        out.append(
+            Finding(
+                "kfp",
+                "fail",
+                f"KFP backend {tag} runs amd64-only launcher and driver images: the evaluate and "
+                "benchmark steps pinned to the target's arm64 nodes die with 'exec format "
+                f"error' (multi-arch from {_fmt(KFP_ARM64_MIN)}, PR #12804)",
+                f"upgrade Kubeflow Pipelines to >= {_fmt(KFP_ARM64_MIN)}",
+            )
+        )
     if health.get("multi_user") and namespace == "kubeflow":
         out.append(
             Finding(
@@ -246,7 +267,7 @@ def run_doctor(
     tgt = load_target(target)
     host = kfp_host if kfp_host is not None else os.environ.get("KF_PIPELINES_ENDPOINT")
     token = kfp_token if kfp_token is not None else os.environ.get("KF_PIPELINES_TOKEN")
-    findings = _check_kfp(host, token, namespace, pipeline, timeout)
+    findings = _check_kfp(host, token, namespace, pipeline, timeout, tgt.arch)
     if kube:
         from kfedge import doctor_kube as k
 
@@ -266,6 +287,7 @@ def run_doctor(
                 findings += k.check_nodes(api, tgt)
                 findings += k.check_runtime_class(api, tgt)
                 findings += k.check_s3(api, namespace, secret, service_account)
+                findings += k.check_namespace(api, namespace, tgt)
     findings += _check_images(tgt, registry)
     return findings
 

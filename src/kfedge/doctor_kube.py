@@ -391,17 +391,117 @@ def check_s3(kube: Kube, namespace: str, secret: str, service_account: str) -> l
         return out
     listed = [s.get("name") for s in sa.get("secrets") or []]
     if secret not in listed:
+        # deploy names the Secret by annotation (serving.kserve.io/storageSecretName), which
+        # KServe reads whatever the account lists (seen on the real control plane,
+        # tests/test_cluster.py): not listing it is fine
         out.append(
             Finding(
                 "s3-serviceaccount",
-                "fail",
-                f"ServiceAccount {namespace}/{service_account} does not list Secret {secret}; "
-                "KServe mounts only the Secrets it lists",
-                fix,
+                "ok",
+                f"ServiceAccount {namespace}/{service_account} exists (it lists no {secret}; "
+                "deploy names the Secret by annotation, which KServe reads first)",
             )
         )
     else:
         out.append(
             Finding("s3-serviceaccount", "ok", f"ServiceAccount {service_account} lists {secret}")
         )
+    return out
+
+
+# ------------------------------------------------------------------------------- namespace
+#: Pod Security levels that refuse a privileged container or a hostPath volume
+#: (k8s.io/pod-security-admission policy: both are "baseline" checks).
+_NO_HOST_DEVICES = ("baseline", "restricted")
+
+
+def check_namespace(kube: Kube, namespace: str, target: Any) -> list[Finding]:
+    """The namespace's labels against what KServe and the target's predictor need.
+
+    * ``control-plane``: KServe's pod webhook skips such namespaces (its
+      ``namespaceSelector``: ``control-plane DoesNotExist``, kserve
+      ``config/webhook/manifests.yaml``), so no storage initializer is added and the
+      predictor starts without its model; Kubeflow labels its own ``kubeflow`` namespace so.
+    * ``pod-security.kubernetes.io/enforce``: ``baseline`` (Kubeflow 1.11 profiles) and
+      ``restricted`` refuse a privileged container and hostPath volumes, which a target that
+      reaches its device through the host's device nodes needs.
+    * ``istio-injection: enabled``: the predictor opts out of the sidecar (deploy sets
+      ``sidecar.istio.io/inject: "false"``), reported so nobody is surprised.
+    """
+    try:
+        obj = kube.get(f"/api/v1/namespaces/{namespace}")
+    except ApiError as exc:
+        if exc.status == 404:
+            return [
+                Finding(
+                    "namespace",
+                    "fail",
+                    f"namespace {namespace} does not exist",
+                    "pass --namespace with the namespace runs deploy into (on Kubeflow: your "
+                    "profile's)",
+                )
+            ]
+        return [
+            Finding(
+                "namespace",
+                "warn",
+                f"cannot read namespace {namespace} ({exc}); its Pod Security level and labels "
+                "are not checked",
+                "run doctor with an account that may get namespaces",
+            )
+        ]
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    out: list[Finding] = []
+    if "control-plane" in labels:
+        out.append(
+            Finding(
+                "namespace",
+                "fail",
+                f"namespace {namespace} is labelled control-plane: KServe's pod webhook skips "
+                "it, so predictors there get no storage initializer and start without a model",
+                "deploy into a namespace without that label (on Kubeflow: your profile's)",
+            )
+        )
+    level = labels.get("pod-security.kubernetes.io/enforce", "")
+    devices = target.devices
+    needs = [
+        what
+        for what, used in (
+            ("a privileged container", devices.privileged),
+            ("hostPath volumes", devices.host_paths),
+        )
+        if used
+    ]
+    if needs and level in _NO_HOST_DEVICES:
+        out.append(
+            Finding(
+                "pod-security",
+                "fail",
+                f"namespace {namespace} enforces Pod Security {level!r}, which refuses "
+                f"{' and '.join(needs)}: target {target.name}'s predictor is never created",
+                "expose the device with a device plugin and name its resource in the target's "
+                "devices.resources (see the profile's comments), or have an admin label the "
+                "namespace pod-security.kubernetes.io/enforce=privileged",
+            )
+        )
+    elif needs:
+        out.append(
+            Finding(
+                "pod-security",
+                "ok",
+                f"namespace {namespace} allows {' and '.join(needs)} "
+                f"(Pod Security enforce={level or 'unset'})",
+            )
+        )
+    if labels.get("istio-injection") == "enabled":
+        out.append(
+            Finding(
+                "istio",
+                "ok",
+                f"namespace {namespace} injects Istio sidecars; kfedge's predictors opt out "
+                '(sidecar.istio.io/inject: "false"), so KFP steps without a sidecar reach them',
+            )
+        )
+    if not out:
+        out.append(Finding("namespace", "ok", f"namespace {namespace}: nothing in the way"))
     return out
