@@ -299,12 +299,18 @@ def test_redeploy_returns_when_only_the_new_model_runs(cluster, target, tmp_path
     it: KServe's Ready stays True during the rollout, so deploy waits on the Deployment. On
     the Jetson node (one GPU) the profile's Recreate strategy lets the new pod schedule."""
     kubeconfig = _token_kubeconfig(cluster, PROFILE, "default-editor", tmp_path / "kc")
-    name = isvc_mod.isvc_name(f"kfedge-redeploy-{target}", PROFILE)
+    name = isvc_mod.default_isvc_name(target)
     isvcs.append(name)
     for version in ("v1", "v2"):
-        obj = isvc_mod.build_inference_service(name, f"s3://models/{version}", target, PROFILE)
+        obj = isvc_mod.build_inference_service(
+            name, f"s3://models/{version}", target, PROFILE, candidate=f"ptq-int8-{version}"
+        )
         kube.deploy(obj, wait_timeout=120, kube=str(kubeconfig), poll_interval=0.5)
         assert _revision_uris(cluster, PROFILE, name) == {f"s3://models/{version}"}
+        # one InferenceService for the target, its label naming the candidate it serves now
+        mine = _get(cluster, "isvc", "-n", PROFILE, "-l", f"kfedge.io/target={target}")["items"]
+        assert [i["metadata"]["name"] for i in mine] == [name]
+        assert mine[0]["metadata"]["labels"]["kfedge.io/candidate"] == f"ptq-int8-{version}"
     dep = _get(cluster, "deployment", kube.predictor_deployment(name), "-n", PROFILE)
     expected = "Recreate" if target == "nvidia-jetson" else "RollingUpdate"
     assert dep["spec"]["strategy"]["type"] == expected

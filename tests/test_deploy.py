@@ -600,7 +600,7 @@ def test_fake_api_full_cluster_sequence_with_smoke_test_on_a_real_server(
 ) -> None:
     """deploy_candidate(mode=cluster): FAKE API for create/wait, REAL local server for the
     V2 smoke test (the fake reports the local server's URL as the service address)."""
-    with local_server(candidate["dir"], tmp_path / "server.log", "cpu-arm64-fp32-baseline") as url:
+    with local_server(candidate["dir"], tmp_path / "server.log", "kfedge-cpu-arm64") as url:
         fake = FakeKube(url=url)
         try:
             res = deploy_candidate(
@@ -622,7 +622,8 @@ def test_fake_api_full_cluster_sequence_with_smoke_test_on_a_real_server(
     # the kubeconfig's context names no namespace and this is not a pod: kubectl's default
     assert res["namespace"] == "default" and res["storage_uri"] == "s3://mlpipeline/run/model"
     created = next(r.json for r in fake.requests if r.method == "POST")
-    assert created["metadata"]["name"] == "cpu-arm64-fp32-baseline"  # target + candidate
+    assert created["metadata"]["name"] == "kfedge-cpu-arm64"  # one per target
+    assert created["metadata"]["labels"]["kfedge.io/candidate"] == "fp32_baseline"
     assert created["spec"]["predictor"]["model"]["storageUri"] == "s3://mlpipeline/run/model"
     assert yaml.safe_load((tmp_path / "isvc" / "inferenceservice.yaml").read_text()) == created
     assert json.loads((tmp_path / "endpoint" / "endpoint.json").read_text())["passed"] is True
@@ -723,7 +724,8 @@ def test_component_deploys_locally_under_kfp_local(candidate, tmp_path) -> None:
     assert endpoint["passed"] and endpoint["mode"] == "local"
     assert set(endpoint["protocols"]) == {"v1", "v2"}
     isvc = yaml.safe_load(next(tmp_path.rglob("inferenceservice.yaml")).read_text())
-    assert isvc["metadata"]["name"] == "cpu-amd64-fp32-baseline"  # target + candidate
+    assert isvc["metadata"]["name"] == "kfedge-cpu-amd64"  # one per target
+    assert isvc["metadata"]["labels"]["kfedge.io/candidate"] == "fp32_baseline"
     assert isvc["spec"]["predictor"]["nodeSelector"] == {"kubernetes.io/arch": "amd64"}
 
 
@@ -737,3 +739,15 @@ def test_a_target_with_its_own_serving_image_gets_kfedge_edge_with_that_image() 
     isvc = build_inference_service("d", "s3://b/k", tgt, model_format="onnx")
     model = isvc["spec"]["predictor"]["model"]
     assert model["runtime"] == "kfedge-edge" and model["image"] == "reg.local/cuda-srv:1"
+
+
+def test_fake_api_never_replaces_an_inferenceservice_kfedge_did_not_make(fake_kube) -> None:  # noqa: ANN001
+    fake, kubeconfig = fake_kube
+    theirs = build_inference_service("kfedge-cpu-arm64", "s3://models/theirs", "cpu-arm64")
+    theirs["metadata"]["labels"] = {"app": "someone-else"}
+    fake.objects[("default", "kfedge-cpu-arm64")] = theirs
+    fake.state[("default", "kfedge-cpu-arm64")] = {"phase": "ready", "reads": 0}
+    ours = build_inference_service("kfedge-cpu-arm64", "s3://models/ours", "cpu-arm64")
+    with pytest.raises(DeployError, match="is not kfedge's"):
+        deploy(ours, wait_timeout=5, kube=kubeconfig, poll_interval=0.01)
+    assert not [r for r in fake.requests if r.method in ("POST", "PATCH")]

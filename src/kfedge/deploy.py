@@ -15,9 +15,12 @@ built from one module per concern, whose public names are re-exported here:
 The step talks only to the API server (it need not run on the edge node) and reads one small
 JSON: the evaluation's ``outputs_sample`` carries the input sample with the output it gave, so no
 dataset is needed (an evaluation written before inputs were recorded needs the dataset).
-By default the InferenceService is named after the target and the candidate
-(``cpu-arm64-ptq-int8``: runs for two targets do not overwrite each other) and goes to the
-namespace the step runs in (:func:`kfedge.kube.default_namespace`).
+By default the InferenceService is named after the target, ``kfedge-<target>``
+(:func:`kfedge.isvc.default_isvc_name`: one per target, so runs for two targets do not overwrite
+each other and recurring runs update theirs), carries the candidate in its
+``kfedge.io/candidate`` label, and goes to the namespace the step runs in
+(:func:`kfedge.kube.default_namespace`); an InferenceService of that name that kfedge did not
+make is never replaced.
 
 No heavy framework is imported here: the Kubernetes / KServe clients are imported lazily, and the
 local server runs in its own process (ONNX Runtime / LiteRT only).
@@ -43,6 +46,7 @@ from kfedge.isvc import (
     DeployError,
     TransientDeployError,
     build_inference_service,
+    default_isvc_name,
     isvc_name,
     isvc_yaml,
     write_examples,
@@ -177,8 +181,9 @@ def deploy_candidate(
         endpoint_dir: Output directory for ``endpoint.json``.
         isvc_dir: Output directory for ``inferenceservice.yaml``.
         model_uri: The Model artifact's URI (``s3://`` / ``minio://`` in a cluster).
-        name: InferenceService / model name (default: ``<target>-<candidate>``, see
-            :func:`isvc_name`).
+        name: InferenceService / model name (default: ``kfedge-<target>``, one per target
+            whatever the candidate, which is in its ``kfedge.io/candidate`` label; see
+            :func:`default_isvc_name`).
         namespace: Namespace of the InferenceService ("": the step's own, see
             :func:`default_namespace`).
         service_account: The predictor's ServiceAccount ("": the namespace's default).
@@ -222,7 +227,7 @@ def deploy_candidate(
 
     tgt = load_target(target)
     namespace = namespace or default_namespace(kube if isinstance(kube, str | Path) else None)
-    name = isvc_name(name or f"{tgt.name}-{cand_name}", namespace)
+    name = isvc_name(name or default_isvc_name(tgt.name), namespace)
     sample, expected, output_name = recorded_sample(evaluation, dataset_dir)
     isvc = build_inference_service(
         name,
@@ -235,6 +240,7 @@ def deploy_candidate(
         deployment_mode=deployment_mode,
         check_storage_uri=resolved == "cluster",
         storage_secret=storage_secret,
+        candidate=cand_name,
     )
     write_text_atomic(Path(isvc_dir) / "inferenceservice.yaml", isvc_yaml(isvc))
     if resolved == "local":

@@ -118,6 +118,28 @@ def resolve_runtime(runtime: str, model_format: str, runtime_image: str) -> str:
     return DEFAULT_RUNTIME + serving_image_for(model_format).name.removeprefix("serving")
 
 
+#: The label naming the candidate an InferenceService serves.
+CANDIDATE_LABEL = "kfedge.io/candidate"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
+
+def default_isvc_name(target: str) -> str:
+    """The InferenceService a target's runs deploy to when none is named: ``kfedge-<target>``.
+
+    One per target and namespace, whatever the candidate (its name is in the
+    :data:`CANDIDATE_LABEL` label): recurring runs update it instead of leaving one
+    InferenceService per candidate behind, each holding the node's accelerator. A second
+    model for the same target in the same namespace needs its own ``name``.
+    """
+    return isvc_name(f"kfedge-{target}")
+
+
+def label_value(text: str) -> str:
+    """``text`` as a Kubernetes label value (<= 63 of ``[A-Za-z0-9-_.]``, alphanumeric ends)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63]
+    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
+
+
 def isvc_name(text: str, namespace: str | None = None) -> str:
     """A valid InferenceService name from free text, short enough for what KServe derives.
 
@@ -165,6 +187,7 @@ def build_inference_service(
     check_storage_uri: bool = True,
     storage_secret: str = DEFAULT_STORAGE_SECRET,
     istio_sidecar: bool = False,
+    candidate: str = "",
 ) -> dict[str, Any]:
     """Build the InferenceService for a candidate on a target, as a plain dict.
 
@@ -194,6 +217,7 @@ def build_inference_service(
             a Kubeflow profile the mesh's authorization policies then refuse the deploy step's
             smoke test (``403 RBAC: access denied``) at a predictor that has one. With it on,
             allow the caller with an Istio AuthorizationPolicy in the profile.
+        candidate: The candidate served, put in the :data:`CANDIDATE_LABEL` label.
 
     Returns:
         The InferenceService as a JSON-friendly dict (camelCase keys, as ``kubectl`` takes).
@@ -284,8 +308,9 @@ def build_inference_service(
             labels={
                 "app.kubernetes.io/name": name,
                 "app.kubernetes.io/part-of": "kfedge",
-                "app.kubernetes.io/managed-by": "kfedge",
+                MANAGED_BY_LABEL: "kfedge",
                 "kfedge.io/target": tgt.name,
+                **({CANDIDATE_LABEL: label_value(candidate)} if label_value(candidate) else {}),
             },
             annotations={
                 DEPLOYMENT_MODE_ANNOTATION: deployment_mode,

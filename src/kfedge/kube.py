@@ -45,7 +45,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kfedge.errors import InvalidInputError
-from kfedge.isvc import API_VERSION, GROUP, PLURAL, DeployError, TransientDeployError
+from kfedge.isvc import (
+    API_VERSION,
+    GROUP,
+    MANAGED_BY_LABEL,
+    PLURAL,
+    DeployError,
+    TransientDeployError,
+)
 from kfedge.retry import ATTEMPTS, retry
 
 log = logging.getLogger(__name__)
@@ -357,6 +364,14 @@ def _apply(api: Any, isvc: dict[str, Any], version: str) -> dict[str, Any] | Non
         if exc.status != 404:
             raise
         current = None
+    if current is not None:
+        labels = (current.get("metadata") or {}).get("labels") or {}
+        if labels.get(MANAGED_BY_LABEL) != "kfedge":
+            raise DeployError(
+                f"InferenceService {namespace}/{name} exists and is not kfedge's (no label "
+                f"{MANAGED_BY_LABEL}=kfedge): deploy does not replace it; give this deployment "
+                "another name"
+            )
     if current is None:
         log.info("creating InferenceService %s/%s", namespace, name)
         # Strict: a misspelled or unknown field is refused, not silently pruned
