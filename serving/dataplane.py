@@ -32,6 +32,31 @@ class EdgeDataPlane(DataPlane):
         """Server metadata, listing only the extensions whose endpoints exist."""
         return {**super().metadata(), "extensions": list(EXTENSIONS)}
 
+    async def model_metadata(self, model_name: str) -> dict[str, Any]:
+        """KServe's model metadata, with the served model's content hash and its runtime.
+
+        ``versions`` is ``[sha256:<hex>]`` (:func:`kfedge.candidate.model_digest` of what was
+        loaded), which the deploy smoke test compares with the candidate's; ``platform`` the
+        runtime and where it runs (e.g. ``kfedge-onnx:CPUExecutionProvider``, a CPU fallback
+        said).
+        """
+        meta = dict(await super().model_metadata(model_name))
+        model = self.get_model_from_registry(model_name)
+        digest = getattr(model, "digest", "")
+        if digest:
+            meta["versions"] = [digest]
+        runner = getattr(model, "runner", None)
+        if runner is not None:
+            info = runner.describe()
+            where = info.get("providers") or info.get("device") or info.get("delegate") or ""
+            if isinstance(where, list):
+                where = where[0] if where else ""
+            fallback = " (CPU fallback)" if info.get("fallback_to_cpu") else ""
+            meta["platform"] = (
+                f"kfedge-{info.get('format', '')}" + (f":{where}" if where else "") + fallback
+            )
+        return meta
+
     async def ready(self) -> bool:
         """Server ready: at least one model is registered and all are loaded."""
         models = self.model_registry.get_models()

@@ -212,6 +212,7 @@ class EdgeModel(Model):
         self.max_batch_wait_ms = max_batch_wait_ms
         self.runner: Runner | None = None
         self.path: Path | None = None
+        self.digest = ""
         self._executor: ThreadPoolExecutor | None = None
         self.batcher: DynamicBatcher | None = None
 
@@ -223,6 +224,10 @@ class EdgeModel(Model):
             True (the model is ready).
         """
         self.path = resolve_model(self.model_dir, self.download_dir)
+        from kfedge.candidate import model_digest
+
+        #: The content hash of what is served (``/v2/models/NAME``'s ``versions``).
+        self.digest = model_digest(self.path)
         self.runner = load_runner(
             self.path,
             threads=self.threads,

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import shutil
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -751,3 +752,26 @@ def test_fake_api_never_replaces_an_inferenceservice_kfedge_did_not_make(fake_ku
     with pytest.raises(DeployError, match="is not kfedge's"):
         deploy(ours, wait_timeout=5, kube=kubeconfig, poll_interval=0.01)
     assert not [r for r in fake.requests if r.method in ("POST", "PATCH")]
+
+
+def test_smoke_test_proves_which_model_the_endpoint_serves(candidate, tmp_path) -> None:  # noqa: ANN001
+    """The server reports the content hash of what it loaded as the model's version; the
+    smoke test passes only when it is the candidate's (a rollout that has not reached the
+    endpoint, or another model mounted, fails it even when the answers agree)."""
+    from kfedge.candidate import model_digest
+    from kfedge.smoke import smoke_test
+
+    digest = model_digest(candidate["dir"])
+    assert digest.startswith("sha256:") and digest == model_digest(
+        next(candidate["dir"].glob("*.tflite"))
+    )
+    with local_server(candidate["dir"], tmp_path / "server.log", "digits") as url:
+        meta = json.loads(urllib.request.urlopen(f"{url}/v2/models/digits").read())
+        assert meta["versions"] == [digest] and meta["platform"].startswith("kfedge-tflite")
+        ok = smoke_test(url, "digits", candidate["sample"], candidate["expected"],
+                        model_version=digest)  # fmt: skip
+        assert ok["passed"] and ok["model_version"] == digest
+        other = "sha256:" + "0" * 64
+        res = smoke_test(url, "digits", candidate["sample"], candidate["expected"],
+                         model_version=other, check=False)  # fmt: skip
+    assert not res["passed"] and "serves another model than this candidate" in res["detail"]

@@ -103,6 +103,40 @@ def load_candidate(path: str | Path) -> Candidate:
         ) from None
 
 
+def model_digest(path: str | Path) -> str:
+    """The content hash of a model, ``sha256:<hex>``: what the server reports as its version.
+
+    Over the bytes of the model file; an OpenVINO IR (``NAME.xml``) also over its ``NAME.bin``;
+    a directory (SavedModel) over every file in it, by relative path. The model server
+    computes it on what it loaded and the smoke test compares it with the candidate's, so a
+    passing smoke test proves the endpoint serves this candidate and not the one before it.
+
+    Args:
+        path: A model file (or candidate directory: its model file is hashed).
+    """
+    import hashlib
+
+    p = (
+        model_path(path)
+        if Path(path).is_dir() and not (Path(path) / "saved_model.pb").is_file()
+        else Path(path)
+    )
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file())
+    elif p.suffix == ".xml" and p.with_suffix(".bin").is_file():
+        files = [p, p.with_suffix(".bin")]
+    else:
+        files = [p]
+    digest = hashlib.sha256()
+    for f in files:
+        if p.is_dir():  # file names only inside a directory; a file's name may change
+            digest.update(str(f.relative_to(p)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
 def model_path(path: str | Path) -> Path:
     """Resolve the model file of a candidate directory, a SavedModel or a plain model file.
 

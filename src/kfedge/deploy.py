@@ -209,7 +209,7 @@ def deploy_candidate(
         ConfigError: Bad mode / target / URI (before anything is deployed).
         DeployError: Deployment or smoke test failed.
     """
-    from kfedge.candidate import load_candidate, model_path
+    from kfedge.candidate import load_candidate, model_digest, model_path
     from kfedge.formats import detect_format
 
     if mode not in MODES:
@@ -251,7 +251,17 @@ def deploy_candidate(
         url = deploy(isvc, wait_timeout=wait_timeout, kube=kube, poll_interval=poll_interval)
         result = {"mode": "cluster", "url": url, "model_name": name}
         result.update(
-            smoke_test(url, name, sample, expected, atol, ("v2",), output_name, check=False)
+            smoke_test(
+                url,
+                name,
+                sample,
+                expected,
+                atol,
+                ("v2",),
+                output_name,
+                check=False,
+                model_version=model_digest(path),
+            )
         )
     result.update(
         namespace=namespace,

@@ -155,8 +155,20 @@ def deploy_local(
     result: dict[str, Any] = {"mode": "local", "model_name": name, "log": str(log_path)}
     with local_server(model_dir, log_path, name, ready_timeout) as url:
         result["url"] = url
+        from kfedge.candidate import model_digest
+
         result.update(
-            smoke_test(url, name, sample, expected, atol, ("v1", "v2"), output_name, check=False)
+            smoke_test(
+                url,
+                name,
+                sample,
+                expected,
+                atol,
+                ("v1", "v2"),
+                output_name,
+                check=False,
+                model_version=model_digest(model_dir),
+            )
         )
     log.info("local deploy of %s: %s", model_dir, result["detail"])
     return result

@@ -96,6 +96,14 @@ def _check(base: str, model_name: str, sample: np.ndarray, expected: np.ndarray,
     status, meta = _http_json(f"{base}/v2/models/{model_name}", timeout=timeout)
     if status != 200:
         raise _failed(f"model metadata at {base}/v2/models/{model_name}", status, meta)
+    served = list(meta.get("versions") or [])
+    want_version = kw.get("model_version")
+    if want_version and want_version not in served:
+        raise DeployError(
+            f"{base} serves another model than this candidate: its /v2/models/{model_name} "
+            f"versions are {served or 'not given'}, the candidate's content hash is "
+            f"{want_version} (an old pod still answers, or another model is mounted)"
+        )
     inputs = meta.get("inputs") or []
     if len(inputs) != 1:
         raise DeployError(f"the smoke test sends one input; the model has {len(inputs)}")
@@ -138,6 +146,8 @@ def _check(base: str, model_name: str, sample: np.ndarray, expected: np.ndarray,
     return {
         "protocols": checks,
         "max_abs_diff": worst,
+        "model_version": served[0] if served else None,
+        "platform": meta.get("platform") or None,
         "passed": True,
         "detail": f"{names} {verb} the evaluation at {base} (max abs diff {worst:.3g} <= {atol:g})",
     }
@@ -153,6 +163,7 @@ def smoke_test(
     output_name: str | None = None,
     timeout: float = 30,
     check: bool = True,
+    model_version: str | None = None,
 ) -> dict[str, Any]:
     """Send one sample to the endpoint and compare the answer with the expected output.
 
@@ -166,6 +177,9 @@ def smoke_test(
         output_name: Output to compare (default: the model's first output).
         timeout: Seconds per HTTP request.
         check: Raise on a failed test; False returns ``{"passed": False, "detail": <why>}``.
+        model_version: The candidate's content hash (:func:`kfedge.candidate.model_digest`):
+            the endpoint must report it in its model metadata's ``versions``, which proves it
+            serves this candidate and not an older one (None: not checked).
 
     Returns:
         ``{"protocols": {"v2": {"max_abs_diff", "argmax", "expected_argmax", "latency_ms",
@@ -179,7 +193,13 @@ def smoke_test(
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if not protocols or unknown:
         raise InvalidInputError(f"protocols must be a non-empty subset of {PROTOCOLS}")
-    opts = {"atol": atol, "protocols": protocols, "output_name": output_name, "timeout": timeout}
+    opts = {
+        "atol": atol,
+        "protocols": protocols,
+        "output_name": output_name,
+        "timeout": timeout,
+        "model_version": model_version,
+    }
     base = url.rstrip("/")
     try:
         return retry(
