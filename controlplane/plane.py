@@ -83,7 +83,12 @@ NODES: tuple[Node, ...] = (
         taints=(("nvidia.com/gpu", "NoSchedule"),),
         resources={"nvidia.com/gpu": "1"},
     ),
-    Node("arm64-coral", "arm64", {"feature.node.kubernetes.io/usb-fe_1a6e_089a.present": "true"}),
+    Node(
+        "arm64-coral",
+        "arm64",
+        {"feature.node.kubernetes.io/usb-fe_1a6e_089a.present": "true"},
+        resources={"squat.ai/coral": "1"},  # squat/generic-device-plugin's resource
+    ),
 )
 
 

@@ -44,6 +44,7 @@ PLACES = {
     "nvidia-gpu": {"amd64-nvidia-gpu"},
     "cpu-arm64": {"arm64-pi", "arm64-coral"},
     "nvidia-jetson": {"arm64-jetson"},
+    "coral-edgetpu": {"arm64-coral"},  # its device plugin's resource: admitted under baseline
 }
 
 
@@ -225,8 +226,12 @@ def test_deploy_lands_on_the_targets_node(cluster, target, tmp_path, isvcs):
     """kfedge.kube.deploy as the profile's default-editor: KServe's webhook admits it, its
     controller makes the Deployment with the storage initializer, the scheduler places it."""
     kubeconfig = _token_kubeconfig(cluster, PROFILE, "default-editor", tmp_path / "kc")
-    fmt = "openvino" if "openvino" in load_target(target).formats else "onnx"
-    fmt = "onnx" if target != "intel-cpu-openvino" else "openvino"
+    formats = load_target(target).formats
+    fmt = (
+        "openvino"
+        if target == "intel-cpu-openvino"
+        else ("onnx" if "onnx" in formats else formats[0])
+    )
     name = isvc_mod.isvc_name(f"kfedge-{target}", PROFILE)
     isvcs.append(name)
     obj = isvc_mod.build_inference_service(name, URI, target, PROFILE, model_format=fmt)
@@ -269,12 +274,18 @@ def test_yaml_roundtrip_of_examples_is_admitted(cluster):
 
 
 def test_pod_security_refusal_is_a_clear_error_at_once(cluster, tmp_path, isvcs):
-    """Coral's privileged hostPath pod in a Kubeflow profile (Pod Security baseline): the
+    """Coral's privileged hostPath variant in a Kubeflow profile (Pod Security baseline): the
     ReplicaSet's pod is refused, KServe reports FailedCreate, deploy says why at once."""
+    from kfedge.targets import target_yaml
+
+    privileged = tmp_path / "coral-privileged.yaml"
+    data = yaml.safe_load(target_yaml("coral-edgetpu"))
+    data["devices"] = {"host_paths": [{"path": "/dev/bus/usb"}], "privileged": True}
+    privileged.write_text(yaml.safe_dump(data))
     kubeconfig = _token_kubeconfig(cluster, PROFILE, "default-editor", tmp_path / "kc")
     name = isvc_mod.isvc_name("kfedge-coral-privileged", PROFILE)
     isvcs.append(name)
-    obj = isvc_mod.build_inference_service(name, URI, "coral-edgetpu", PROFILE)
+    obj = isvc_mod.build_inference_service(name, URI, str(privileged), PROFILE)
     started = time.monotonic()
     with pytest.raises(DeployError, match=r"violates PodSecurity \"baseline.*device plugin"):
         kube.deploy(obj, wait_timeout=120, kube=str(kubeconfig), poll_interval=0.5)
@@ -384,5 +395,6 @@ def test_doctor_on_the_real_api(cluster):
     arm = kube_findings("cpu-arm64")
     for check in ("kserve", "runtime", "nodes", "s3-secret", "s3-serviceaccount", "istio"):
         assert check in arm and all(f.level == "ok" for f in arm[check]), (check, arm.get(check))
-    coral = kube_findings("coral-edgetpu")
-    assert [f.level for f in coral["pod-security"]] == ["fail"]
+    coral = kube_findings("coral-edgetpu")  # the device-plugin variant: nothing to refuse
+    assert "pod-security" not in coral
+    assert all(f.level == "ok" for f in coral["nodes"]), coral["nodes"]

@@ -91,8 +91,10 @@ def test_isvc_from_target_fits_crd_and_carries_placement(target: str, reference_
     if tgt.accelerator:
         acc = tgt.accelerator
         assert res["limits"][acc.resource] == res["requests"][acc.resource] == str(acc.count)
-    else:
-        assert not any("/" in k for k in res.get("limits", {}))
+    # extended resources: the accelerator's and the device plugin's (Coral: squat.ai/coral)
+    extended = {k for k in res.get("limits", {}) if "/" in k}
+    wanted = {tgt.accelerator.resource} if tgt.accelerator else set()
+    assert extended == wanted | set(tgt.devices.resources)
     if tgt.threads:
         assert {"name": "KFEDGE_THREADS", "value": str(tgt.threads)} in model["env"]
 

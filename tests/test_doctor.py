@@ -385,13 +385,23 @@ def test_a_busy_api_server_is_asked_again_a_refusal_is_not(
     assert sum(r.startswith("/api/v1/nodes") for r in fake.requests) == 1  # 403: asked once
 
 
-def test_namespace_labels_against_the_target(cluster: tuple[FakeCluster, Path]) -> None:
+def test_namespace_labels_against_the_target(
+    cluster: tuple[FakeCluster, Path], tmp_path: Path
+) -> None:
     """Pod Security baseline refuses Coral's privileged hostPath pod (the real API server's
     refusal is in tests/test_cluster.py); a control-plane label hides the namespace from
     KServe's pod webhook; Istio injection is reported as handled."""
     fake, kc = cluster
     fake.healthy("coral-edgetpu")
     found = {f.check: f for f in _run(fake, kc, "coral-edgetpu")}
+    assert "pod-security" not in found  # the device-plugin variant needs no privilege
+    from kfedge.targets import target_yaml
+
+    privileged = tmp_path / "coral-privileged.yaml"
+    data = yaml.safe_load(target_yaml("coral-edgetpu"))
+    data["devices"] = {"host_paths": [{"path": "/dev/bus/usb"}], "privileged": True}
+    privileged.write_text(yaml.safe_dump(data))
+    found = {f.check: f for f in _run(fake, kc, str(privileged))}
     assert found["pod-security"].level == "fail"
     assert "'baseline'" in found["pod-security"].message
     assert "device plugin" in found["pod-security"].fix

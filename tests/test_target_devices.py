@@ -16,10 +16,10 @@ from kfedge.targets.devices import DeviceNeeds
 def test_shipped_profiles_state_their_device_needs() -> None:
     assert load_target("nvidia-jetson").devices.k8s() == {"runtimeClassName": "nvidia"}
     coral = load_target("coral-edgetpu").devices.k8s()
+    # the device-plugin variant by default: admitted under Pod Security baseline (a Kubeflow
+    # profile); the privileged hostPath variant is the documented alternative
     assert coral == {
-        "volumes": [{"name": "dev-bus-usb", "hostPath": {"path": "/dev/bus/usb"}}],
-        "volumeMounts": [{"name": "dev-bus-usb", "mountPath": "/dev/bus/usb"}],
-        "securityContext": {"privileged": True},
+        "resources": {"requests": {"squat.ai/coral": "1"}, "limits": {"squat.ai/coral": "1"}}
     }
     for name in set(list_targets()) - {"nvidia-jetson", "coral-edgetpu"}:
         assert load_target(name).devices.k8s() == {}, name
