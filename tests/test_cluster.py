@@ -398,3 +398,37 @@ def test_doctor_on_the_real_api(cluster):
     coral = kube_findings("coral-edgetpu")  # the device-plugin variant: nothing to refuse
     assert "pod-security" not in coral
     assert all(f.level == "ok" for f in coral["nodes"]), coral["nodes"]
+
+
+def test_standalone_pipeline_runner_deploys_with_exactly_the_shipped_role(cluster, tmp_path):
+    """Standalone KFP: pipeline-runner in `kubeflow` holds only the overlay's Role
+    kfedge-deployer (get / create / patch InferenceServices, get Deployments): enough."""
+    kubeconfig = _token_kubeconfig(cluster, STANDALONE, "pipeline-runner", tmp_path / "kc")
+    name = isvc_mod.default_isvc_name("cpu-amd64")
+    obj = isvc_mod.build_inference_service(name, URI, "cpu-amd64", STANDALONE, model_format="onnx")
+    try:
+        kube.deploy(obj, wait_timeout=120, kube=str(kubeconfig), poll_interval=0.5)
+        # and again with another model: the update path (patch, then the rollout read)
+        obj["spec"]["predictor"]["model"]["storageUri"] = URI + "-v2"
+        kube.deploy(obj, wait_timeout=120, kube=str(kubeconfig), poll_interval=0.5)
+    finally:
+        cluster.kubectl("delete", "isvc", name, "-n", STANDALONE, "--ignore-not-found")
+
+
+def test_without_the_role_deploy_is_forbidden_with_the_fix(cluster, tmp_path):
+    cluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "nobody", "namespace": STANDALONE},
+            }
+        ]
+    )
+    kubeconfig = _token_kubeconfig(cluster, STANDALONE, "nobody", tmp_path / "kc")
+    obj = isvc_mod.build_inference_service(
+        "kfedge-forbidden", URI, "cpu-amd64", STANDALONE, model_format="onnx"
+    )
+    with pytest.raises(DeployError, match=r"HTTP 403 .*overlays/standalone") as err:
+        kube.deploy(obj, wait_timeout=30, kube=str(kubeconfig), poll_interval=0.5)
+    assert not err.value.transient
