@@ -131,7 +131,21 @@ def cluster(control_plane, tmp_path_factory):  # noqa: F811
                     },
                 },
             },
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": STANDALONE}},
+            {
+                # standalone KFP's own namespace (kubeflow/pipelines manifests/kustomize/
+                # cluster-scoped-resources/namespace.yaml): Pod Security baseline, no
+                # control-plane label (Kubeflow's platform manifests add one, which KServe's
+                # pod webhook skips: doctor checks it)
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": STANDALONE,
+                    "labels": {
+                        "pod-security.kubernetes.io/enforce": "baseline",
+                        "pod-security.kubernetes.io/warn": "restricted",
+                    },
+                },
+            },
         ]
     )
     plane.apply(
