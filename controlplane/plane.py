@@ -221,7 +221,7 @@ class ControlPlane:
     def _spawn(self, name: str, args: Iterable[str], env: Mapping[str, str] | None = None) -> None:
         log = open(self.workdir / "logs" / f"{name}.log", "wb")  # noqa: SIM115 - kept by Popen
         self.procs[name] = subprocess.Popen(
-            [str(self.bin / name.split(":")[0]), *args],
+            [str(self.bin / name), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -187,7 +187,8 @@ class FakeKServe(FakeJsonApi):
       while the old pod serves (``PropagateRawStatus``). (An earlier version of this fake
       showed Ready=Unknown here, which real KServe never does in this mode.)
     * In Serverless mode: a new revision is created but not ready, and Ready is Unknown (the
-      Knative Service's ConfigurationsReady is Unknown until the latest revision is ready).
+      Knative Service's ConfigurationsReady is Unknown until the latest revision is ready; kept
+      from the earlier fake, not checked against Knative's source: no Knative runs here).
     * An update that changes no spec leaves generation and status alone.
 
     ``faults`` maps a method to HTTP status codes answered (in turn) instead of the real answer;
@@ -423,7 +424,8 @@ class FakeKfpApi(FakeJsonApi):
         if route == ("GET", "/apis/v2beta1/healthz"):
             return 200, {"multi_user": self.multi_user, "commit_sha": "fake"}
         if route == ("GET", "/apis/v2beta1/pipelines"):
-            # a namespace lists that namespace's pipelines; none lists the shared ones
+            # a namespace lists that namespace's pipelines; none lists the shared ones (the
+            # v2beta1 ListPipelines namespace parameter; not checked against the backend source)
             want = _display_name_filter(req.query)
             ns = req.query.get("namespace", "")
             found = [
@@ -436,7 +438,8 @@ class FakeKfpApi(FakeJsonApi):
             self.uploads.append(req.body)
             pid = self.new_id("pipeline")
             name = req.query["name"]
-            # pipeline_upload_server.go: the namespace query parameter ("" = shared)
+            # backend/src/apiserver/server/pipeline_upload_server.go (read on master, commit
+            # 0029bf5, not at a release tag): the namespace query parameter, "" = shared
             self.pipelines[pid] = {
                 "pipeline_id": pid,
                 "display_name": name,

@@ -116,11 +116,7 @@ def model_digest(path: str | Path) -> str:
     """
     import hashlib
 
-    p = (
-        model_path(path)
-        if Path(path).is_dir() and not (Path(path) / "saved_model.pb").is_file()
-        else Path(path)
-    )
+    p = model_path(path)  # a file stays itself, a SavedModel directory too
     if p.is_dir():
         files = sorted(f for f in p.rglob("*") if f.is_file())
     elif p.suffix == ".xml" and p.with_suffix(".bin").is_file():
