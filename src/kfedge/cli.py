@@ -94,22 +94,23 @@ def _pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {n: getattr(args, n) for n in names}
 
 
+#: "N, or TARGET=N,..." (a fleet's per-target values) in the goal flags' help.
+_PER = "; per target in a fleet: TARGET=N,... (a bare N applies to the others)"
+
 GOAL_ARGS = group(
     "goals (a candidate must meet all that are given)",
     arg(
         "--max-accuracy-drop",
-        type=float,
         metavar="PTS",
-        help="largest accuracy drop against the baseline, in points (default 1.5)",
+        help="largest accuracy drop against the baseline, in points (default 1.5)" + _PER,
     ),
-    arg("--max-latency-ms", type=float, metavar="MS", help="largest p50 latency"),
+    arg("--max-latency-ms", metavar="MS", help="largest p50 latency" + _PER),
     arg(
         "--min-speedup",
-        type=float,
         metavar="FRAC",
-        help="smallest p50 latency improvement over the baseline, e.g. 0.2 = 20%%",
+        help="smallest p50 latency improvement over the baseline, e.g. 0.2 = 20%%" + _PER,
     ),
-    arg("--max-size-mb", type=float, metavar="MB", help="largest model file"),
+    arg("--max-size-mb", metavar="MB", help="largest model file" + _PER),
     arg(
         "--objective",
         choices=["latency", "size", "accuracy"],
@@ -119,18 +120,68 @@ GOAL_ARGS = group(
 )
 
 
+def per_target_value(text: str | None, flag: str) -> tuple[float | None, dict[str, float]]:
+    """A goal flag's value: ``N``, or ``TARGET=N,...`` (a fleet), or both (``N,TARGET=M``).
+
+    Returns:
+        The value for every target (None when only per-target values are given) and the
+        per-target values.
+
+    Raises:
+        ConfigError: Not a number, a target named twice, or two bare values.
+    """
+    if text is None:
+        return None, {}
+    default: float | None = None
+    per: dict[str, float] = {}
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        name, _, value = part.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"{flag} expects N or TARGET=N,... (e.g. cpu-arm64=20,nvidia-jetson=5), "
+                f"got {text!r}"
+            ) from None
+        if not name and default is not None or name in per:
+            raise ConfigError(f"{flag} gives {name or 'the fleet-wide value'} twice in {text!r}")
+        if name:
+            per[name.strip()] = number
+        else:
+            default = number
+    return default, per
+
+
 def goals_from_args(args: argparse.Namespace) -> dict:
-    """The goals dict (kfedge.select.Goals fields) from the CLI flags."""
-    drop = 1.5 if args.max_accuracy_drop is None else args.max_accuracy_drop
-    if drop < 0:
-        raise ConfigError(f"--max-accuracy-drop must be >= 0 points, got {drop}")
-    goals: dict = {"max_accuracy_drop": drop / 100.0, "objective": args.objective}
-    if args.max_latency_ms is not None:
-        goals["max_latency_ms"] = args.max_latency_ms
-    if args.min_speedup is not None:
-        goals["min_latency_improvement"] = args.min_speedup
-    if args.max_size_mb is not None:
-        goals["max_size_bytes"] = int(args.max_size_mb * 1024 * 1024)
+    """The goals dict (kfedge.select.Goals fields) from the CLI flags.
+
+    Per-target values (``--max-latency-ms cpu-arm64=20``) go under ``targets``
+    (:func:`kfedge.select.goals_for_target`).
+    """
+    goals: dict = {"objective": args.objective}
+    fields = (  # goal field, argparse dest, flag, CLI unit -> goal unit
+        ("max_accuracy_drop", "max_accuracy_drop", "--max-accuracy-drop", lambda v: v / 100.0),
+        ("max_latency_ms", "max_latency_ms", "--max-latency-ms", float),
+        ("min_latency_improvement", "min_speedup", "--min-speedup", float),
+        ("max_size_bytes", "max_size_mb", "--max-size-mb", lambda v: int(v * 1024 * 1024)),
+    )
+    per_target: dict[str, dict] = {}
+    for field, dest, flag, convert in fields:
+        text = getattr(args, dest)
+        default, per = per_target_value(text, flag)
+        if field == "max_accuracy_drop" and default is None:
+            default = 1.5
+        for value in [default, *per.values()]:
+            if field == "max_accuracy_drop" and value is not None and value < 0:
+                raise ConfigError(f"--max-accuracy-drop must be >= 0 points, got {value}")
+        if default is not None:
+            goals[field] = convert(default)
+        for name, value in per.items():
+            per_target.setdefault(name, {})[field] = convert(value)
+    if per_target:
+        goals["targets"] = per_target
     return goals
 
 
@@ -154,7 +205,9 @@ def goals_from_args(args: argparse.Namespace) -> dict:
     arg(
         "--target",
         default="cpu-amd64",
-        help="target profile name or YAML file (see `kfedge targets`)",
+        help="target profile name or YAML file (see `kfedge targets`); several, comma-separated "
+        "(cpu-arm64,intel-cpu-openvino): a fleet run (edge-fleet), each technique once, every "
+        "target measured, selected by its own goals and deployed",
     ),
     arg(
         "--techniques",
@@ -209,6 +262,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         deploy=not args.no_deploy,
     )
     if args.serve:
+        if "targets" in result:
+            raise ConfigError(
+                "--serve serves one model; a fleet run deploys one per target (see its "
+                "endpoint.json files): serve one with `kfedge serve <candidate dir>`"
+            )
         if not result.get("selected_model"):
             raise ConfigError("no candidate was selected, so there is nothing to serve")
         from kfedge.serving import serve

@@ -172,6 +172,72 @@ def _stage_input(uri: str, dest: Path) -> str:
     return str(target)
 
 
+def _start(
+    runner: str, output_dir: str | Path, model: str, data: str, targets: list[str]
+) -> tuple[Any, Path, str, str, list[str]]:
+    """Check the inputs, make the run directory and initialise kfp.local.
+
+    Returns:
+        kfp.local, the run directory, and the model, data and targets as the steps see them
+        (staged under the run directory for the docker runner).
+    """
+    from kfedge.provision import SAMPLE_MODEL_URI
+    from kfedge.storage import exists
+    from kfedge.uris import is_remote, local_path
+
+    for uri, what in ((model, "model"), (data, "data")):
+        if uri.startswith("sample://"):
+            continue
+        if is_remote(uri):
+            if not exists(uri):
+                raise NotFoundError(f"{what} not found: {uri}")
+        elif not local_path(uri).exists():
+            raise NotFoundError(f"{what} not found: {uri}")
+    if model == SAMPLE_MODEL_URI and not data.startswith("sample://"):
+        raise ConfigError("the sample baseline trains on the sample data; pass --model too")
+    if runner not in ("subprocess", "docker"):
+        raise ConfigError(f"runner must be 'subprocess' or 'docker', got {runner!r}")
+    if runner == "docker":
+        docker_preflight()  # before anything is written
+    compat_kfp = __import__("kfedge.compat", fromlist=["require"]).require
+    local = compat_kfp("kfp.local")
+    out = Path(output_dir).resolve()
+    run_dir = out / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    targets = [str(Path(t).resolve()) if Path(t).is_file() else t for t in targets]
+    if runner == "docker":
+        model, data = (_stage_input(u, run_dir / "inputs") for u in (model, data))
+        targets = [_stage_input(t, run_dir / "inputs") if Path(t).is_file() else t for t in targets]
+        local.init(runner=docker_runner(local, run_dir), pipeline_root=str(run_dir))
+    else:
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir))
+    return local, run_dir, model, data, targets
+
+
+def _execute(pipeline: Any, params: dict[str, Any], run_dir: Path, quiet: bool) -> None:
+    """Run a pipeline through the initialised kfp.local, progress to the terminal.
+
+    Raises:
+        KfedgeError: A step failed (its error line and the log's path).
+    """
+    term = sys.stderr if quiet else sys.stdout
+    with (run_dir / "run.log").open("w") as log:
+        stream = ProgressStream(log, open("/dev/null", "w") if quiet else term)  # noqa: SIM115
+        # kfp.local indents output by swapping builtins.print per task; its parallel loop
+        # iterations can restore each other's swapped version, so it is put back here
+        original_print = builtins.print
+        try:
+            with redirect_stdout(stream), redirect_stderr(stream), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # kfp.local's "no effect locally" notes
+                pipeline(**params)
+        except RuntimeError as exc:
+            why = stream.error_lines[-1] if stream.error_lines else str(_ANSI.sub("", str(exc)))
+            steps = ", ".join(dict.fromkeys(stream.failed)) or "a step"  # retries: once each
+            raise KfedgeError(f"{steps} failed: {why} (log: {run_dir / 'run.log'})") from None
+        finally:
+            builtins.print = original_print
+
+
 def run_local(
     model: str = "sample://baseline",
     data: str = "sample://digits",
@@ -208,54 +274,41 @@ def run_local(
         ``{"run_dir", "report", "timings", "selected", "selected_model", "deploy", "ok"}``
         (``timings``: the benchmark step's side-by-side timings, copied into ``latest/``).
     """
-    from kfedge.provision import SAMPLE_MODEL_URI, plan_techniques
-    from kfedge.select import Goals
-    from kfedge.storage import exists
+    from kfedge.fleet import parse_targets
+
+    if len(parse_targets(target)) > 1:
+        if not deploy:
+            raise ConfigError(
+                "a fleet run (several --target) always deploys each target's choice; drop "
+                "--no-deploy, or run one target at a time"
+            )
+        return run_fleet_local(
+            target, model, data, techniques, goals, epochs, calibration_samples, latency_runs,
+            output_dir, quiet, runner,
+        )  # fmt: skip
+    from kfedge.provision import plan_techniques
+    from kfedge.select import Goals, goals_for_target
     from kfedge.targets import load_target
-    from kfedge.uris import is_remote, local_path
 
     # Everything that can be checked cheaply is checked before kfp starts.
     tgt = load_target(target)
     plan = plan_techniques(techniques, tgt)
-    goals = goals or {}
+    per_target = set((goals or {}).get("targets") or {})
+    if per_target - {target, tgt.name}:
+        raise ConfigError(f"goals name target(s) {sorted(per_target)}; this run's is {target}")
+    goals = goals_for_target(goals or {}, target if target in per_target else tgt.name)
     try:
         Goals(**goals)
     except Exception as exc:  # pydantic ValidationError
         raise ConfigError(f"invalid goals {goals}: {exc}") from exc
-    for uri, what in ((model, "model"), (data, "data")):
-        if uri.startswith("sample://"):
-            continue
-        if is_remote(uri):
-            if not exists(uri):
-                raise NotFoundError(f"{what} not found: {uri}")
-        elif not local_path(uri).exists():
-            raise NotFoundError(f"{what} not found: {uri}")
-    if model == SAMPLE_MODEL_URI and not data.startswith("sample://"):
-        raise ConfigError("the sample baseline trains on the sample data; pass --model too")
-
-    if runner not in ("subprocess", "docker"):
-        raise ConfigError(f"runner must be 'subprocess' or 'docker', got {runner!r}")
-    if runner == "docker":
-        docker_preflight()  # before anything is written
-    compat_kfp = __import__("kfedge.compat", fromlist=["require"]).require
-    local = compat_kfp("kfp.local")
+    local, run_dir, model, data, (target,) = _start(runner, output_dir, model, data, [target])
     from kfedge.pipelines.edge import edge_optimize, edge_optimize_deploy
 
-    out = Path(output_dir).resolve()
-    run_dir = out / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if runner == "docker":
-        model, data = (_stage_input(u, run_dir / "inputs") for u in (model, data))
-        if Path(target).is_file():
-            target = _stage_input(str(Path(target).resolve()), run_dir / "inputs")
-        local.init(runner=docker_runner(local, run_dir), pipeline_root=str(run_dir))
-    else:
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir))
     pipeline = edge_optimize_deploy if deploy else edge_optimize
     params: dict[str, Any] = {
         "model_uri": model,
         "data_uri": data,
-        "target": tgt.name if not Path(target).is_file() else str(Path(target).resolve()),
+        "target": target if Path(target).is_file() else tgt.name,
         "techniques": plan[1:],  # the FP32 reference is exported by its own step
         "goals_json": json.dumps(goals),
         "epochs": int(epochs),
@@ -264,25 +317,11 @@ def run_local(
     }
     if deploy:
         params["deploy_mode"] = "local"
-    term = sys.stderr if quiet else sys.stdout
+    out = Path(output_dir).resolve()
     if not quiet:
         print(f"kfedge run: {pipeline.name} on target {tgt.name}; techniques: {', '.join(plan)}")
         print(f"run directory: {run_dir}  (full log: {run_dir / 'run.log'})")
-    with (run_dir / "run.log").open("w") as log:
-        stream = ProgressStream(log, open("/dev/null", "w") if quiet else term)  # noqa: SIM115
-        # kfp.local indents output by swapping builtins.print per task; its parallel loop
-        # iterations can restore each other's swapped version, so it is put back here
-        original_print = builtins.print
-        try:
-            with redirect_stdout(stream), redirect_stderr(stream), warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # kfp.local's "no effect locally" notes
-                pipeline(**params)
-        except RuntimeError as exc:
-            why = stream.error_lines[-1] if stream.error_lines else str(_ANSI.sub("", str(exc)))
-            steps = ", ".join(dict.fromkeys(stream.failed)) or "a step"  # retries: once each
-            raise KfedgeError(f"{steps} failed: {why} (log: {run_dir / 'run.log'})") from None
-        finally:
-            builtins.print = original_print
+    _execute(pipeline, params, run_dir, quiet)
     report = _find(run_dir, "report_json")
     if report is None:
         raise KfedgeError(f"the run finished without a report (log: {run_dir / 'run.log'})")
@@ -337,4 +376,115 @@ def run_local(
             print(
                 f"serve it: kfedge serve {result['selected_model']} --name {data_json['selected']}"
             )
+    return result
+
+
+def run_fleet_local(
+    targets: str | list[str],
+    model: str = "sample://baseline",
+    data: str = "sample://digits",
+    techniques: str | list[str] = "auto",
+    goals: dict[str, Any] | None = None,
+    epochs: int = 0,
+    calibration_samples: int = 0,
+    latency_runs: int = 30,
+    output_dir: str | Path = "local_outputs",
+    quiet: bool = False,
+    runner: str = "subprocess",
+) -> dict[str, Any]:
+    """Run edge-fleet through kfp.local: every target measured here, each deployed locally.
+
+    Args:
+        targets: Target names or YAML files, a list or comma-separated.
+        model: Model URI.
+        data: Data URI.
+        techniques: Technique list or comma-separated string; ``auto`` = each target's plan.
+        goals: Goals with per-target overrides under ``targets``.
+        epochs: Fine-tune epochs (0 = technique defaults).
+        calibration_samples: INT8 calibration samples (0 = default).
+        latency_runs: Timed runs of each candidate's own evaluation (a rough figure).
+        output_dir: Where the run directory and ``latest/`` go.
+        quiet: Do not print progress.
+        runner: ``subprocess`` or ``docker`` (as :func:`run_local`).
+
+    Returns:
+        ``{"run_dir", "report", "targets": {name: {"report", "selected", "deploy"}}, "ok"}``;
+        ``latest/`` holds the fleet report and a directory per target (its report,
+        timings and endpoint.json).
+    """
+    from kfedge.fleet import parse_targets, plan_fleet
+
+    names = parse_targets(targets)
+    requested = techniques.split(",") if isinstance(techniques, str) else list(techniques)
+    requested = [t.strip() for t in requested if t.strip() and t.strip() != "auto"]
+    spec = plan_fleet(names, requested, epochs or None, calibration_samples or None, goals)
+    local, run_dir, model, data, names = _start(runner, output_dir, model, data, names)
+    from kfedge.pipelines.fleet import edge_fleet
+
+    params: dict[str, Any] = {
+        "model_uri": model,
+        "data_uri": data,
+        "targets": names,
+        "techniques": requested,
+        "goals_json": json.dumps(goals or {}),
+        "epochs": int(epochs),
+        "calibration_samples": int(calibration_samples),
+        "latency_runs": int(latency_runs),
+        "deploy_mode": "local",
+    }
+    if not quiet:
+        print(f"kfedge run: edge-fleet on {', '.join(spec['targets'])}")
+        for n, t in spec["targets"].items():
+            print(f"  {n}: {t['baseline']} + {', '.join(t['candidates']) or 'nothing else'}")
+        print(f"run directory: {run_dir}  (full log: {run_dir / 'run.log'})")
+    _execute(edge_fleet, params, run_dir, quiet)
+    fleet = [p for p in run_dir.glob("**/fleet-report/report_json") if p.is_file()]
+    if not fleet:
+        raise KfedgeError(f"the run finished without a fleet report (log: {run_dir / 'run.log'})")
+    latest = Path(output_dir).resolve() / "latest"
+    if latest.exists():
+        shutil.rmtree(latest)
+    latest.mkdir(parents=True)
+    for artifact, name in (("report_json", "report.json"), ("markdown", "report.md"),
+                           ("html", "report.html")):  # fmt: skip
+        if (fleet[0].parent / artifact).is_file():
+            shutil.copy2(fleet[0].parent / artifact, latest / name)
+    per: dict[str, dict[str, Any]] = {}
+    for rep in run_dir.glob("**/decide/report_json"):
+        data_json = json.loads(rep.read_text())
+        name = data_json["target"]
+        dest = latest / name
+        dest.mkdir(exist_ok=True)
+        for artifact, fname in (("report_json", "report.json"), ("markdown", "report.md"),
+                                ("html", "report.html")):  # fmt: skip
+            if (rep.parent / artifact).is_file():
+                shutil.copy2(rep.parent / artifact, dest / fname)
+        timings = rep.parent.parent / "measure" / "timings"
+        if timings.is_file():
+            shutil.copy2(timings, dest / "timings.json")
+        per[name] = {
+            "report": str(dest / "report.json"),
+            "selected": data_json.get("selected"),
+            "deploy": None,
+        }
+    for ep in run_dir.glob("**/deploy/endpoint/endpoint.json"):
+        got = json.loads(ep.read_text())
+        if got.get("target") in per:
+            per[got["target"]]["deploy"] = got
+            shutil.copy2(ep, latest / got["target"] / "endpoint.json")
+    ok = all(p["deploy"] is None or p["deploy"].get("passed") for p in per.values())
+    result = {"run_dir": str(run_dir), "report": str(latest / "report.json"), "targets": per}
+    result["ok"] = ok
+    if not quiet:
+        print()
+        print((latest / "report.md").read_text().split("\n## Every candidate")[0].strip())
+        print(f"\nreport: {latest / 'report.md'}\n        {(latest / 'report.html').as_uri()}")
+        for n, p in per.items():
+            d = p["deploy"]
+            if d:
+                state = "passed" if d.get("passed") else "FAILED"
+                mode = d.get("mode", "local")
+                print(f"{n}: deploy smoke test ({mode}): {state} {d.get('detail', '')}")
+            else:
+                print(f"{n}: deploy skipped: no candidate met its goals")
     return result

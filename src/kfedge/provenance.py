@@ -47,7 +47,9 @@ def provenance(target: Any, machine: dict[str, Any] | None) -> dict[str, Any]:
     Args:
         target: The target profile (a :class:`~kfedge.targets.Target` or its name), or None.
         machine: The measuring machine (side-by-side ``machine``: ``machine``, ``cpu``, ``isa``
-            flags; or an evaluation's ``arch``, ``cpu``), or None.
+            flags; or an evaluation's ``arch``, ``cpu``), or None. Its ``off_target`` (a
+            sentence) says the run measured every target on one machine (a kfp.local fleet):
+            then nothing is on the target, whatever the CPU.
 
     Returns:
         ``on_target`` (True, False, or None when either side is unknown), ``target``,
@@ -72,7 +74,13 @@ def provenance(target: Any, machine: dict[str, Any] | None) -> dict[str, Any]:
         return out
     want = target_isa(prof)
     where = f"{got.name}{' (' + out['measured_cpu'] + ')' if out['measured_cpu'] else ''}"
-    if want.arch != got.arch:
+    if (machine or {}).get("off_target"):  # the run says so itself (kfp.local fleet runs)
+        out["on_target"] = False
+        out["note"] = (
+            f"Not measured on the target's hardware: {machine['off_target']} (measured on "
+            f"{where}, for target {prof.name}, {want.arch})."
+        )
+    elif want.arch != got.arch:
         out["on_target"] = False
         out["note"] = (
             f"Not measured on the target's hardware: latency was measured on {where}, the "

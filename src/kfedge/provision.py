@@ -352,14 +352,15 @@ def check_goals(goals: str | dict[str, Any] | None, target: str | Any) -> dict[s
     """Validate selection goals before any heavy work and fit them to the target.
 
     Args:
-        goals: Goals as a JSON string or dict (fields of :class:`kfedge.select.Goals`).
+        goals: Goals as a JSON string or dict (fields of :class:`kfedge.select.Goals`, and
+            ``targets``: per-target overrides, :func:`kfedge.select.goals_for_target`).
         target: Target name / path or a loaded Target.
 
     Returns:
-        The goals as a dict; ``include_baseline`` is False when the target does not run the
+        The target's goals as a dict; ``include_baseline`` is False when the target does not run the
         FP32 baseline, and ``formats`` defaults to the target's formats.
     """
-    from kfedge.select import Goals
+    from kfedge.select import Goals, goals_for_target
     from kfedge.targets import load_target
 
     tgt = load_target(target) if isinstance(target, str) else target
@@ -370,7 +371,7 @@ def check_goals(goals: str | dict[str, Any] | None, target: str | Any) -> dict[s
             raise ConfigError(f"goals must be a JSON object, got {goals!r}: {exc}") from exc
     if not isinstance(goals, dict):
         raise ConfigError(f"goals must be a JSON object, got {type(goals).__name__}")
-    out = dict(goals)
+    out = goals_for_target(goals, tgt.name)  # a fleet's per-target overrides
     out.setdefault("formats", [f for f in tgt.formats])
     if not deployable(baseline_technique(list(tgt.formats)), tgt):
         out["include_baseline"] = False

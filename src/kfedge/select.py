@@ -149,6 +149,42 @@ def parse_goals(goals: Goals | dict[str, Any] | str | None) -> Goals:
         raise ConfigError(f"invalid goals: {problems}") from None
 
 
+#: The goals key holding per-target overrides in a fleet run: ``{"targets": {name: {...}}}``.
+PER_TARGET = "targets"
+
+
+def goals_for_target(goals: dict[str, Any] | str | None, target: str) -> dict[str, Any]:
+    """One target's goals: the fleet-wide goals with that target's overrides applied.
+
+    Args:
+        goals: Goals as a dict or JSON string; its ``targets`` map (target name -> goals)
+            overrides the fleet-wide fields for that target.
+        target: The target's name.
+
+    Returns:
+        The target's goals, without the ``targets`` map.
+
+    Raises:
+        ConfigError: Goals that are not a JSON object, or overrides that are not one.
+    """
+    if isinstance(goals, str):
+        try:
+            goals = json.loads(goals) if goals.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"goals must be a JSON object, got {goals!r} ({exc})") from exc
+    if not isinstance(goals, dict):
+        raise ConfigError(f"goals must be a JSON object / dict, got {type(goals).__name__}")
+    out = {k: v for k, v in goals.items() if k != PER_TARGET}
+    per = goals.get(PER_TARGET) or {}
+    if not isinstance(per, dict) or not all(isinstance(v, dict) for v in per.values()):
+        raise ConfigError(
+            f"goals.{PER_TARGET} must map target names to goal objects, e.g. "
+            f'{{"cpu-arm64": {{"max_latency_ms": 20}}}}, got {per!r}'
+        )
+    out.update(per.get(target, {}))
+    return out
+
+
 def _fp32_like(ev: Evaluation) -> bool:
     text = f"{ev.technique} {ev.name}".lower()
     return any(m in text for m in _FP32_MARKERS)

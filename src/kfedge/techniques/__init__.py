@@ -44,6 +44,7 @@ TECHNIQUES: dict[str, Technique] = REGISTRY
 __all__ = [
     "TECHNIQUES",
     "FAMILIES",
+    "candidate_name",
     "Technique",
     "apply",
     "apply_family",
@@ -269,13 +270,22 @@ def optimize_into(
     return isolated(step, candidate, _failed_name(technique, family, params), technique, "optimize")
 
 
+def candidate_name(technique: str, params: Params = None) -> str:
+    """The name the candidate of ``technique`` with ``params`` gets (``name``, else its own).
+
+    Raises:
+        ConfigError: An unknown technique or invalid parameters.
+    """
+    decl = get_technique(technique)
+    cfg = decl.validate(parse_params(params))
+    return cfg.name or decl.own_name(cfg)
+
+
 def _failed_name(technique: str, family: str | None, params: Params) -> str:
     """The name a technique's candidate would have had (for its failure record)."""
     name = FAMILIES[family].get(technique, technique) if family in FAMILIES else technique
     try:
-        decl = get_technique(name)
-        cfg = decl.validate(parse_params(params))
-        return cfg.name or decl.own_name(cfg)
+        return candidate_name(name, params)
     except Exception:  # noqa: BLE001 - bad parameters: the technique's own name will do
         return name
 
