@@ -18,7 +18,7 @@ def optimize(
     Args:
         technique: Technique name: fp32-tflite, fp32-onnx, ptq-dynamic, ptq-fp16, ptq-int8,
             onnx-int8-static, onnx-int8-dynamic, onnx-fp16, qat-int8, prune, cluster,
-            prune-cluster-int8, pqat-int8, cqat-int8 or pcqat-int8.
+            prune-cluster-int8, pqat-int8, cqat-int8, pcqat-int8 or channel-prune.
         model: The baseline, or a candidate from an earlier step (its stripped Keras model is
             used, so steps chain).
         dataset: The split dataset (train for fine-tuning, calibration for INT8).

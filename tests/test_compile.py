@@ -288,5 +288,7 @@ def test_compile_fails_on_a_reference_the_backend_cannot_resolve(monkeypatch, tm
         compile_all(output_dir=tmp_path)
     lines = str(err.value).splitlines()
     assert lines[0].startswith("the compiled pipelines would fail")
-    assert sorted(lines[1:]) == sorted(f"{p}.yaml: producerTask 'x' unknown" for p in PIPELINES)
+    assert sorted(lines[1:]) == sorted(
+        f"{p}.yaml: producerTask 'x' unknown" for p in [*PIPELINES, "edge-fleet"]
+    )
     assert not list(tmp_path.iterdir())

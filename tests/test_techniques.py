@@ -124,7 +124,7 @@ def test_registry_names_and_configs():
         "fp32-tflite fp32-onnx fp32-openvino ptq-dynamic ptq-fp16 ptq-int8 onnx-int8-static "
         "onnx-int8-dynamic onnx-fp16 openvino-int8 openvino-fp16 openvino-bf16 tune-onnx-int8 "
         "tune-openvino-int8 qat-int8 prune cluster prune-cluster-int8 pqat-int8 cqat-int8 "
-        "pcqat-int8"
+        "pcqat-int8 channel-prune"
     )
     for name in names:
         cfg = techniques.validate_config(name, {})

@@ -311,7 +311,7 @@ def _cmd_compile(args: argparse.Namespace) -> int:
     arg(
         "--pipeline",
         default="edge-optimize-deploy",
-        help="edge-optimize-deploy | edge-optimize | edge-evaluate, or a YAML file",
+        help="edge-optimize-deploy | edge-optimize | edge-evaluate | edge-fleet, or a YAML file",
     ),
     arg("--experiment", default="kfedge", help="experiment name"),
     arg("--run-name", help="run name (default: pipeline name + time)"),

@@ -29,9 +29,9 @@ __all__ = [
 ]
 
 #: The compiled pipelines kfedge ships (next to ``kfedge.pipelines``).
-BUILTIN_PIPELINES = ("edge-optimize-deploy", "edge-optimize", "edge-evaluate")
+BUILTIN_PIPELINES = ("edge-optimize-deploy", "edge-optimize", "edge-evaluate", "edge-fleet")
 #: Parameters that take a list; ``key=a,b`` becomes ``["a", "b"]``.
-LIST_PARAMS = ("techniques", "model_uris")
+LIST_PARAMS = ("techniques", "model_uris", "targets")
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:

@@ -304,6 +304,19 @@ def _uses_accelerator_channels(spec: dict[str, Any], _k8s: dict[str, Any]) -> li
     )
 
 
+def _uses_nested_collected(spec: dict[str, Any], k8s: dict[str, Any]) -> list[str]:
+    return [u for u in _uses_collected(spec, k8s) if not u.startswith("root/")]
+
+
+def _uses_loop_parallelism(spec: dict[str, Any], _k8s: dict[str, Any]) -> list[str]:
+    return [
+        f"{dag_name}/{key}: parallelism {task['iteratorPolicy']['parallelismLimit']}"
+        for dag_name, dag in _dags(spec)
+        for key, task in (dag["dag"].get("tasks") or {}).items()
+        if _is_loop(task) and (task.get("iteratorPolicy") or {}).get("parallelismLimit")
+    ]
+
+
 _PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['(.+?)'\]\}\}")
 
 BACKEND_RULES: tuple[BackendRule, ...] = (
@@ -339,6 +352,26 @@ BACKEND_RULES: tuple[BackendRule, ...] = (
         (2, 14),
         "kubeflow/pipelines PR #11725 (backend/src/v2/driver/resolve.go CollectInputs)",
         _uses_collected,
+    ),
+    BackendRule(
+        "nested-collected",
+        "dsl.Collected of an inner loop's outputs inside an outer loop's iteration (fan-in one "
+        "level at a time: the iteration's own tasks carry the _idx_N suffix the collector "
+        "follows)",
+        (2, 14),
+        "kubeflow/pipelines backend/src/v2/driver/resolve.go CollectInputs (breadth-first "
+        "through nested loop DAGs, 2.14.0) and backend/src/v2/metadata/client.go "
+        "GetExecutionsInDAG / InferIndexedTaskName; upstream sample "
+        "samples/v2/collected_artifacts.py (2.14.0); read, not run",
+        _uses_nested_collected,
+    ),
+    BackendRule(
+        "loop-parallelism",
+        "dsl.ParallelFor(parallelism=N): iteratorPolicy.parallelismLimit, compiled to the Argo "
+        "template's parallelism",
+        (2, 4),
+        "kubeflow/pipelines PR #10798 (backend/src/v2/compiler/argocompiler/dag.go)",
+        _uses_loop_parallelism,
     ),
     BackendRule(
         "display-name-producer",
@@ -409,12 +442,38 @@ def _check_refs(
         problems.append(f"{where}: producerTask {prod!r} is not a task of the DAG")
 
 
+#: Why a collected list must not enter a DAG (the ``collected-into-dag`` problem).
+COLLECTED_INTO_DAG = (
+    "a dsl.Collected artifact list enters a sub-DAG (loop or condition): the backend records "
+    "one artifact per input name on the DAG's execution (backend/src/v2/metadata/client.go "
+    "GetInputArtifactsByExecutionID, 2.14.0 - 2.17.0), so the steps inside see one item; "
+    "bundle the list into one artifact first"
+)
+
+
+def _collected_into_dag(spec: dict[str, Any], dags: dict[str, Any]) -> list[str]:
+    """Tasks that pass a loop's collected artifacts into a DAG (loop, condition, sub-DAG)."""
+    comps = spec.get("components") or {}
+    out = []
+    for dag_name, dag in dags.items():
+        tasks = dag["dag"].get("tasks") or {}
+        for key, task in tasks.items():
+            if "dag" not in comps.get((task.get("componentRef") or {}).get("name"), {}):
+                continue
+            for name, value in ((task.get("inputs") or {}).get("artifacts") or {}).items():
+                prod = _producer(value)
+                if prod in tasks and _is_loop(tasks[prod]):
+                    out.append(f"{dag_name}/{key}.{name} <- {prod}: {COLLECTED_INTO_DAG}")
+    return out
+
+
 def pipeline_problems(docs: Any) -> list[str]:
     """Problems the KFP driver would hit at run time, found in the compiled YAML.
 
     Every backend version resolves inputs this way (``backend/src/v2/driver/resolve.go``):
 
     * a ``producerTask`` names a task key of the DAG the consumer is in;
+    * no ``dsl.Collected`` artifact list enters a sub-DAG (:data:`COLLECTED_INTO_DAG`);
     * a ``componentInputParameter`` names an input of that DAG;
     * an accelerator placeholder ``{{$.inputs.parameters['X']}}`` names an input parameter of
       every task that runs the executor, and X is a STRING (the driver reads
@@ -433,6 +492,7 @@ def pipeline_problems(docs: Any) -> list[str]:
     spec, k8s = _spec_docs(docs)
     problems: list[str] = []
     dags = dict(_dags(spec))
+    problems += _collected_into_dag(spec, dags)
     outputs_of: dict[tuple[str, str], dict[str, Any]] = {}
     for dag_name, dag in dags.items():
         tasks = dag["dag"].get("tasks") or {}
