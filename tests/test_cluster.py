@@ -447,3 +447,33 @@ def test_without_the_role_deploy_is_forbidden_with_the_fix(cluster, tmp_path):
     with pytest.raises(DeployError, match=r"HTTP 403 .*overlays/standalone") as err:
         kube.deploy(obj, wait_timeout=30, kube=str(kubeconfig), poll_interval=0.5)
     assert not err.value.transient
+
+
+def test_a_fleet_deploys_each_target_on_its_own_node_class(cluster, tmp_path, isvcs):
+    """edge-fleet's deploy steps for three targets at once (as its parallel node groups run
+    them): one InferenceService per target, named by the fleet plan, each predictor on a
+    node of its target's class."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kfedge.fleet import plan_fleet
+
+    spec = plan_fleet("cpu-arm64,intel-cpu-openvino,nvidia-jetson", ["ptq-int8"], cluster=True)
+    assert len(spec["groups"]) == 2  # the arm64 targets may share a node: one group
+    kubeconfig = _token_kubeconfig(cluster, PROFILE, "default-editor", tmp_path / "kc")
+    fmt = {"cpu-arm64": "tflite", "intel-cpu-openvino": "openvino", "nvidia-jetson": "onnx"}
+
+    def deploy(target: str) -> str:
+        name = isvc_mod.isvc_name(spec["targets"][target]["service_name"], PROFILE)
+        obj = isvc_mod.build_inference_service(name, URI, target, PROFILE, model_format=fmt[target])
+        kube.deploy(obj, wait_timeout=120, kube=str(kubeconfig), poll_interval=0.5)
+        return name
+
+    names = [isvc_mod.isvc_name(t["service_name"], PROFILE) for t in spec["targets"].values()]
+    isvcs.extend(names)
+    with ThreadPoolExecutor(len(fmt)) as pool:
+        deployed = dict(zip(fmt, pool.map(deploy, fmt)))
+    assert sorted(deployed.values()) == sorted(names) and len(set(names)) == 3
+    for target, name in deployed.items():
+        (pod,) = _pods(cluster, PROFILE, name)
+        assert pod["spec"]["nodeName"] in PLACES[target], (target, pod["spec"]["nodeName"])
+        print(f"fleet: {target} -> {name} on {pod['spec']['nodeName']}")
