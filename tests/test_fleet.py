@@ -119,7 +119,7 @@ def test_targets_that_may_share_a_node_are_one_group_measured_in_turn() -> None:
     assert node_groups({k: sel[k] for k in ("arm", "x86")}, False) == [["arm", "x86"]]
     spec = plan_fleet("cpu-arm64,intel-cpu-openvino", ["ptq-int8"], cluster=True)
     assert sorted(map(sorted, spec["groups"].values())) == [["cpu-arm64"], ["intel-cpu-openvino"]]
-    assert service_name("targets/My_Box.yaml") == "kfedge-my-box"
+    assert service_name("nvidia-jetson") == "kfedge-nvidia-jetson"
 
 
 def test_bundle_names_each_item_and_refuses_two_of_one_name(tmp_path: Path) -> None:

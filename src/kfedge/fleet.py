@@ -220,11 +220,15 @@ def _output_format(technique: str) -> str:
 
 
 def service_name(target: str) -> str:
-    """The InferenceService of a target in a fleet: ``kfedge-<target>`` (a DNS-1035 label)."""
-    import re
+    """A fleet target's InferenceService: the one its single-target runs use too.
 
-    base = re.sub(r"[^a-z0-9-]+", "-", Path(target).stem.lower()).strip("-")
-    return f"kfedge-{base}"[:45].rstrip("-")
+    :func:`kfedge.isvc.default_isvc_name` (``kfedge-<target>``), so a fleet run updates what
+    a run for that target alone deployed instead of adding a second one on the same node.
+    """
+    from kfedge.isvc import default_isvc_name
+    from kfedge.targets import load_target
+
+    return default_isvc_name(load_target(target).name)
 
 
 # -- spec and bundle files ---------------------------------------------------------------
