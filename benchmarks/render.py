@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchmarks.render_channels import TITLE as CHANNELS_TITLE
+from benchmarks.render_channels import render_channels
 from benchmarks.render_cpuclasses import TITLE as CPUCLASSES_TITLE
 from benchmarks.render_cpuclasses import render_cpu_classes
 from benchmarks.render_fidelity import TITLE as FIDELITY_TITLE
@@ -43,6 +45,7 @@ SECTION_TITLES = {
     "fidelity": FIDELITY_TITLE,
     "cpuclasses": CPUCLASSES_TITLE,
     "images": IMAGES_TITLE,
+    "channels": CHANNELS_TITLE,
 }
 _VNNI = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 
@@ -242,6 +245,8 @@ def render(results: dict[str, Any]) -> str:
         parts.append(render_cpu_classes(results["cpuclasses"]))
     if "images" in results:
         parts.append(render_images(results["images"]))
+    if "channels" in results:
+        parts.append(render_channels(results["channels"]))
     skipped = not_run_md(results)
     if skipped:
         parts.append(skipped)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    channels,
     compression,
     cpuclasses,
     e2e,
@@ -53,6 +54,7 @@ SECTIONS = (
     "fidelity",
     "cpuclasses",
     "images",
+    "channels",
 )
 #: Where ``make bench`` saves the results (committed) and the Markdown rendered from them.
 RESULTS = ROOT / "benchmarks" / "results.json"
@@ -93,6 +95,20 @@ def configs(quick: bool) -> dict[str, Any]:
                 model="mobilenetv2-0.35-96", images=32, repeats=2, budget_s=0.5, dense_rounds=3
             ),
             "e2e": {"repeats": 1},
+            "channels": channels.ChannelsConfig(
+                models=("mobilenetv2-0.35-96",),
+                ratios=(0.5,),
+                rounds=2,
+                runs=100,
+                budget_s=1.0,
+                pause_s=0.3,
+                per_split=16,
+                calibration_samples=16,
+                sample_ratios=(0.5,),
+                sample_epochs=1,
+                auto_search_ratios=(0.25, 0.5),
+                baseline_epochs=5,
+            ),
         }
     return {
         "seeds": seeds.SeedsConfig(threads=(1, 2), rounds=5, latency_runs=1000, warmup=100),
@@ -103,6 +119,7 @@ def configs(quick: bool) -> dict[str, Any]:
         "serving": serving.ServingConfig(),
         "fidelity": fidelity.FidelityConfig(),
         "e2e": {"repeats": 3},
+        "channels": channels.ChannelsConfig(),
     }
 
 
@@ -293,6 +310,20 @@ def run(
             )
         if "images" in sections:  # the images `make images` built; needs the Docker engine
             results["images"] = timed("images", lambda: images.measure(work_dir / "images"))
+        if "channels" in sections:
+            chcfg = cfgs["channels"]
+            built = {  # the side-by-side section's models, when it built the same ones
+                m["model"]: Path(m["_model_dir"])
+                for m in (real or {}).get("models", [])
+                if m["model"] in chcfg.models
+            }
+            seeds_dir = work_dir / "seeds"  # the sample the seeds section prepared, if it ran
+            ch_data = dataset or (seeds_dir / "dataset" if sample is not None else None)
+            ch_base = baseline or (seeds_dir / "baseline.keras" if sample is not None else None)
+            results["channels"] = timed(
+                "channels",
+                lambda: channels.measure(chcfg, work_dir / "channels", built, ch_data, ch_base),
+            )
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -426,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds is not None:
         if args.rounds < 1:
             ap.error(f"--rounds must be >= 1, got {args.rounds}")
-        for k in ("seeds", "sidebyside", "traps", "serving"):
+        for k in ("seeds", "sidebyside", "traps", "serving", "channels"):
             cfgs[k].rounds = args.rounds
     if args.threads:
         try:
@@ -436,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         if not threads or min(threads) < 1:
             ap.error(f"--threads must be integers >= 1, got {args.threads!r}")
         cfgs["seeds"].threads = cfgs["sidebyside"].threads = threads
+        cfgs["channels"].threads = threads
     cfgs["peers"].venv = None if args.no_peers else args.peers.resolve()
     cfgs["sidebyside"].reuse = args.reuse
     cfgs["peers"].require = args.require_peers

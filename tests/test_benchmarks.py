@@ -958,3 +958,215 @@ def test_images_section_renders_the_litert_verdict_and_both_start_times() -> Non
     assert "| tflite | 1.45 s | `kfedge-serving-litert:1` | 1.10 s | 1.50, 1.40 / 1.10 |" in md
     data["images"]["serving-litert"]["size_bytes"] = LITERT_GOAL_MB * 1e6
     assert ": meets it." in render_images(data)
+
+
+# -- channel pruning (section 12) ------------------------------------------------------------
+def _ch_row(
+    name: str, ratio: float | None, precision: str, technique: str, p50s: list[float], vs: Any
+) -> dict[str, Any]:
+    row = _row(name, "kfedge", "onnx", p50s, vs)
+    row["latency"]["2"] = row["latency"].pop("1")
+    return {
+        **row,
+        "technique": technique,
+        "ratio": ratio,
+        "precision": precision,
+        "params": 1_000_000 if ratio is None else 400_000,
+        "macs": 300_000_000 if ratio is None else 100_000_000,
+        "prune_seconds": None if ratio is None else 20.0,
+    }
+
+
+def _channels(
+    vnni: bool = True,
+    model: str = "mobilenetv2-224",
+    speed: tuple[float, float, float] = (0.27, 0.25, 0.29),
+    int8_delta: float = -0.5,
+) -> dict[str, Any]:
+    """A channel-pruning section whose goal verdicts are known."""
+    from benchmarks import channels
+
+    def acc(a: float, delta: float | None) -> dict[str, Any]:
+        return {"accuracy": a, "accuracy_ci": [a - 0.02, a + 0.01], "num_samples": 360,
+                "delta_points": delta}  # fmt: skip
+
+    base = [10.0] * 5
+    rows = [
+        _ch_row("fp32-onnx", None, "fp32", "fp32-onnx", base, None),
+        _ch_row("onnx-int8-static", None, "int8", "onnx-int8-static", [6.0] * 5,
+                _est(0.6, 0.58, 0.62)),
+        _ch_row("channel-prune-50-fp32-onnx", 0.5, "fp32", "channel-prune>fp32-onnx",
+                [5.0] * 5, _est(0.5, 0.48, 0.52)),
+        _ch_row("channel-prune-50-onnx-int8-static", 0.5, "int8",
+                "channel-prune>onnx-int8-static", [2.7] * 5, _est(*speed)),
+    ]  # fmt: skip
+    channels.add_pairs(rows, (2,))
+    prune = {"params_before": 20_000, "params_after": 6_000, "params_ratio": 0.3,
+             "macs_ratio": 0.29, "fine_tune_seconds": 12.0, "ratio": 0.5}  # fmt: skip
+    cfg = channels.ChannelsConfig(rounds=5).to_dict()
+    return {
+        "config": cfg,
+        "cpu": {
+            "cpu": "Test CPU",
+            "arch": "x86_64",
+            "usable_cores": 2,
+            "isa": "x86-64-avx2",
+            "vnni": vnni,
+            "simd": ["avx2"],
+        },
+        "goal": {
+            "model": channels.GOAL_MODEL,
+            "file": "channel-prune>onnx-int8-static",
+            "ratio_max": dict(channels.GOAL_RATIOS),
+            "drop_points_max": 1.0,
+            "threads": 2,
+        },
+        "models": [
+            {
+                "model": model,
+                "label": "Model M",
+                "builder": "MobileNetV2",
+                "params": 1_000_000,
+                "classes": 1000,
+                "train_samples": 64,
+                "rows": rows,
+                "failed": [],
+                "pruned": {
+                    "channel-prune-50": {
+                        **prune,
+                        "train_samples": 64,
+                        "batch_size": 16,
+                        "fine_tune_steps": 4,
+                    }
+                },
+            }
+        ],
+        "sample": {
+            "training": None,
+            "train_samples": 1258,
+            "eval_samples": 360,
+            "epochs": None,
+            "baseline": {"fp32": acc(0.98, None), "int8": acc(0.975, -0.5)},
+            "ratios": [
+                {
+                    **prune,
+                    "fp32": acc(0.975, -0.5),
+                    "int8": acc(0.98 + int8_delta / 100, int8_delta),
+                }
+            ],
+            "auto": None,
+            "failed": [],
+        },
+    }
+
+
+def test_channel_pruning_pairs_each_pruned_file_with_its_references() -> None:
+    rows = _channels()["models"][0]["rows"]
+    int8 = rows[3]["latency"]["2"]
+    assert int8["vs_pruned_fp32"]["ratio"] == pytest.approx(2.7 / 5.0, abs=1e-3)
+    assert int8["vs_full_same_precision"]["reference"] == "onnx-int8-static"
+    assert int8["vs_full_same_precision"]["ratio"] == pytest.approx(2.7 / 6.0, abs=1e-3)
+    fp32 = rows[2]["latency"]["2"]
+    assert fp32["vs_pruned_fp32"] is None and fp32["vs_full_same_precision"]["ratio"] == 0.5
+    assert "vs_pruned_fp32" not in rows[0]["latency"]["2"]
+
+
+def test_channel_pruning_goal_follows_the_cpus_vnni_and_the_figures() -> None:
+    from benchmarks.render_channels import render_channels
+
+    md = render_channels(_channels())
+    assert "**Goal (<= 0.30x on a CPU with VNNI, 2 threads): met at ratio 0.5.**" in md
+    assert "The goal for a CPU without VNNI (<= 0.50x) was not measured in this run" in md
+    assert "0.27x ORT FP32 [0.25, 0.29]: within <= 0.30x" in md
+    assert "sample INT8 loses 0.50 points: within 1" in md
+    assert "All figures come from Test CPU (x86_64, 2 usable cores" in md
+    assert "64 images in batches of 16: 4 steps" in md
+    # the slow end over the goal misses it, though the point ratio is within it
+    md = render_channels(_channels(speed=(0.29, 0.27, 0.35)))
+    assert "missed at every measured ratio" in md
+    assert "misses <= 0.30x, the slow end by 0.05 (the point ratio is within it)" in md
+    # the same figures on a CPU without VNNI: the 0.50x goal applies, and is met
+    md = render_channels(_channels(vnni=False, speed=(0.29, 0.27, 0.35)))
+    assert "**Goal (<= 0.50x on a CPU without VNNI, 2 threads): met at ratio 0.5.**" in md
+    assert "The goal for a CPU with VNNI (<= 0.30x) was not measured" in md
+    # fast enough but too lossy on the sample at the same ratio
+    md = render_channels(_channels(int8_delta=-1.5))
+    assert "sample INT8 loses 1.50 points: over 1 by 0.50 — missed." in md
+    assert "missed at every measured ratio" in md
+    # another model does not test the goal
+    md = render_channels(_channels(model="mobilenetv2-0.35-96"))
+    assert "instead of MobileNetV2 1.0 224x224, so it does not test the goal" in md
+    assert "**Goal" not in md
+
+
+def test_channel_pruning_section_renders_when_present_and_is_listed_when_not() -> None:
+    res = synthetic()
+    assert "- 12. Channel pruning" in render(res)
+    res["channels"] = _channels()
+    md = render(res)
+    assert "## 12. Channel pruning" in md and "- 12. Channel pruning" not in md
+    line = _notes_line(md, "| `channel-prune-50-onnx-int8-static` |")
+    assert "| 0.5 | 400,000 | 100.0 |" in line and "| 21.0 (20.0 + 1.0) |" in line
+    assert "0.27x [0.25, 0.29] faster" in line
+    assert "What pruning adds to INT8: `channel-prune-50-onnx-int8-static` at 2 threads is" in md
+    assert "| ratio 0.5 | 6,000 | 0.30x | 0.29x | 12.0 |" in md
+
+
+def test_channel_pruning_section_runs_from_the_run_with_its_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import channels
+
+    quick = bench.configs(True)["channels"]
+    assert quick.models == ("mobilenetv2-0.35-96",) and len(quick.ratios) == 1
+    assert quick.rounds == 2 and bench.configs(False)["channels"].ratios == (0.25, 0.5)
+    seen: dict[str, Any] = {}
+
+    def fake(cfg: Any, work: Path, dirs: Any, data: Any, base: Any) -> dict[str, Any]:
+        seen.update(cfg=cfg, dirs=dirs, data=data, base=base)
+        return _channels()
+
+    monkeypatch.setattr(channels, "measure", fake)
+    res = bench.run(("channels",), True, tmp_path, bench.configs(True))
+    assert res["channels"]["goal"]["model"] == "mobilenetv2-224"
+    assert seen["dirs"] == {} and seen["data"] is None and seen["base"] is None
+    assert res["configs"]["channels"]["ratios"] == [0.5]
+    monkeypatch.setattr(bench, "run", lambda *a, **k: seen.update(cfgs=a[3]) or res)
+    args = ["--sections", "channels", "--rounds", "3", "--threads", "1,2"]
+    args += ["--json", str(tmp_path / "r.json"), "--out", str(tmp_path / "B.md")]
+    assert bench.main(args) == 0
+    assert seen["cfgs"]["channels"].rounds == 3 and seen["cfgs"]["channels"].threads == (1, 2)
+    assert "## 12. Channel pruning" in (tmp_path / "B.md").read_text()
+
+
+@pytest.mark.slow
+def test_channel_pruning_section_measures_a_tiny_model(
+    sample_dataset: Path, baseline_model: Path, tmp_path: Path
+) -> None:
+    from benchmarks import channels
+    from benchmarks.render_channels import render_channels
+
+    cfg = channels.ChannelsConfig(
+        models=("mobilenet-tiny-32",), ratios=(0.5,), rounds=2, runs=20, budget_s=0.1,
+        pause_s=0.0, per_split=8, calibration_samples=8, openvino=False, sample_ratios=(0.5,),
+        sample_epochs=1, auto_search_ratios=(0.5,),
+    )  # fmt: skip
+    data = channels.measure(cfg, tmp_path, None, sample_dataset, baseline_model)
+    assert json.loads(json.dumps(data)) == data
+    m = data["models"][0]
+    names = [r["name"] for r in m["rows"]]
+    assert names == [
+        "fp32-onnx", "onnx-int8-static", "channel-prune-50-fp32-onnx",
+        "channel-prune-50-onnx-int8-static",
+    ], m["failed"]  # fmt: skip
+    pruned = m["rows"][3]
+    assert pruned["technique"] == "channel-prune>onnx-int8-static"
+    assert pruned["params"] < m["params"] and pruned["macs"] < m["rows"][0]["macs"]
+    assert pruned["latency"]["2"]["vs_pruned_fp32"]["rounds"] == 2
+    s = data["sample"]
+    assert [r["ratio"] for r in s["ratios"]] == [0.5] and not s["failed"]
+    assert s["ratios"][0]["int8"]["technique"] == "channel-prune>onnx-int8-static"
+    assert s["auto"]["chosen_ratio"] == 0.5 and s["auto"]["search_fine_tunes"] == 1
+    assert data["cpu"]["isa"] and isinstance(data["cpu"]["vnni"], bool)
+    md = render_channels(data)
+    assert "so it does not test the goal" in md and "ratio 0.5 (`channel-prune-50-" in md
