@@ -46,6 +46,10 @@ GOAL_DROP_POINTS = 1.0
 #: The file the goals judge, and the full model's INT8 file it is compared with.
 INT8_STEP = "onnx-int8-static"
 FP32_STEP = BASELINE
+#: The other INT8 runtime the pruned models are chained into (from their FP32 ONNX file).
+OPENVINO_STEP = "openvino-int8"
+#: The sample part's key of each INT8 step's accuracy.
+SAMPLE_KEY = {INT8_STEP: "int8", OPENVINO_STEP: "int8_openvino"}
 #: The ``auto`` run's accuracy bound (a fraction: one point).
 AUTO_MAX_DROP = 0.01
 
@@ -191,7 +195,7 @@ def make_files(
     int8 = {**calib, **int8_params(cfg)}
     plan = [(FP32_STEP, keras_path, {}, "fp32"), (INT8_STEP, work / FP32_STEP, int8, "int8")]
     if cfg.openvino:
-        plan.append(("openvino-int8", work / FP32_STEP, calib, "int8"))
+        plan.append((OPENVINO_STEP, work / FP32_STEP, calib, "int8"))
     for name, source, p, precision in plan:
         if name != FP32_STEP and not any(e["name"] == FP32_STEP for e in made):
             failed.append(failure(name, "kfedge", f"not made: {FP32_STEP} failed"))
@@ -223,13 +227,13 @@ def make_files(
             for e in made:
                 if e["ratio"] is None:
                     e["macs"] = facts["macs_before"]
-        for step, p, precision in (
-            (FP32_STEP, {}, "fp32"),
-            (INT8_STEP, int8, "int8"),
-        ):
+        steps = [(FP32_STEP, {}, "fp32", work / tag), (INT8_STEP, int8, "int8", work / tag)]
+        if cfg.openvino:  # from the pruned FP32 ONNX, as the whole model's
+            steps.append((OPENVINO_STEP, calib, "int8", work / f"{tag}-{FP32_STEP}"))
+        for step, p, precision, src in steps:
             name = f"{tag}-{step}"
             try:
-                cand, seconds = apply(name, step, work / tag, p)
+                cand, seconds = apply(name, step, src, p)
             except Exception as exc:  # noqa: BLE001
                 failed.append(_failure(name, exc))
                 continue
@@ -342,11 +346,15 @@ def _exports(
     work: Path,
     base_acc: float | None,
     int8: dict[str, Any] | None = None,
+    openvino: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """FP32 ONNX and ONNX INT8 of ``source`` (a candidate or model), scored on the eval split.
 
+    With ``openvino``, also ``openvino-int8`` (NNCF defaults) of the FP32 ONNX file.
+
     Returns:
-        ``({"fp32": {...}, "int8": {...}}, failures)``; each with ``accuracy``,
+        ``({"fp32": {...}, "int8": {...}, "int8_openvino": {...}}, failures)``; each with
+        ``accuracy``,
         ``accuracy_ci``, ``num_samples``, ``delta_points`` (against ``base_acc``),
         ``technique``, ``seconds``, ``size_bytes``.
     """
@@ -356,12 +364,15 @@ def _exports(
 
     out: dict[str, Any] = {}
     failed: list[dict[str, Any]] = []
-    for precision, step, params in (("fp32", FP32_STEP, {}), ("int8", INT8_STEP, int8 or {})):
+    steps = [("fp32", FP32_STEP, {}, source), ("int8", INT8_STEP, int8 or {}, source)]
+    if openvino:
+        steps.append(("int8_openvino", OPENVINO_STEP, {}, work / f"{name}-{FP32_STEP}"))
+    for precision, step, params, src in steps:
         dest = work / f"{name}-{step}"
         try:
             log(f"channels sample: {name} > {step}")
             with Stopwatch() as sw:
-                cand = techniques.apply(step, source, data, params, dest)
+                cand = techniques.apply(step, src, data, params, dest)
             acc = eval_accuracy(model_path(dest), data)
         except Exception as exc:  # noqa: BLE001
             failed.append(_failure(f"{name}-{step}", exc))
@@ -404,7 +415,7 @@ def sample_part(
     counts = read_info(data).counts
     failed: list[dict[str, Any]] = []
     int8 = int8_params(cfg)
-    base, f = _exports("baseline", base_model, data, work / "candidates", None, int8)
+    base, f = _exports("baseline", base_model, data, work / "candidates", None, int8, cfg.openvino)
     failed += f
     base_acc = base.get("fp32", {}).get("accuracy")
     if "int8" in base and base_acc is not None:
@@ -422,7 +433,9 @@ def sample_part(
         except Exception as exc:  # noqa: BLE001
             failed.append(_failure(tag, exc))
             continue
-        files, f = _exports(tag, work / tag, data, work / "candidates", base_acc, int8)
+        files, f = _exports(
+            tag, work / tag, data, work / "candidates", base_acc, int8, cfg.openvino
+        )
         failed += f
         ratios.append(
             {"name": tag, **_prune_facts(cp.stats), "seconds": round(sw.seconds, 2), **files}
@@ -528,7 +541,7 @@ def measure(
         "cpu": cpu_facts(),
         "goal": {
             "model": GOAL_MODEL,
-            "file": f"channel-prune>{INT8_STEP}",
+            "file": f"channel-prune>{INT8_STEP} or channel-prune>{OPENVINO_STEP}",
             "ratio_max": dict(GOAL_RATIOS),
             "drop_points_max": GOAL_DROP_POINTS,
             "threads": max(cfg.threads),

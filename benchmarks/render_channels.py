@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks.channels import SAMPLE_KEY
 from benchmarks.common import mb
 from benchmarks.text import (
     ci,
@@ -211,8 +212,9 @@ def sample_md(data: dict[str, Any]) -> list[str]:
     out.append(
         f"The sample's baseline (`sample://digits`, mobilenet_tiny 32x32x1{trained}); "
         f"`channel-prune` at each ratio fine-tunes {ep} on the {s['train_samples']} train "
-        "images, then `fp32-onnx` and `onnx-int8-static` are made from its Keras model. Top-1 "
-        f"on the {s['eval_samples']} eval images (ONNX Runtime, 95 % Wilson interval); Δ = "
+        "images, then `fp32-onnx` and `onnx-int8-static` are made from its Keras model (and "
+        "`openvino-int8` from that FP32 ONNX file, where measured). Top-1 "
+        f"on the {s['eval_samples']} eval images (each file's runtime, 95 % Wilson interval); Δ = "
         "points against the baseline's FP32 ONNX. Params and MACs ratios are the pruned "
         "model's against the baseline's (from `candidate.json`)."
     )
@@ -228,6 +230,9 @@ def sample_md(data: dict[str, Any]) -> list[str]:
         "INT8 top-1 [95 % CI]",
         "Δ INT8",
     ]
+    ov = any("int8_openvino" in r for r in [base, *s["ratios"]])
+    if ov:
+        header += ["OpenVINO INT8 top-1 [95 % CI]", "Δ OV INT8"]
     body = []
     first = next(iter(s["ratios"]), None) or s.get("auto") or {}
     body.append(
@@ -239,6 +244,7 @@ def sample_md(data: dict[str, Any]) -> list[str]:
             "-",
             *_acc_cells(base.get("fp32")),
             *_acc_cells(base.get("int8")),
+            *(_acc_cells(base.get("int8_openvino")) if ov else []),
         ]
     )
     rows = [(f"ratio {r['ratio']:g}", r) for r in s["ratios"]]
@@ -255,6 +261,7 @@ def sample_md(data: dict[str, Any]) -> list[str]:
                 fmt(r.get("fine_tune_seconds"), ".1f"),
                 *_acc_cells(r.get("fp32")),
                 *_acc_cells(r.get("int8")),
+                *(_acc_cells(r.get("int8_openvino")) if ov else []),
             ]
         )
     out += [md_table(header, body), ""]
@@ -297,9 +304,10 @@ def goal_class(cpu: dict[str, Any]) -> str:
 def judge(data: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
     """The goal of this CPU's class, judged at each ratio on ``model``'s pruned INT8 files.
 
-    Speed: met when the 95 % interval's slow end of the paired ratio to ORT FP32 is at most
-    the goal (as kfedge judges a required speed-up). Accuracy: met when the sample's INT8 file
-    at the same ratio loses at most the goal's points against the baseline's FP32.
+    Every pruned INT8 file is judged (ONNX Runtime's and OpenVINO's). Speed: met when the
+    95 % interval's slow end of the paired ratio to ORT FP32 is at most the goal (as kfedge
+    judges a required speed-up). Accuracy: met when the sample's file of the same step at the
+    same ratio loses at most the goal's points against the baseline's FP32.
 
     Returns:
         ``{"class", "goal", "drop_max", "threads", "ratios": [{"ratio", "name", "speed",
@@ -315,11 +323,12 @@ def judge(data: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
     for r in model["rows"]:
         if r.get("ratio") is None or r.get("precision") != "int8":
             continue
-        if not r["technique"].endswith(g["file"].split(">")[-1]):
+        key = SAMPLE_KEY.get(r["technique"].split(">")[-1])
+        if key is None:
             continue
         speed = (r["latency"].get(t) or {}).get("vs_ort_fp32")
         s = sample.get(round(float(r["ratio"]), 6)) or {}
-        delta = (s.get("int8") or {}).get("delta_points")
+        delta = (s.get(key) or {}).get("delta_points")
         drop = None if delta is None else -float(delta)
         speed_met = speed is not None and speed["high"] <= goal
         drop_met = drop is not None and drop <= drop_max
@@ -362,10 +371,14 @@ def _judged_line(x: dict[str, Any], goal: float, drop_max: float) -> str:
     if x["drop"] is None:
         acc = "sample INT8 accuracy at this ratio not measured"
     elif x["drop_met"]:
-        acc = f"sample INT8 loses {x['drop']:.2f} points: within {drop_max:g}"
+        moved = f"loses {x['drop']:.2f}" if x["drop"] >= 0 else f"gains {-x['drop']:.2f}"
+        acc = f"the sample's file of this step {moved} points: within {drop_max:g}"
     else:
         over = x["drop"] - drop_max
-        acc = f"sample INT8 loses {x['drop']:.2f} points: over {drop_max:g} by {over:.2f}"
+        acc = (
+            f"the sample's file of this step loses {x['drop']:.2f} points: over {drop_max:g} "
+            f"by {over:.2f}"
+        )
     return (
         f"ratio {x['ratio']:g} (`{x['name']}`): {speed}; {acc} — {'met' if x['met'] else 'missed'}."
     )

@@ -1078,7 +1078,7 @@ def test_channel_pruning_goal_follows_the_cpus_vnni_and_the_figures() -> None:
     assert "**Goal (<= 0.30x on a CPU with VNNI, 2 threads): met at ratio 0.5.**" in md
     assert "The goal for a CPU without VNNI (<= 0.50x) was not measured in this run" in md
     assert "0.27x ORT FP32 [0.25, 0.29]: within <= 0.30x" in md
-    assert "sample INT8 loses 0.50 points: within 1" in md
+    assert "the sample's file of this step loses 0.50 points: within 1" in md
     assert "All figures come from Test CPU (x86_64, 2 usable cores" in md
     assert "64 images in batches of 16: 4 steps" in md
     # the slow end over the goal misses it, though the point ratio is within it
@@ -1091,7 +1091,7 @@ def test_channel_pruning_goal_follows_the_cpus_vnni_and_the_figures() -> None:
     assert "The goal for a CPU with VNNI (<= 0.30x) was not measured" in md
     # fast enough but too lossy on the sample at the same ratio
     md = render_channels(_channels(int8_delta=-1.5))
-    assert "sample INT8 loses 1.50 points: over 1 by 0.50 — missed." in md
+    assert "the sample's file of this step loses 1.50 points: over 1 by 0.50 — missed." in md
     assert "missed at every measured ratio" in md
     # another model does not test the goal
     md = render_channels(_channels(model="mobilenetv2-0.35-96"))
