@@ -456,7 +456,13 @@ def sample_part(
             st = cp.stats
             search = st["search"]
             files, f = _exports(
-                "channel-prune-auto", work / "auto", data, work / "candidates", base_acc, int8
+                "channel-prune-auto",
+                work / "auto",
+                data,
+                work / "candidates",
+                base_acc,
+                int8,
+                cfg.openvino,
             )
             failed += f
             auto = {

@@ -187,7 +187,10 @@ def _settings(models: list[dict[str, Any]]) -> str:
 
 
 # -- 2. the sample ---------------------------------------------------------------------------
-def _acc_cells(f: dict[str, Any] | None) -> list[str]:
+def _acc_cells(f: dict[str, Any] | None, made: bool = True) -> list[str]:
+    """Top-1 with its interval and Δ; ``made`` False: the run did not make this file."""
+    if not made:
+        return ["not made", "n/a"]
     if not f:
         return ["failed", "n/a"]
     lo, hi = f["accuracy_ci"]
@@ -261,7 +264,11 @@ def sample_md(data: dict[str, Any]) -> list[str]:
                 fmt(r.get("fine_tune_seconds"), ".1f"),
                 *_acc_cells(r.get("fp32")),
                 *_acc_cells(r.get("int8")),
-                *(_acc_cells(r.get("int8_openvino")) if ov else []),
+                *(
+                    _acc_cells(r.get("int8_openvino"), r is not auto or "int8_openvino" in r)
+                    if ov
+                    else []
+                ),
             ]
         )
     out += [md_table(header, body), ""]
@@ -329,7 +336,7 @@ def judge(data: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
         speed = (r["latency"].get(t) or {}).get("vs_ort_fp32")
         s = sample.get(round(float(r["ratio"]), 6)) or {}
         delta = (s.get(key) or {}).get("delta_points")
-        drop = None if delta is None else -float(delta)
+        drop = None if delta is None else 0.0 - float(delta)  # never "-0.00"
         speed_met = speed is not None and speed["high"] <= goal
         drop_met = drop is not None and drop <= drop_max
         out.append(
