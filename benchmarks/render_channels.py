@@ -102,7 +102,8 @@ def model_notes(m: dict[str, Any], threads: list[str]) -> list[str]:
             if r.get("ratio") is None or r.get("precision") != "int8":
                 continue
             lat = r["latency"][t]
-            fp32_name = r["name"].replace("onnx-int8-static", "fp32-onnx")
+            step = r["technique"].split(">")[-1]
+            fp32_name = r["name"].removesuffix(f"-{step}") + "-fp32-onnx"  # the ratio's FP32
             at = f"`{r['name']}` at {threads_word(t)} is"
             if lat.get("vs_pruned_fp32") and fp32_name in by:
                 rel = relation(lat["vs_pruned_fp32"], f"`{fp32_name}`")
