@@ -568,11 +568,12 @@ def test_tasks_pinned_to_the_target_node_get_an_image_built_for_its_arch(target:
 
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.stem)
 def test_evaluation_on_the_edge_node_runs_the_serving_runtime_image(path: Path) -> None:
+    """evaluate / benchmark (edge-fleet: measure, which does both) run without TensorFlow."""
     spec = [d for d in yaml.safe_load_all(path.read_text()) if d][0]
     evals = {
         label: ex["container"]["image"]
         for label, ex in spec["deploymentSpec"]["executors"].items()
-        if label.startswith("exec-evaluate")
+        if label.startswith(("exec-evaluate", "exec-benchmark", "exec-measure"))
     }
     assert evals
     for label, image in evals.items():
