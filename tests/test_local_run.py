@@ -45,3 +45,20 @@ def test_progress_stream_shows_steps_epochs_and_errors_only():
     assert "parameterValues" in log.getvalue()
     assert stream.failed == ["optimize"]
     assert stream.error_lines == ["ConfigError: sparsity must be < 1"]
+
+
+def test_a_finished_runs_stream_drops_what_stale_handlers_write():
+    """kfp.local makes a logging.StreamHandler on the sys.stdout of its run (ours); a later run
+    in the same process may log through it after that run's log file is closed: the write is
+    dropped, not raised (a "I/O operation on closed file" would become the later run's error)."""
+    import logging
+
+    log, term = io.StringIO(), io.StringIO()
+    stream = ProgressStream(log, term)
+    handler = logging.StreamHandler(stream)
+    log.close()
+    assert stream.write("07:00:00.000 - INFO - Executing task 'x'\n") > 0
+    stream.flush()
+    record = logging.LogRecord("kfp", logging.INFO, __file__, 1, "late line", None, None)
+    handler.emit(record)  # logging would print "--- Logging error ---" on a raise
+    assert stream.error_lines == []

@@ -67,6 +67,10 @@ class ProgressStream:
             self.error_lines.append(f"{m.group(1)}: {m.group(2)}")
 
     def write(self, s: str) -> int:  # noqa: D102
+        if self.log.closed:
+            # a finished run's stream: kfp.local's logging handlers keep the sys.stdout they
+            # were made under, so a later run in this process may still write here
+            return len(s)
         self.log.write(s)
         self._buf += s
         while "\n" in self._buf:
@@ -75,7 +79,8 @@ class ProgressStream:
         return len(s)
 
     def flush(self) -> None:  # noqa: D102
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
 
     def isatty(self) -> bool:  # noqa: D102
         return False
