@@ -63,6 +63,8 @@ def test_bad_fleets_fail_before_any_work() -> None:
         parse_targets(" , ")
     with pytest.raises(ConfigError, match=r"not in the fleet"):
         plan_fleet("cpu-arm64,cpu-amd64", goals={"targets": {"nvidia-jetson": {}}})
+    with pytest.raises(ConfigError, match="goals must be a JSON object"):
+        plan_fleet("cpu-arm64,cpu-amd64", goals="{not json")
     with pytest.raises(ConfigError, match="max_latency_ms"):
         plan_fleet("cpu-arm64,cpu-amd64", goals={"targets": {"cpu-arm64": {"max_latency_ms": -1}}})
 
@@ -309,3 +311,19 @@ def test_two_targets_one_report_two_endpoints(tmp_path: Path) -> None:
     assert len(optimized) == 2  # each technique once, shared by both targets
     md = (tmp_path / "latest" / "report.md").read_text()
     assert md.count(MARK) >= 2 * 4 * 3  # every figure of both targets (3 rows each)
+
+
+def test_the_backend_rules_the_fleet_relies_on_are_detected_where_it_uses_them() -> None:
+    """Nested fan-in (2.14) and loop parallelism (2.4) are found in edge-fleet, within the
+    supported floor, and not in edge-optimize (which has neither)."""
+    from kfedge.support import KFP_MIN, backend_features, required_kfp
+
+    spec, platform = _fleet_yaml()
+    used = backend_features([spec, platform])
+    assert used["nested-collected"] == ["comp-for-loop-2/bundle-2.items <- for-loop-3"]
+    assert used["loop-parallelism"] == ["comp-for-loop-2/for-loop-3: parallelism 1"]
+    assert required_kfp([spec, platform])[0] == KFP_MIN
+    single = [
+        d for d in yaml.safe_load_all((ROOT / "pipelines" / "edge-optimize.yaml").read_text())
+    ]
+    assert not {"nested-collected", "loop-parallelism"} & set(backend_features(single))

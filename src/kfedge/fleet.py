@@ -163,7 +163,10 @@ def plan_fleet(
     if len(set(profiles)) != len(profiles):
         raise ConfigError(f"targets must be distinct profiles, got {names} ({profiles})")
     if isinstance(goals, str):
-        goals = json.loads(goals) if goals.strip() else {}
+        try:
+            goals = json.loads(goals) if goals.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"goals must be a JSON object, got {goals!r}: {exc}") from exc
     goals = dict(goals or {})
     unknown = sorted(set(goals.get(PER_TARGET) or {}) - set(names))
     if unknown:

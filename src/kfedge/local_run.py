@@ -219,6 +219,17 @@ def _start(
     return local, run_dir, model, data, targets
 
 
+#: A report step's output artifacts (files named after its outputs) and their names in latest/.
+_REPORT_FILES = (("report_json", "report.json"), ("markdown", "report.md"), ("html", "report.html"))
+
+
+def _copy_report(step_dir: Path, dest: Path) -> None:
+    """Copy a report step's JSON, Markdown and HTML artifacts into ``dest``."""
+    for artifact, name in _REPORT_FILES:
+        if (step_dir / artifact).is_file():
+            shutil.copy2(step_dir / artifact, dest / name)
+
+
 def _execute(pipeline: Any, params: dict[str, Any], run_dir: Path, quiet: bool) -> None:
     """Run a pipeline through the initialised kfp.local, progress to the terminal.
 
@@ -334,15 +345,7 @@ def run_local(
     if latest.exists():
         shutil.rmtree(latest)
     latest.mkdir(parents=True)
-    # the report step's artifacts are files named after its outputs
-    for artifact, name in (
-        ("report_json", "report.json"),
-        ("markdown", "report.md"),
-        ("html", "report.html"),
-    ):
-        src = report.parent / artifact
-        if src.is_file():
-            shutil.copy2(src, latest / name)
+    _copy_report(report.parent, latest)
     timings = _find(run_dir, "timings")  # the benchmark step's output artifact
     if timings is not None:
         shutil.copy2(timings, latest / "timings.json")
@@ -450,20 +453,14 @@ def run_fleet_local(
     if latest.exists():
         shutil.rmtree(latest)
     latest.mkdir(parents=True)
-    for artifact, name in (("report_json", "report.json"), ("markdown", "report.md"),
-                           ("html", "report.html")):  # fmt: skip
-        if (fleet[0].parent / artifact).is_file():
-            shutil.copy2(fleet[0].parent / artifact, latest / name)
+    _copy_report(fleet[0].parent, latest)
     per: dict[str, dict[str, Any]] = {}
     for rep in run_dir.glob("**/decide/report_json"):
         data_json = json.loads(rep.read_text())
         name = data_json["target"]
         dest = latest / name
         dest.mkdir(exist_ok=True)
-        for artifact, fname in (("report_json", "report.json"), ("markdown", "report.md"),
-                                ("html", "report.html")):  # fmt: skip
-            if (rep.parent / artifact).is_file():
-                shutil.copy2(rep.parent / artifact, dest / fname)
+        _copy_report(rep.parent, dest)
         timings = rep.parent.parent / "measure" / "timings"
         if timings.is_file():
             shutil.copy2(timings, dest / "timings.json")

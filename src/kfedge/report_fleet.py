@@ -20,7 +20,7 @@ from kfedge.errors import InvalidInputError
 from kfedge.evaluation import MB
 from kfedge.provenance import MARK
 
-#: The columns of each target's group: (header, cell function).
+#: The columns of each target's group (:func:`_cells` fills them, in this order).
 _COLUMNS = ("accuracy", "p50 ms", "× FP32", "size MB")
 
 
