@@ -81,6 +81,10 @@ class ChannelsConfig:
         baseline_epochs: Most epochs of the sample baseline when it is trained here.
         int8_isa: ``isa`` of every ``onnx-int8-static`` file (None: the technique's default,
             any x86-64, as the side-by-side section makes it).
+        isa_limit: On an x86-64 CPU with VNNI, also time every OpenVINO file with oneDNN
+            limited to this ISA (``ONEDNN_MAX_CPU_ISA``; ``"AVX2"``: what a CPU without VNNI
+            runs), each as its own file ``<name>@<isa>`` in the same rounds. The kernels each
+            block ran are recorded, so the rows show the limit took. None: not.
     """
 
     models: tuple[str, ...] = ("mobilenetv2-224", "resnet50")
@@ -102,6 +106,7 @@ class ChannelsConfig:
     auto_search_ratios: tuple[float, ...] | None = None
     baseline_epochs: int = 30
     int8_isa: str | None = None
+    isa_limit: str | None = "AVX2"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,19 +255,47 @@ def make_files(
     return made, failed, pruned
 
 
+def isa_limited(made: list[dict[str, Any]], isa: str | None, vnni: bool) -> list[dict[str, Any]]:
+    """Each OpenVINO file again, timed with oneDNN limited to ``isa`` (see ``isa_limit``).
+
+    Only on a CPU with VNNI (elsewhere the plain rows already are the CPU without it). The
+    twin is named ``<name>@<isa>`` and carries ``isa_limit`` and the ``env`` its timing
+    processes get. OpenVINO's CPU plugin takes its kernels from oneDNN and its own JIT code,
+    and both ask oneDNN which ISA they may use; ONNX Runtime's kernels (MLAS) read the CPU
+    directly and cannot be limited, so the ORT files keep the CPU's own ISA.
+    """
+    if isa is None or not vnni:
+        return []
+    return [
+        {
+            **e,
+            "name": f"{e['name']}@{isa.lower()}",
+            "isa_limit": isa,
+            "env": {"ONEDNN_MAX_CPU_ISA": isa},
+        }
+        for e in made
+        if e.get("format") == "openvino"
+    ]
+
+
 def add_pairs(rows: list[dict[str, Any]], threads: tuple[int, ...]) -> None:
     """Add each pruned file's paired ratios to its FP32 file and to the whole model's file.
 
     ``vs_pruned_fp32``: to the same ratio's pruned FP32 file; ``vs_full_same_precision``: to
-    the whole model's file of the same precision and step (``onnx-int8-static``...).
+    the whole model's file of the same precision and step (``onnx-int8-static``...) and the
+    same ISA limit.
     """
-    by_key = {(r.get("ratio"), r.get("precision"), r["technique"].split(">")[-1]): r for r in rows}
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return r.get("ratio"), r.get("precision"), r["technique"].split(">")[-1], r.get("isa_limit")
+
+    by_key = {key(r): r for r in rows}
     for r in rows:
         if r.get("ratio") is None:
             continue
         step = r["technique"].split(">")[-1]
-        fp32 = by_key.get((r["ratio"], "fp32", FP32_STEP))
-        full = by_key.get((None, r["precision"], step))
+        fp32 = by_key.get((r["ratio"], "fp32", FP32_STEP, None))
+        full = by_key.get((None, r["precision"], step, r.get("isa_limit")))
         for t in map(str, threads):
             lat = r["latency"][t]
             rounds = lat["p50_rounds"]
@@ -299,6 +332,9 @@ def real_model(
     made, failed, pruned = make_files(
         prep["keras"], prep["dataset"], work / "candidates", cfg, prep["params"]
     )
+    cpu = cpu_facts()
+    x86 = str(cpu["arch"]).lower() in ("x86_64", "amd64")
+    made += isa_limited(made, cfg.isa_limit, bool(cpu["vnni"]) and x86)
     timing = time_side_by_side(made, cfg, failed)  # type: ignore[arg-type]
     made = [e for e in made if e["name"] in timing]
     rows = summarize(made, timing, cfg.threads)

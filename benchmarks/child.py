@@ -10,7 +10,8 @@ alone. Modes:
 * ``alternate``: all models warmed up, then timed run by run in turn (A, B, A, B, ...) — the
   way that measures ONNX Runtime's spinning worker threads rather than the models.
 
-Output: ``{"mode", "threads", "spinning", "tensorflow_loaded", "models": {path: {p50, ...}}}``.
+Output: ``{"mode", "threads", "spinning", "tensorflow_loaded", "models": {path: {p50, ...}}}``;
+an OpenVINO model's entry also names the CPU kernels its layers run on (``kernels``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ def time_alternate(
     return out
 
 
+def _kernels(runner: Any) -> dict[str, Any]:
+    """``{"kernels": {...}}`` for a runner that names its CPU kernels (OpenVINO), else ``{}``."""
+    kernels = getattr(runner, "kernels", None)
+    return {"kernels": kernels()} if callable(kernels) else {}
+
+
 def measure(
     mode: str,
     models: list[str],
@@ -108,7 +115,7 @@ def measure(
         "threads": threads,
         "spinning": spinning,
         "tensorflow_loaded": "tensorflow" in sys.modules,
-        "models": {m: percentiles(t) for m, t in zip(models, times)},
+        "models": {m: {**percentiles(t), **_kernels(r)} for m, t, r in zip(models, times, runners)},
     }
 
 

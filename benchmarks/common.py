@@ -228,8 +228,12 @@ def child_env(threads: int | None = None) -> dict[str, str]:
     return env
 
 
-def run_json_child(module: str, args: list[str], timeout: float = 600) -> dict[str, Any]:
+def run_json_child(
+    module: str, args: list[str], timeout: float = 600, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run ``python -m module args... --json OUT`` and return the JSON it wrote.
+
+    ``env`` adds variables to the child's environment (:func:`child_env`).
 
     Raises:
         RuntimeError: The child failed or wrote nothing (its last stderr line is in the message).
@@ -237,8 +241,9 @@ def run_json_child(module: str, args: list[str], timeout: float = 600) -> dict[s
     with tempfile.TemporaryDirectory(prefix="kfedge-bench-") as tmp:
         out = Path(tmp) / "out.json"
         cmd = [sys.executable, "-m", module, *args, "--json", str(out)]
+        env = {**child_env(), **(env or {})}
         proc = subprocess.run(
-            cmd, env=child_env(), capture_output=True, text=True, timeout=timeout, cwd=ROOT
+            cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
         )
         if proc.returncode != 0 or not out.is_file():
             lines = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]

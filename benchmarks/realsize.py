@@ -252,11 +252,13 @@ def time_side_by_side(
 ) -> dict[str, dict[int, list[dict[str, float]]]]:
     """Time every entry in ``cfg.rounds`` interleaved rounds at each thread count.
 
-    Each block runs in a fresh ``python -m benchmarks.child`` process (no TensorFlow). A file
-    whose timing process fails is dropped from every round and recorded in ``failed``.
+    Each block runs in a fresh ``python -m benchmarks.child`` process (no TensorFlow), with
+    the entry's ``env`` added to its environment (e.g. ``ONEDNN_MAX_CPU_ISA``). A file whose
+    timing process fails is dropped from every round and recorded in ``failed``.
 
     Returns:
-        ``{name: {threads: [per-round {"p50", "p90", "p99", "n"}]}}`` (timed files only).
+        ``{name: {threads: [per-round {"p50", "p90", "p99", "n"}]}}`` (timed files only; an
+        OpenVINO file's rounds also name its CPU kernels, ``kernels``).
 
     Raises:
         TensorFlowLoaded: A timing process had TensorFlow loaded.
@@ -274,7 +276,7 @@ def time_side_by_side(
         args = ["block", path, "--threads", str(t), "--runs", str(cfg.runs)]
         args += ["--warmup", str(cfg.warmup), "--budget", str(cfg.budget_s)]
         try:
-            res = run_json_child("benchmarks.child", args)
+            res = run_json_child("benchmarks.child", args, env=by[name].get("env"))
         except RuntimeError as exc:
             dropped.add(name)
             if failed is not None:
@@ -283,7 +285,7 @@ def time_side_by_side(
         if res["tensorflow_loaded"]:
             raise TensorFlowLoaded("the timing process imported TensorFlow")
         p = res["models"][path]
-        out[name][t].append({k: p[k] for k in ("p50", "p90", "p99", "n")})
+        out[name][t].append({k: p[k] for k in ("p50", "p90", "p99", "n", "kernels") if k in p})
     return {n: v for n, v in out.items() if n not in dropped}
 
 
@@ -312,6 +314,8 @@ def summarize(
                 "runs_per_round": [int(p["n"]) for p in per],
                 "spread": spread(p50s),
             }
+            if kernels := next((p["kernels"] for p in per if p.get("kernels")), None):
+                lat["kernels"] = kernels
             for key, ref in (("vs_ort_fp32", BASELINE), ("vs_format_fp32", None)):
                 ref = ref or FORMAT_FP32.get(e["format"])
                 if ref in timing and ref != e["name"]:

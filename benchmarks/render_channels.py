@@ -103,7 +103,8 @@ def model_notes(m: dict[str, Any], threads: list[str]) -> list[str]:
                 continue
             lat = r["latency"][t]
             step = r["technique"].split(">")[-1]
-            fp32_name = r["name"].removesuffix(f"-{step}") + "-fp32-onnx"  # the ratio's FP32
+            base = r["name"].split("@")[0]  # an ISA-limited twin: the file's own name
+            fp32_name = base.removesuffix(f"-{step}") + "-fp32-onnx"  # the ratio's FP32
             at = f"`{r['name']}` at {threads_word(t)} is"
             if lat.get("vs_pruned_fp32") and fp32_name in by:
                 rel = relation(lat["vs_pruned_fp32"], f"`{fp32_name}`")
@@ -112,10 +113,31 @@ def model_notes(m: dict[str, Any], threads: list[str]) -> list[str]:
             if full:
                 rel = relation(full, f"`{full['reference']}`")
                 notes.append(f"What pruning adds to INT8: {at} {rel}.")
+    notes += kernel_notes(m, threads)
     if shaky := unstable_note(m["rows"], threads, " Trust these files' intervals."):
         notes.append(shaky)
     for f in m.get("failed", []):
         notes.append(f"`{f['name']}` could not be made or timed: {f['error']}")
+    return notes
+
+
+def _kernel_list(kernels: dict[str, int]) -> str:
+    return ", ".join(f"`{k}` x{n}" for k, n in sorted(kernels.items(), key=lambda kv: -kv[1]))
+
+
+def kernel_notes(m: dict[str, Any], threads: list[str]) -> list[str]:
+    """The CPU kernels OpenVINO ran each file's layers on (as its timing process reported)."""
+    notes = []
+    for r in m["rows"]:
+        for t in threads:
+            kernels = (r["latency"].get(t) or {}).get("kernels")
+            if not kernels:
+                continue
+            limit = f" with `ONEDNN_MAX_CPU_ISA={r['isa_limit']}`" if r.get("isa_limit") else ""
+            notes.append(
+                f"Kernels of `{r['name']}`{limit} at {threads_word(t)} (convolutions, fully "
+                f"connected, matrix products): {_kernel_list(kernels)}."
+            )
     return notes
 
 
@@ -309,26 +331,51 @@ def goal_class(cpu: dict[str, Any]) -> str:
     return "vnni" if cpu.get("vnni") else "no_vnni"
 
 
-def judge(data: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
-    """The goal of this CPU's class, judged at each ratio on ``model``'s pruned INT8 files.
+#: Kernel name parts that betray an ISA above AVX2 (an ISA-limited row must show none).
+ABOVE_AVX2 = ("avx512", "amx", "vnni", "avx10")
 
-    Every pruned INT8 file is judged (ONNX Runtime's and OpenVINO's). Speed: met when the
-    95 % interval's slow end of the paired ratio to ORT FP32 is at most the goal (as kfedge
-    judges a required speed-up). Accuracy: met when the sample's file of the same step at the
-    same ratio loses at most the goal's points against the baseline's FP32.
+
+def limit_took(r: dict[str, Any], t: str) -> bool:
+    """Whether an ISA-limited row's kernels (at ``t`` threads) show no ISA above AVX2."""
+    kernels = (r["latency"].get(t) or {}).get("kernels") or {}
+    return bool(kernels) and not any(part in k.lower() for k in kernels for part in ABOVE_AVX2)
+
+
+def judged_rows(data: dict[str, Any], model: dict[str, Any], cls: str) -> list[dict[str, Any]]:
+    """``model``'s rows that speak for CPU class ``cls``.
+
+    The CPU's own class: the rows timed as the CPU is. The other class, ``no_vnni`` on a CPU
+    with VNNI: the rows timed with OpenVINO limited to AVX2 whose kernels show the limit took.
+    """
+    t = str(data["goal"]["threads"])
+    if cls == goal_class(data["cpu"]):
+        return [r for r in model["rows"] if not r.get("isa_limit")]
+    if cls == "no_vnni":
+        return [r for r in model["rows"] if r.get("isa_limit") and limit_took(r, t)]
+    return []
+
+
+def judge(data: dict[str, Any], model: dict[str, Any], cls: str | None = None) -> dict[str, Any]:
+    """The goal of CPU class ``cls`` (default: this CPU's), judged on ``model``'s pruned INT8 files.
+
+    Every pruned INT8 file that speaks for the class is judged (:func:`judged_rows`: ONNX
+    Runtime's and OpenVINO's). Speed: met when the 95 % interval's slow end of the paired
+    ratio to ORT FP32 is at most the goal (as kfedge judges a required speed-up). Accuracy:
+    met when the sample's file of the same step at the same ratio loses at most the goal's
+    points against the baseline's FP32.
 
     Returns:
         ``{"class", "goal", "drop_max", "threads", "ratios": [{"ratio", "name", "speed",
         "speed_met", "drop", "drop_met", "met"}], "met"}``.
     """
     g = data["goal"]
-    cls = goal_class(data["cpu"])
+    cls = cls or goal_class(data["cpu"])
     goal = float(g["ratio_max"][cls])
     drop_max = float(g["drop_points_max"])
     t = str(g["threads"])
     sample = {round(float(r["ratio"]), 6): r for r in (data.get("sample") or {}).get("ratios", [])}
     out = []
-    for r in model["rows"]:
+    for r in judged_rows(data, model, cls):
         if r.get("ratio") is None or r.get("precision") != "int8":
             continue
         key = SAMPLE_KEY.get(r["technique"].split(">")[-1])
@@ -392,12 +439,62 @@ def _judged_line(x: dict[str, Any], goal: float, drop_max: float) -> str:
     )
 
 
+def _class_verdict(data: dict[str, Any], model: dict[str, Any], cls: str) -> list[str]:
+    """One class's verdict on ``model``: the bold line, then each judged ratio."""
+    j = judge(data, model, cls)
+    t = threads_word(data["goal"]["threads"])
+    met = [x for x in j["ratios"] if x["met"]]
+    if met:
+        verdict = "met at ratio " + ", ".join(f"{r:g}" for r in sorted({x["ratio"] for x in met}))
+    else:
+        verdict = "missed at every measured ratio"
+    out = [f"**Goal (<= {j['goal']:.2f}x on {CLASSES[cls]}, {t}): {verdict}.**", ""]
+    return out + [f"- {_judged_line(x, j['goal'], j['drop_max'])}" for x in j["ratios"]] + [""]
+
+
+def _limited_rows(model: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in model["rows"] if r.get("isa_limit")]
+
+
+def _emulation_md(data: dict[str, Any], model: dict[str, Any]) -> list[str]:
+    """The CPU-without-VNNI goal on a CPU with VNNI: OpenVINO limited to AVX2, or why not."""
+    t = str(data["goal"]["threads"])
+    limited = _limited_rows(model)
+    rm = data["goal"]["ratio_max"]
+    if not limited:
+        return [
+            f"The goal for {CLASSES['no_vnni']} (<= {rm['no_vnni']:.2f}x) was not measured in "
+            "this run: it needs figures from such a CPU, or OpenVINO files timed with oneDNN "
+            "limited to AVX2.",
+            "",
+        ]
+    bad = [r["name"] for r in limited if not limit_took(r, t)]
+    isa = limited[0]["isa_limit"]
+    out = [
+        f"The goal for {CLASSES['no_vnni']} (<= {rm['no_vnni']:.2f}x), from this CPU: the "
+        f"OpenVINO files timed again with `ONEDNN_MAX_CPU_ISA={isa}` (rows `...@{isa.lower()}`), "
+        "which limits OpenVINO's CPU kernels to what a CPU without VNNI or AVX-512 has; the "
+        "kernels each such block ran are named in the notes above. ORT FP32, the denominator, "
+        "still runs this CPU's AVX-512 kernels (ONNX Runtime's own kernels read the CPU and "
+        "cannot be limited); on a CPU that has only AVX2 it would be slower, so these ratios "
+        "overstate, not understate, what such a CPU gets. They are not figures from an AVX2 "
+        "CPU: its caches, clock and memory differ.",
+        "",
+    ]
+    if bad:
+        out += [
+            f"The limit did not take on {', '.join(f'`{n}`' for n in bad)} (kernels above AVX2 "
+            "ran); those rows are not judged.",
+            "",
+        ]
+    return out + _class_verdict(data, model, "no_vnni")
+
+
 def goals_md(data: dict[str, Any]) -> list[str]:
     """The goals: which applies to this CPU, met or missed at each ratio and by how much."""
     g = data["goal"]
     cpu = data["cpu"]
     cls = goal_class(cpu)
-    other = "no_vnni" if cls == "vnni" else "vnni"
     rm = g["ratio_max"]
     t = threads_word(g["threads"])
     out = ["### Goals", ""]
@@ -412,9 +509,14 @@ def goals_md(data: dict[str, Any]) -> list[str]:
     out.append("")
     vn = "has VNNI" if cls == "vnni" else "has no VNNI"
     out.append(
-        f"This CPU ({cpu['cpu']}, kfedge ISA `{cpu['isa']}`) {vn}: the goal that applies is "
-        f"<= {rm[cls]:.2f}x. The goal for {CLASSES[other]} (<= {rm[other]:.2f}x) was not "
-        "measured in this run: it needs figures from such a CPU."
+        f"This CPU ({cpu['cpu']}, kfedge ISA `{cpu['isa']}`) {vn}: the goal that applies to "
+        f"it is <= {rm[cls]:.2f}x."
+        + (
+            ""
+            if cls == "vnni"
+            else f" The goal for {CLASSES['vnni']} (<= {rm['vnni']:.2f}x) was not measured "
+            "in this run: it needs figures from such a CPU."
+        )
     )
     out.append("")
     target = next((m for m in data.get("models", []) if m["model"] == g["model"]), None)
@@ -432,21 +534,16 @@ def goals_md(data: dict[str, Any]) -> list[str]:
                     f"- {_judged_line(x, j['goal'], j['drop_max'])}" for x in j["ratios"]
                 ]
         return [*out, ""]
-    j = judge(data, target)
-    if not j["ratios"]:
-        out.append(
-            f"**Goal (<= {j['goal']:.2f}x on {CLASSES[cls]}): not measured** — no channel-pruned "
-            "INT8 file of the model was timed."
-        )
-        return [*out, ""]
-    met = [x for x in j["ratios"] if x["met"]]
-    if met:
-        names = ", ".join(f"{x['ratio']:g}" for x in met)
-        verdict = f"met at ratio {names}"
+    if not judge(data, target)["ratios"]:
+        out += [
+            f"**Goal (<= {rm[cls]:.2f}x on {CLASSES[cls]}): not measured** — no channel-pruned "
+            "INT8 file of the model was timed.",
+            "",
+        ]
     else:
-        verdict = "missed at every measured ratio"
-    out.append(f"**Goal (<= {j['goal']:.2f}x on {CLASSES[cls]}, {t}): {verdict}.**")
-    out += [""] + [f"- {_judged_line(x, j['goal'], j['drop_max'])}" for x in j["ratios"]]
+        out += _class_verdict(data, target, cls)
+    if cls == "vnni":
+        out += _emulation_md(data, target)
     return [*out, ""]
 
 

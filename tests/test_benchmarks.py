@@ -982,8 +982,15 @@ def _channels(
     model: str = "mobilenetv2-224",
     speed: tuple[float, float, float] = (0.27, 0.25, 0.29),
     int8_delta: float = -0.5,
+    limited: tuple[float, float, float] | None = None,
+    limited_kernels: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """A channel-pruning section whose goal verdicts are known."""
+    """A channel-pruning section whose goal verdicts are known.
+
+    With ``limited``, OpenVINO rows too, and their twins timed with OpenVINO limited to AVX2
+    (:func:`benchmarks.channels.isa_limited`), the pruned twin at that ratio to ORT FP32, its
+    kernels ``limited_kernels`` (default: AVX2 ones).
+    """
     from benchmarks import channels
 
     def acc(a: float, delta: float | None) -> dict[str, Any]:
@@ -1000,6 +1007,24 @@ def _channels(
         _ch_row("channel-prune-50-onnx-int8-static", 0.5, "int8",
                 "channel-prune>onnx-int8-static", [2.7] * 5, _est(*speed)),
     ]  # fmt: skip
+    if limited is not None:
+        ov = [
+            _ch_row("openvino-int8", None, "int8", "openvino-int8", [4.0] * 5,
+                    _est(0.4, 0.38, 0.42)),
+            _ch_row("channel-prune-50-openvino-int8", 0.5, "int8",
+                    "channel-prune>openvino-int8", [1.6] * 5, _est(0.16, 0.15, 0.17)),
+        ]  # fmt: skip
+        for r in ov:
+            r["format"] = "openvino"
+            r["latency"]["2"]["kernels"] = {"brgconv_avx512_I8": 35, "jit_avx512_dw_I8": 17}
+        twins = channels.isa_limited(ov, "AVX2", vnni=True)
+        for r, p50 in zip(twins, (7.0, limited[0] * 10)):
+            r["latency"] = copy.deepcopy(r["latency"])
+            lat = r["latency"]["2"]
+            lat["p50_rounds"] = [p50] * 5
+            lat["vs_ort_fp32"] = _est(*limited) if r["ratio"] else _est(0.7, 0.68, 0.72)
+            lat["kernels"] = limited_kernels or {"jit_avx2_I8": 35, "jit_avx2_dw_I8": 17}
+        rows += ov + twins
     channels.add_pairs(rows, (2,))
     prune = {"params_before": 20_000, "params_after": 6_000, "params_ratio": 0.3,
              "macs_ratio": 0.29, "fine_tune_seconds": 12.0, "ratio": 0.5}  # fmt: skip
@@ -1052,6 +1077,7 @@ def _channels(
                     **prune,
                     "fp32": acc(0.975, -0.5),
                     "int8": acc(0.98 + int8_delta / 100, int8_delta),
+                    "int8_openvino": acc(0.98, 0.0),
                 }
             ],
             "auto": None,
@@ -1097,6 +1123,77 @@ def test_channel_pruning_goal_follows_the_cpus_vnni_and_the_figures() -> None:
     md = render_channels(_channels(model="mobilenetv2-0.35-96"))
     assert "instead of MobileNetV2 1.0 224x224, so it does not test the goal" in md
     assert "**Goal" not in md
+
+
+def test_channel_pruning_judges_the_no_vnni_goal_from_openvino_limited_to_avx2() -> None:
+    from benchmarks import channels
+    from benchmarks.render_channels import render_channels
+
+    data = _channels(limited=(0.40, 0.37, 0.44))
+    rows = {r["name"]: r for r in data["models"][0]["rows"]}
+    twin = rows["channel-prune-50-openvino-int8@avx2"]
+    assert twin["env"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"} and twin["isa_limit"] == "AVX2"
+    # the twin is paired with the whole model's twin, not with the unlimited file
+    full = twin["latency"]["2"]["vs_full_same_precision"]
+    assert full["reference"] == "openvino-int8@avx2"
+    assert full["ratio"] == pytest.approx(4.0 / 7.0, abs=1e-3)
+    md = render_channels(data)
+    assert "**Goal (<= 0.30x on a CPU with VNNI, 2 threads): met at ratio 0.5.**" in md
+    assert "**Goal (<= 0.50x on a CPU without VNNI, 2 threads): met at ratio 0.5.**" in md
+    assert "`ONEDNN_MAX_CPU_ISA=AVX2`" in md and "overstate, not understate" in md
+    assert "ratio 0.5 (`channel-prune-50-openvino-int8@avx2`): 0.40x ORT FP32" in md
+    assert "Kernels of `channel-prune-50-openvino-int8@avx2` with `ONEDNN_MAX_CPU_ISA=AVX2`" in md
+    assert "`jit_avx2_I8` x35" in md
+    # an unlimited row never speaks for the CPU without VNNI, nor a twin for the CPU's own
+    no_vnni = {x["name"] for x in _judge(data, "no_vnni")["ratios"]}
+    assert no_vnni == {"channel-prune-50-openvino-int8@avx2"}
+    assert not any("@" in x["name"] for x in _judge(data, "vnni")["ratios"])
+    # over the goal: missed, by how much
+    md = render_channels(_channels(limited=(0.55, 0.5, 0.6)))
+    assert "**Goal (<= 0.50x on a CPU without VNNI, 2 threads): missed" in md
+    # kernels above AVX2 ran: the limit did not take, the row is not judged
+    bad = _channels(limited=(0.40, 0.37, 0.44), limited_kernels={"brgconv_avx512_I8": 35})
+    md = render_channels(bad)
+    assert "The limit did not take on `openvino-int8@avx2`" in md
+    assert not _judge(bad, "no_vnni")["ratios"]
+    # a CPU without VNNI gets no twins: its own rows are the class's figures
+    assert channels.isa_limited(data["models"][0]["rows"], "AVX2", vnni=False) == []
+    assert channels.isa_limited(data["models"][0]["rows"], None, vnni=True) == []
+
+
+def _judge(data: dict[str, Any], cls: str) -> dict[str, Any]:
+    from benchmarks.render_channels import judge
+
+    return judge(data, data["models"][0], cls)
+
+
+def test_openvino_limited_to_avx2_runs_avx2_kernels_and_says_so(tmp_path: Path) -> None:
+    """The limit the no-VNNI rows rely on takes: a timing child reports AVX2 kernels only."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("ONEDNN_MAX_CPU_ISA=AVX2 limits x86-64 kernels; this CPU is not x86-64")
+    import numpy as np
+
+    from benchmarks.common import run_json_child
+    from kfedge import compat
+
+    ov = compat.openvino()
+    ops = ov.opset13
+    x = ops.parameter([1, 16, 32, 32], np.float32)
+    lo, hi = ops.constant(np.float32(-4)), ops.constant(np.float32(4))
+    w = ops.constant(np.random.default_rng(0).standard_normal((16, 16, 3, 3), np.float32))
+    y = ops.convolution(
+        ops.fake_quantize(x, lo, hi, lo, hi, 256),
+        ops.fake_quantize(w, lo, hi, lo, hi, 255),
+        [1, 1], [1, 1], [1, 1], [1, 1],
+    )  # fmt: skip
+    ov.save_model(ov.Model([ops.relu(y)], [x]), str(tmp_path / "m.xml"))
+    args = ["block", str(tmp_path / "m.xml"), "--runs", "5", "--warmup", "1"]
+    res = run_json_child("benchmarks.child", args, env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    kernels = res["models"][str(tmp_path / "m.xml")]["kernels"]
+    assert kernels and all("avx2" in k or "ref" in k or "gemm" in k for k in kernels), kernels
+    assert not any(p in k for k in kernels for p in ("avx512", "amx", "vnni")), kernels
 
 
 def test_channel_pruning_section_renders_when_present_and_is_listed_when_not() -> None:

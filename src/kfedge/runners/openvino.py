@@ -32,6 +32,8 @@ from kfedge import compat
 from kfedge.errors import AcceleratorError, ModelFormatError
 from kfedge.runners.base import Runner, TensorSpec
 
+#: Runtime-graph layer types whose kernels :meth:`OpenVINORunner.kernels` counts.
+COMPUTE_LAYERS = frozenset({"Convolution", "Deconvolution", "FullyConnected", "MatMul"})
 #: The rt_info path where an IR asks for its compute precision (read by ``compile_model`` too).
 PRECISION_RT_INFO = ["runtime_options", "INFERENCE_PRECISION_HINT"]
 #: Precisions a caller or a model may ask for.
@@ -195,6 +197,30 @@ class OpenVinoRunner(Runner):
             return {s.name: np.array(res[i], copy=True) for i, s in enumerate(self.outputs)}
         finally:
             pool.put(req)
+
+    def kernels(self) -> dict[str, int]:
+        """How many compute layers run on each CPU kernel (``{"brgconv_avx512_I8": 52, ...}``).
+
+        The compiled model's runtime graph names each layer's kernel: the ISA it was built for
+        (``avx2``, ``avx512``, ``amx``...) and its precision (``I8``, ``FP32``, ``BF16``). It
+        shows what the CPU plugin really chose, e.g. under ``ONEDNN_MAX_CPU_ISA``. Counts
+        convolutions, fully connected layers and matrix products; empty when the device does
+        not report kernels.
+        """
+        out: dict[str, int] = {}
+        try:
+            ops = self._compiled.get_runtime_model().get_ordered_ops()
+        except (RuntimeError, AttributeError):  # a device without a runtime graph
+            return out
+        for op in ops:
+            rt = op.get_rt_info()
+            if "layerType" not in rt or "primitiveType" not in rt:
+                continue
+            if str(rt["layerType"].astype(str)) not in COMPUTE_LAYERS:
+                continue
+            kernel = str(rt["primitiveType"].astype(str))
+            out[kernel] = out.get(kernel, 0) + 1
+        return out
 
     def describe(self) -> dict[str, Any]:  # noqa: D102
         return {
