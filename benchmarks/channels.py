@@ -48,6 +48,8 @@ INT8_STEP = "onnx-int8-static"
 FP32_STEP = BASELINE
 #: The other INT8 runtime the pruned models are chained into (from their FP32 ONNX file).
 OPENVINO_STEP = "openvino-int8"
+#: Olive's run on each FP32 ONNX file (:data:`benchmarks.peers.MODES`): its defaults.
+OLIVE_MODE = "static-default"
 #: The sample part's key of each INT8 step's accuracy.
 SAMPLE_KEY = {INT8_STEP: "int8", OPENVINO_STEP: "int8_openvino"}
 #: The ``auto`` run's accuracy bound (a fraction: one point).
@@ -278,6 +280,39 @@ def isa_limited(made: list[dict[str, Any]], isa: str | None, vnni: bool) -> list
     ]
 
 
+def olive_files(
+    made: list[dict[str, Any]], olive: Any, data: Path, work: Path, cfg: ChannelsConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Olive's INT8 (``OnnxStaticQuantization``, its defaults) of each FP32 ONNX file.
+
+    The whole model's ``fp32-onnx`` and each ratio's pruned one, calibrated on the same
+    calibration split as kfedge's files (:func:`benchmarks.peers.run_olive`): Olive has no
+    structured pruning for CNNs, so it quantizes what ``channel-prune`` made.
+
+    Returns:
+        ``(entries, failures)``: entries named ``[<tag>-]olive-static-default``.
+    """
+    from benchmarks.peers import run_olive
+
+    out: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    step = f"olive-{OLIVE_MODE}"
+    for e in made:
+        if e.get("technique", "").split(">")[-1] != FP32_STEP:
+            continue
+        prefix = "" if e["ratio"] is None else e["name"].removesuffix(FP32_STEP)
+        where = work / (prefix or "full")
+        res = run_olive(OLIVE_MODE, Path(e["path"]), data, where, olive.cfg)
+        res["name"] = f"{prefix}{step}"
+        if res.get("status") == "failed":
+            failed.append(res)
+            continue
+        technique = step if e["ratio"] is None else f"channel-prune>{step}"
+        keep = ("ratio", "params", "macs", "prune_seconds")
+        out.append({**res, **{k: e[k] for k in keep}, "precision": "int8", "technique": technique})
+    return out, failed
+
+
 def add_pairs(rows: list[dict[str, Any]], threads: tuple[int, ...]) -> None:
     """Add each pruned file's paired ratios to its FP32 file and to the whole model's file.
 
@@ -309,7 +344,11 @@ def add_pairs(rows: list[dict[str, Any]], threads: tuple[int, ...]) -> None:
 
 
 def real_model(
-    key: str, work: Path, cfg: ChannelsConfig, model_dir: Path | None = None
+    key: str,
+    work: Path,
+    cfg: ChannelsConfig,
+    model_dir: Path | None = None,
+    olive: Any | None = None,
 ) -> dict[str, Any]:
     """The real-size part for one model: make its files, time them side by side.
 
@@ -318,6 +357,8 @@ def real_model(
         work: Scratch directory.
         cfg: Parameters.
         model_dir: Where :func:`benchmarks.models.prepare` already built the model (reused).
+        olive: A :class:`benchmarks.peers.Olive` that can run: Olive's INT8 of each FP32 ONNX
+            file is timed too (:func:`olive_files`). None: no Olive files.
 
     Returns:
         ``{"model", "label", "builder", "params", "input_shape", "classes", "train_samples",
@@ -332,6 +373,10 @@ def real_model(
     made, failed, pruned = make_files(
         prep["keras"], prep["dataset"], work / "candidates", cfg, prep["params"]
     )
+    if olive is not None:
+        peer, peer_failed = olive_files(made, olive, prep["dataset"], work / "olive", cfg)
+        made += peer
+        failed += peer_failed
     cpu = cpu_facts()
     x86 = str(cpu["arch"]).lower() in ("x86_64", "amd64")
     made += isa_limited(made, cfg.isa_limit, bool(cpu["vnni"]) and x86)
@@ -558,6 +603,7 @@ def measure(
     model_dirs: dict[str, Path] | None = None,
     dataset: Path | None = None,
     baseline: Path | None = None,
+    olive: Any | None = None,
 ) -> dict[str, Any]:
     """The whole section.
 
@@ -568,14 +614,16 @@ def measure(
             built it (the side-by-side section's; reused).
         dataset: The sample's split dataset (default: prepared here).
         baseline: The sample's trained baseline (default: trained here).
+        olive: :class:`benchmarks.peers.Olive` (None, or one that cannot run: no Olive files;
+            ``olive`` in the result says why).
 
     Returns:
-        ``{"config", "cpu", "goal", "models": [...], "sample": {...}}`` (JSON-able).
+        ``{"config", "cpu", "goal", "olive", "models": [...], "sample": {...}}`` (JSON-able).
     """
     cfg = cfg or ChannelsConfig()
     if work is None:
         with tempfile.TemporaryDirectory(prefix="kfedge-channels-") as tmp:
-            return measure(cfg, Path(tmp), model_dirs, dataset, baseline)
+            return measure(cfg, Path(tmp), model_dirs, dataset, baseline, olive)
     work.mkdir(parents=True, exist_ok=True)
     dirs = model_dirs or {}
     out: dict[str, Any] = {
@@ -589,6 +637,18 @@ def measure(
             "threads": max(cfg.threads),
         },
     }
-    out["models"] = [real_model(k, work / k, cfg, dirs.get(k)) for k in cfg.models]
+    status = (
+        olive.status
+        if olive is not None
+        else {"available": False, "reason": "peers were not given to this section"}
+    )
+    out["olive"] = {
+        "available": bool(status["available"]),
+        "reason": status.get("reason", ""),
+        "versions": status.get("versions", {}),
+        "mode": OLIVE_MODE,
+    }
+    runner = olive if status["available"] else None
+    out["models"] = [real_model(k, work / k, cfg, dirs.get(k), runner) for k in cfg.models]
     out["sample"] = sample_part(work / "sample", cfg, dataset, baseline)
     return out

@@ -141,6 +141,25 @@ def kernel_notes(m: dict[str, Any], threads: list[str]) -> list[str]:
     return notes
 
 
+def olive_line(data: dict[str, Any]) -> str:
+    """Whether Olive's files are in the tables, which Olive, or why not."""
+    o = data.get("olive")
+    if not o:
+        return "Olive: not part of this run's section (results from before it was added)."
+    if not o["available"]:
+        return f"Olive: not run ({o['reason']}); its rows are missing."
+    v = o.get("versions", {})
+    return (
+        f"Olive {v.get('olive-ai', '?')} (its own virtualenv, ONNX Runtime "
+        f"{v.get('onnxruntime', '?')}): `olive run` with `OnnxStaticQuantization` and its "
+        "default settings on each FP32 ONNX file, the whole model's and each ratio's pruned one "
+        "(rows `...olive-static-default`), calibrated on the same split: Olive has no "
+        "structured pruning for CNNs, so it quantizes what `channel-prune` made. Its files "
+        "are timed with kfedge's ONNX Runtime in the same rounds; the sample's accuracy is "
+        "not measured for them, so the goals do not judge them."
+    )
+
+
 def real_md(data: dict[str, Any]) -> list[str]:
     """The real-size part: method, then each model's table and notes."""
     cfg = data["config"]
@@ -182,7 +201,7 @@ def real_md(data: dict[str, Any]) -> list[str]:
         f"pause, then a fresh process without TensorFlow, {cfg['warmup']} warm-up runs and timed "
         f"runs for {cfg['budget_s']} s (at least 5, at most {cfg['runs']}); ratios paired by round."
     )
-    out.append("")
+    out += ["", olive_line(data), ""]
     for m in models:
         macs = next((r.get("macs") for r in m["rows"] if r.get("ratio") is None), None)
         out += [

@@ -214,9 +214,12 @@ def run(
         "section_seconds": {},
     }
     olive = None
-    if any(s in sections for s in ("seeds", "sidebyside")):
+    channels_olive = None
+    if any(s in sections for s in ("seeds", "sidebyside", "channels")):
         olive = peers.Olive(cfgs["peers"])
-        results["peers"] = olive.info()
+        channels_olive = olive  # the channels section records why, when it cannot run
+        if any(s in sections for s in ("seeds", "sidebyside")):
+            results["peers"] = olive.info()
         if not olive.status["available"]:
             olive = None
 
@@ -322,7 +325,9 @@ def run(
             ch_base = baseline or (seeds_dir / "baseline.keras" if sample is not None else None)
             results["channels"] = timed(
                 "channels",
-                lambda: channels.measure(chcfg, work_dir / "channels", built, ch_data, ch_base),
+                lambda: channels.measure(
+                    chcfg, work_dir / "channels", built, ch_data, ch_base, channels_olive
+                ),
             )
     finally:
         if tmp is not None:

@@ -21,7 +21,8 @@ def prune(
         candidate: The pruned candidate (model.tflite + keras/model.keras + candidate.json).
         target_sparsity: Fraction of each pruned kernel set to zero (0 < s < 1).
         params_json: More parameters as a JSON object, e.g. {"sparsity_m_by_n": [2, 4]},
-            {"epochs": 4}, {"quantize": "int8"}.
+            {"block_size": [1, 4]} (zeros in whole blocks of 4 input channels), {"epochs": 4},
+            {"quantize": "int8"}.
 
     Returns:
         Output: The candidate's name.

@@ -195,6 +195,7 @@ def synthetic(mode: str = "full") -> dict[str, Any]:
                 "gzip_ratio_max": 0.08,
                 "model": "mobilenetv2-224",
                 "gzip_ratio": 0.05,
+                "scattered": compression.SCATTERED,
             },
         },
     }
@@ -293,12 +294,25 @@ def test_compression_goal_is_checked_against_the_recorded_ratio() -> None:
     res = synthetic()
     assert "Measured: 0.050x — it meets the goal." in render(res)
     res["compression"]["goal"]["gzip_ratio"] = 0.12
-    assert "Measured: 0.120x — it misses the goal." in render(res)
+    assert "Measured: 0.120x — it misses the goal by 0.040x." in render(res)
     res["compression"]["model"] = "mobilenet-tiny-32"
     md = render(res)
     assert "instead (0.120x), so it does not test the goal." in md
     assert "misses the goal" not in md and "meets the goal" not in md
     assert "`prune-80` keeps the FP32 file size (1.00x) but gzips to 0.30x" in render(res)
+
+
+def test_compression_compares_block_zeros_with_scattered_ones() -> None:
+    res = synthetic()
+    rows = res["compression"]["rows"]
+    assert "Zeros in 1x4 blocks" not in render(res)  # no pair of chains: nothing to compare
+    chain = {"technique": "prune-cluster-int8", "format": "tflite", "seconds": 1.0,
+             "size_bytes": 30, "size_ratio": 0.3, "sparsity": 0.8}  # fmt: skip
+    rows.append({**chain, "name": compression.SCATTERED, "size_gzip_bytes": 9, "gzip_ratio": 0.1})
+    rows.append({**chain, "name": compression.CHAIN, "size_gzip_bytes": 6, "gzip_ratio": 0.0667})
+    line = _notes_line(render(res), "Zeros in 1x4 blocks")
+    assert f"`{compression.CHAIN}` gzips to 0.67x of `{compression.SCATTERED}`" in line
+    assert "(0.067x against 0.100x of FP32), at 0.80 against 0.80 sparsity" in line
 
 
 def test_missing_sections_are_listed_and_schema_is_checked() -> None:
@@ -1161,6 +1175,56 @@ def test_channel_pruning_judges_the_no_vnni_goal_from_openvino_limited_to_avx2()
     assert channels.isa_limited(data["models"][0]["rows"], None, vnni=True) == []
 
 
+def test_channel_pruning_has_olive_quantize_each_fp32_onnx_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import channels
+    from benchmarks import peers as bpeers
+    from benchmarks.render_channels import olive_line
+
+    calls: list[tuple[str, Path]] = []
+
+    def fake_run(mode: str, fp32: Path, data: Path, work: Path, cfg: Any) -> dict[str, Any]:
+        calls.append((mode, fp32))
+        if "50" in str(fp32):
+            return {"name": "olive-static-default", "status": "failed", "error": "exit 1: boom"}
+        return {"name": "olive-static-default", "kind": "peer", "format": "onnx",
+                "path": str(work / "out.onnx"), "seconds": 9.0}  # fmt: skip
+
+    monkeypatch.setattr(bpeers, "run_olive", fake_run)
+    made = [
+        {"name": "fp32-onnx", "technique": "fp32-onnx", "path": "/m/fp32.onnx", "ratio": None,
+         "params": 10, "macs": 100, "prune_seconds": None},
+        {"name": "onnx-int8-static", "technique": "onnx-int8-static", "path": "/m/i.onnx",
+         "ratio": None, "params": 10, "macs": 100, "prune_seconds": None},
+        {"name": "channel-prune-25-fp32-onnx", "technique": "channel-prune>fp32-onnx",
+         "path": "/m/p25.onnx", "ratio": 0.25, "params": 6, "macs": 60, "prune_seconds": 3.0},
+        {"name": "channel-prune-50-fp32-onnx", "technique": "channel-prune>fp32-onnx",
+         "path": "/m/p50.onnx", "ratio": 0.5, "params": 3, "macs": 30, "prune_seconds": 3.0},
+    ]  # fmt: skip
+    olive = type("O", (), {"cfg": bpeers.PeersConfig()})()
+    entries, failed = channels.olive_files(
+        made, olive, tmp_path, tmp_path, channels.ChannelsConfig()
+    )
+    assert [c[0] for c in calls] == ["static-default"] * 3  # the FP32 ONNX files only
+    assert [e["name"] for e in entries] == [
+        "olive-static-default", "channel-prune-25-olive-static-default",
+    ]  # fmt: skip
+    assert entries[1]["technique"] == "channel-prune>olive-static-default"
+    assert entries[1]["ratio"] == 0.25 and entries[1]["macs"] == 60
+    assert entries[1]["precision"] == "int8" and entries[1]["kind"] == "peer"
+    assert failed == [{"name": "channel-prune-50-olive-static-default", "status": "failed",
+                       "error": "exit 1: boom"}]  # fmt: skip
+    # the section says which Olive ran, or why none did
+    data = {"olive": {"available": True, "reason": "", "mode": "static-default",
+                      "versions": {"olive-ai": "0.13.0", "onnxruntime": "1.32.0"}}}  # fmt: skip
+    assert "Olive 0.13.0 (its own virtualenv, ONNX Runtime 1.32.0)" in olive_line(data)
+    data["olive"].update(available=False, reason="the peers' virtualenv does not exist")
+    assert olive_line(data) == (
+        "Olive: not run (the peers' virtualenv does not exist); its rows are missing."
+    )
+
+
 def _judge(data: dict[str, Any], cls: str) -> dict[str, Any]:
     from benchmarks.render_channels import judge
 
@@ -1219,14 +1283,15 @@ def test_channel_pruning_section_runs_from_the_run_with_its_config(
     assert quick.rounds == 2 and bench.configs(False)["channels"].ratios == (0.25, 0.5)
     seen: dict[str, Any] = {}
 
-    def fake(cfg: Any, work: Path, dirs: Any, data: Any, base: Any) -> dict[str, Any]:
-        seen.update(cfg=cfg, dirs=dirs, data=data, base=base)
+    def fake(cfg: Any, work: Path, dirs: Any, data: Any, base: Any, olive: Any) -> dict[str, Any]:
+        seen.update(cfg=cfg, dirs=dirs, data=data, base=base, olive=olive)
         return _channels()
 
     monkeypatch.setattr(channels, "measure", fake)
     res = bench.run(("channels",), True, tmp_path, bench.configs(True))
     assert res["channels"]["goal"]["model"] == "mobilenetv2-224"
     assert seen["dirs"] == {} and seen["data"] is None and seen["base"] is None
+    assert seen["olive"] is not None  # Olive's status reaches the section, run or not
     assert res["configs"]["channels"]["ratios"] == [0.5]
     monkeypatch.setattr(bench, "run", lambda *a, **k: seen.update(cfgs=a[3]) or res)
     args = ["--sections", "channels", "--rounds", "3", "--threads", "1,2"]

@@ -15,6 +15,7 @@ import pytest
 from kfedge import techniques
 from kfedge.candidate import load_candidate, model_path
 from kfedge.errors import ConfigError, ModelFormatError
+from kfedge.techniques import _blocks
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -96,6 +97,8 @@ def built(baseline_model: Path, sample_dataset: Path, work: Path):
         "qat": ("qat-int8", baseline_model, {}),
         "prune50": ("prune", baseline_model, {"target_sparsity": 0.5}),
         "prune2by4": ("prune", baseline_model, {"sparsity_m_by_n": [2, 4], "epochs": 3}),
+        "prune80": ("prune", baseline_model, {"target_sparsity": 0.8}),
+        "prune80x4": ("prune", baseline_model, {"target_sparsity": 0.8, "block_size": [1, 4]}),
         "cluster16": ("cluster", baseline_model, {"number_of_clusters": 16}),
         "pcqat": ("pcqat-int8", baseline_model, {"epochs": 2}),
     }
@@ -573,6 +576,38 @@ def test_prune_2_by_4_blocks(built):
         zeros = np.sum(blocks == 0, axis=-1)
         assert zeros.min() >= 2, (name, zeros.min())
     assert cand.name == "prune-2by4"
+
+
+def test_prune_in_1x4_blocks_on_convolutions_and_dense(built, sample_dataset, baseline_acc):
+    """Zeros in whole blocks of 4 input channels, on Conv2D too; they gzip smaller."""
+    import gzip
+
+    out, cand, _ = built("prune80x4")
+    ks = _kernels(out)
+    pruned = cand.stats["pruned_layers"]
+    convs = [n for n in pruned if ks[n].ndim == 4]
+    assert convs and len(pruned) > len(convs), pruned  # convolutions and the Dense layer
+    for name in pruned:
+        blocks = _blocks.block_view(ks[name], 4)
+        zeros = np.sum(blocks == 0, axis=-2)
+        assert set(np.unique(zeros)) <= {0, 4}, name  # every zero sits in a zero block
+        assert np.mean(zeros == 4) == pytest.approx(0.8, abs=0.01), name
+    assert cand.stats["block_size"] == [1, 4] and cand.stats["block_sparsity"] >= 0.79
+    assert cand.stats["mask_updates"] >= 2  # gradual, not one cut
+    assert cand.name == "prune-80-1x4"
+    acc = _accuracy(out / "model.tflite", sample_dataset)
+    # coarser than weight by weight, so it costs more at 80 % on this small model (measured:
+    # 0.81 against 0.93 scattered, baseline 0.98); fine-tuning must still keep it far from
+    # chance (0.10)
+    assert acc >= 0.7, (baseline_acc, acc)
+    # the same sparsity scattered weight by weight compresses worse
+    scattered, s_cand, _ = built("prune80")
+    assert s_cand.stats["sparsity"] == pytest.approx(cand.stats["sparsity"], abs=0.02)
+    size = {
+        k: len(gzip.compress((d / "model.tflite").read_bytes(), 9))
+        for k, d in (("blocks", out), ("scattered", scattered))
+    }
+    assert size["blocks"] < 0.97 * size["scattered"], size
 
 
 def test_stripped_equals_wrapped(baseline_model, sample_dataset):

@@ -62,15 +62,22 @@ class PruneStage(ChainConfig):
 
     target_sparsity: float = Field(default=0.5, gt=0.0, lt=1.0)
     sparsity_m_by_n: tuple[int, int] | None = None
+    block_size: tuple[int, int] | None = Field(
+        default=None, description="Block sparsity of the pruning stage, e.g. [1, 4]."
+    )
     prune_epochs: int = Field(default=6, ge=1, le=200)
     prune_learning_rate: float = Field(default=3e-4, gt=0, le=0.1)
 
     def prune_config(self) -> _prune.Config:
         """The ``prune`` config of this stage."""
-        return self.stage_config("prune", _prune.Config, "target_sparsity", "sparsity_m_by_n")
+        return self.stage_config(
+            "prune", _prune.Config, "target_sparsity", "sparsity_m_by_n", "block_size"
+        )
 
     def prune_tag(self) -> str:
-        """``50`` or ``2by4``."""
+        """``50``, ``80-1x4`` (blocks) or ``2by4``."""
+        if self.block_size:
+            return f"{round(self.target_sparsity * 100)}-1x{self.block_size[1]}"
         if self.sparsity_m_by_n:
             return f"{self.sparsity_m_by_n[0]}by{self.sparsity_m_by_n[1]}"
         return str(round(self.target_sparsity * 100))
