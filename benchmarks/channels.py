@@ -257,6 +257,12 @@ def make_files(
     return made, failed, pruned
 
 
+def limits_apply() -> bool:
+    """Whether ``isa_limit`` applies here: an x86-64 CPU with VNNI (see :func:`isa_limited`)."""
+    cpu = cpu_facts()
+    return bool(cpu["vnni"]) and str(cpu["arch"]).lower() in ("x86_64", "amd64")
+
+
 def isa_limited(made: list[dict[str, Any]], isa: str | None, vnni: bool) -> list[dict[str, Any]]:
     """Each OpenVINO file again, timed with oneDNN limited to ``isa`` (see ``isa_limit``).
 
@@ -377,9 +383,7 @@ def real_model(
         peer, peer_failed = olive_files(made, olive, prep["dataset"], work / "olive", cfg)
         made += peer
         failed += peer_failed
-    cpu = cpu_facts()
-    x86 = str(cpu["arch"]).lower() in ("x86_64", "amd64")
-    made += isa_limited(made, cfg.isa_limit, bool(cpu["vnni"]) and x86)
+    made += isa_limited(made, cfg.isa_limit, limits_apply())
     timing = time_side_by_side(made, cfg, failed)  # type: ignore[arg-type]
     made = [e for e in made if e["name"] in timing]
     rows = summarize(made, timing, cfg.threads)
@@ -428,10 +432,14 @@ def _exports(
     base_acc: float | None,
     int8: dict[str, Any] | None = None,
     openvino: bool = False,
+    isa_limit: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """FP32 ONNX and ONNX INT8 of ``source`` (a candidate or model), scored on the eval split.
 
-    With ``openvino``, also ``openvino-int8`` (NNCF defaults) of the FP32 ONNX file.
+    With ``openvino``, also ``openvino-int8`` (NNCF defaults) of the FP32 ONNX file; with
+    ``isa_limit`` too, that file is scored again in a process whose OpenVINO is limited to that
+    ISA (:func:`limited_accuracy`), as ``int8_openvino_<isa>``: INT8 accuracy depends on the
+    kernels that run it, so the limited rows' goal reads this one.
 
     Returns:
         ``({"fp32": {...}, "int8": {...}, "int8_openvino": {...}}, failures)``; each with
@@ -466,7 +474,36 @@ def _exports(
             "seconds": round(sw.seconds, 2),
             **{k: v for k, v in file_sizes(model_path(dest)).items() if k != "size_files"},
         }
+        if step == OPENVINO_STEP and isa_limit:
+            key = limited_key(SAMPLE_KEY[OPENVINO_STEP], isa_limit)
+            try:
+                lim = limited_accuracy(model_path(dest), data, isa_limit)
+            except RuntimeError as exc:
+                failed.append(_failure(f"{name}-{step}@{isa_limit.lower()}", exc))
+                continue
+            d = None if base_acc is None else round(100 * (lim["accuracy"] - base_acc), 4)
+            out[key] = {**out[precision], **lim, "delta_points": d, "isa_limit": isa_limit}
     return out, failed
+
+
+def limited_key(key: str, isa: str) -> str:
+    """The sample's key of an accuracy measured under an ISA limit (``int8_openvino_avx2``)."""
+    return f"{key}_{isa.lower()}"
+
+
+def limited_accuracy(model_file: Path, dataset: Path, isa: str) -> dict[str, Any]:
+    """:func:`eval_accuracy` in a fresh process whose oneDNN is limited to ``isa``.
+
+    ``ONEDNN_MAX_CPU_ISA`` is read once, when OpenVINO's CPU plugin starts, so it needs its
+    own process (``python -m benchmarks.channels accuracy``).
+
+    Raises:
+        RuntimeError: The process failed.
+    """
+    from benchmarks.common import run_json_child
+
+    args = ["accuracy", str(model_file), str(dataset)]
+    return run_json_child("benchmarks.channels", args, env={"ONEDNN_MAX_CPU_ISA": isa})
 
 
 def sample_part(
@@ -496,7 +533,10 @@ def sample_part(
     counts = read_info(data).counts
     failed: list[dict[str, Any]] = []
     int8 = int8_params(cfg)
-    base, f = _exports("baseline", base_model, data, work / "candidates", None, int8, cfg.openvino)
+    limit = cfg.isa_limit if cfg.openvino and limits_apply() else None
+    base, f = _exports(
+        "baseline", base_model, data, work / "candidates", None, int8, cfg.openvino, limit
+    )
     failed += f
     base_acc = base.get("fp32", {}).get("accuracy")
     if "int8" in base and base_acc is not None:
@@ -515,7 +555,7 @@ def sample_part(
             failed.append(_failure(tag, exc))
             continue
         files, f = _exports(
-            tag, work / tag, data, work / "candidates", base_acc, int8, cfg.openvino
+            tag, work / tag, data, work / "candidates", base_acc, int8, cfg.openvino, limit
         )
         failed += f
         ratios.append(
@@ -544,6 +584,7 @@ def sample_part(
                 base_acc,
                 int8,
                 cfg.openvino,
+                limit,
             )
             failed += f
             auto = {
@@ -652,3 +693,26 @@ def measure(
     out["models"] = [real_model(k, work / k, cfg, dirs.get(k), runner) for k in cfg.models]
     out["sample"] = sample_part(work / "sample", cfg, dataset, baseline)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.channels accuracy MODEL DATASET --json OUT``: one file's top-1.
+
+    The process :func:`limited_accuracy` starts (its environment limits the CPU kernels).
+    """
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.channels")
+    ap.add_argument("mode", choices=["accuracy"])
+    ap.add_argument("model", type=Path)
+    ap.add_argument("dataset", type=Path)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, required=True)
+    a = ap.parse_args(argv)
+    a.json.write_text(json.dumps(eval_accuracy(a.model, a.dataset, a.threads)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

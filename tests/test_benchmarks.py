@@ -1092,6 +1092,7 @@ def _channels(
                     "fp32": acc(0.975, -0.5),
                     "int8": acc(0.98 + int8_delta / 100, int8_delta),
                     "int8_openvino": acc(0.98, 0.0),
+                    **({"int8_openvino_avx2": acc(0.975, -0.5)} if limited else {}),
                 }
             ],
             "auto": None,
@@ -1155,13 +1156,21 @@ def test_channel_pruning_judges_the_no_vnni_goal_from_openvino_limited_to_avx2()
     assert "**Goal (<= 0.30x on a CPU with VNNI, 2 threads): met at ratio 0.5.**" in md
     assert "**Goal (<= 0.50x on a CPU without VNNI, 2 threads): met at ratio 0.5.**" in md
     assert "`ONEDNN_MAX_CPU_ISA=AVX2`" in md and "overstate, not understate" in md
-    assert "ratio 0.5 (`channel-prune-50-openvino-int8@avx2`): 0.40x ORT FP32" in md
+    line = _notes_line(md, "ratio 0.5 (`channel-prune-50-openvino-int8@avx2`): 0.40x ORT FP32")
+    # its accuracy is the one measured under the same limit, not the unlimited file's
+    assert "the sample's file of this step loses 0.50 points: within 1 — met." in line
+    assert "| OpenVINO INT8 @AVX2 top-1 [95 % CI] | Δ OV INT8 @AVX2 |" in md
     assert "Kernels of `channel-prune-50-openvino-int8@avx2` with `ONEDNN_MAX_CPU_ISA=AVX2`" in md
     assert "`jit_avx2_I8` x35" in md
     # an unlimited row never speaks for the CPU without VNNI, nor a twin for the CPU's own
     no_vnni = {x["name"] for x in _judge(data, "no_vnni")["ratios"]}
     assert no_vnni == {"channel-prune-50-openvino-int8@avx2"}
     assert not any("@" in x["name"] for x in _judge(data, "vnni")["ratios"])
+    # no accuracy measured under the limit: the limited row cannot meet the goal
+    unmeasured = copy.deepcopy(data)
+    del unmeasured["sample"]["ratios"][0]["int8_openvino_avx2"]
+    line = _notes_line(render_channels(unmeasured), "(`channel-prune-50-openvino-int8@avx2`)")
+    assert "sample INT8 accuracy at this ratio not measured — missed." in line
     # over the goal: missed, by how much
     md = render_channels(_channels(limited=(0.55, 0.5, 0.6)))
     assert "**Goal (<= 0.50x on a CPU without VNNI, 2 threads): missed" in md
@@ -1332,3 +1341,14 @@ def test_channel_pruning_section_measures_a_tiny_model(
     assert data["cpu"]["isa"] and isinstance(data["cpu"]["vnni"], bool)
     md = render_channels(data)
     assert "so it does not test the goal" in md and "ratio 0.5 (`channel-prune-50-" in md
+
+
+def test_limited_accuracy_scores_a_file_in_its_own_process(
+    fp32_onnx: Path, sample_dataset: Path
+) -> None:
+    """The child that scores the no-VNNI rows' files gives what scoring in-process gives."""
+    from benchmarks import channels
+
+    here = channels.eval_accuracy(fp32_onnx, sample_dataset)
+    there = channels.limited_accuracy(fp32_onnx, sample_dataset, "AVX2")
+    assert there == here and there["num_samples"] > 100
