@@ -104,6 +104,27 @@ def test_cli_goal_flags_take_per_target_values() -> None:
             per_target_value(bad, "--max-latency-ms")
 
 
+def test_size_goals_are_in_the_reports_mb_and_a_targets_limit_replaces_the_fleets() -> None:
+    """--max-size-mb 1.5 means 1,500,000 bytes, the MB the report shows sizes in."""
+    from kfedge.cli import goals_from_args
+    from kfedge.select import Goals
+
+    ns = argparse.Namespace(
+        max_accuracy_drop=None,
+        max_latency_ms=None,
+        min_speedup=None,
+        max_size_mb="1.5,cpu-arm64=0.5",
+        objective="size",
+    )
+    goals = goals_from_args(ns)
+    assert Goals(**goals_for_target(goals, "cpu-amd64")).size_limit == 1_500_000
+    assert Goals(**goals_for_target(goals, "cpu-arm64")).size_limit == 500_000
+    # a fleet-wide limit in bytes, a target's in MB: the target's replaces it, in either unit
+    mixed = {"max_size_bytes": 9, "targets": {"a": {"max_size_mb": 1}, "b": {"max_latency_ms": 3}}}
+    assert Goals(**goals_for_target(mixed, "a")).size_limit == 1_000_000
+    assert Goals(**goals_for_target(mixed, "b")).size_limit == 9
+
+
 def test_targets_that_may_share_a_node_are_one_group_measured_in_turn() -> None:
     """Node selectors that do not contradict each other may pick one node: never two
     benchmarks there at once. Under kfp.local everything runs here: one group."""

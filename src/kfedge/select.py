@@ -181,7 +181,11 @@ def goals_for_target(goals: dict[str, Any] | str | None, target: str) -> dict[st
             f"goals.{PER_TARGET} must map target names to goal objects, e.g. "
             f'{{"cpu-arm64": {{"max_latency_ms": 20}}}}, got {per!r}'
         )
-    out.update(per.get(target, {}))
+    override = per.get(target, {})
+    for given, other in (("max_size_mb", "max_size_bytes"), ("max_size_bytes", "max_size_mb")):
+        if given in override:  # the target's size limit replaces the fleet's, in either unit
+            out.pop(other, None)
+    out.update(override)
     return out
 
 
