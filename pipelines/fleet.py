@@ -69,6 +69,7 @@ def edge_fleet(
     deploy_mode: str = "auto",
     s3_endpoint: str = "",
     s3_secret: str = S3_SECRET,
+    deploy_chosen: bool = True,
 ):
     """Optimize a model once for a fleet of edge targets and deploy each its best candidate.
 
@@ -93,6 +94,8 @@ def edge_fleet(
         s3_endpoint: S3 endpoint for s3:// URIs; empty = from the environment, else KFP's own
             object store.
         s3_secret: Secret with accesskey / secretkey for S3 (KFP's artifact-store Secret).
+        deploy_chosen: Deploy each target's choice (False: stop after the reports, as
+            edge-optimize does).
     """
     plan = plan_fleet(
         model_uri=model_uri,
@@ -155,17 +158,18 @@ def edge_fleet(
                 goals_json=place.outputs["goals"],
             ).set_display_name("select by the target's goals, report")
             dec.set_caching_options(False)
-            with dsl.If(dec.outputs["Output"] == True, name="a candidate met the goals"):  # noqa: E712
-                dep = deploy(
-                    model=dec.outputs["chosen"],
-                    evaluation=dec.outputs["selection"],
-                    target=target,
-                    name=place.outputs["service_name"],
-                    namespace=serving_namespace,
-                    service_account=service_account,
-                    mode=deploy_mode,
-                ).set_display_name("deploy to KServe + smoke test")
-                dep.set_caching_options(False)
+            with dsl.If(deploy_chosen == True, name="deployment asked for"):  # noqa: E712
+                with dsl.If(dec.outputs["Output"] == True, name="a candidate met the goals"):  # noqa: E712
+                    dep = deploy(
+                        model=dec.outputs["chosen"],
+                        evaluation=dec.outputs["selection"],
+                        target=target,
+                        name=place.outputs["service_name"],
+                        namespace=serving_namespace,
+                        service_account=service_account,
+                        mode=deploy_mode,
+                    ).set_display_name("deploy to KServe + smoke test")
+                    dep.set_caching_options(False)
         reports = bundle(items=dsl.Collected(dec.outputs["report_json"])).set_display_name(
             "the group's reports"
         )

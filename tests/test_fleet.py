@@ -258,7 +258,13 @@ def test_compiled_fleet_measures_on_the_target_node_one_target_of_a_group_at_a_t
     assert groups["for-loop-3"]["iteratorPolicy"] == {"parallelismLimit": 1}
     inner = spec["components"]["comp-for-loop-3"]["dag"]["tasks"]
     assert {"place-target", "export-fp32", "measure", "decide", "condition-4"} <= set(inner)
-    deploy = spec["components"]["comp-condition-4"]["dag"]["tasks"]["deploy"]
+    # deployed only when asked for (--no-deploy: deploy_chosen false), then only a choice
+    asked = inner["condition-4"]["triggerPolicy"]["condition"]
+    assert asked == "inputs.parameter_values['pipelinechannel--deploy_chosen'] == true"
+    met = spec["components"]["comp-condition-4"]["dag"]["tasks"]["condition-5"]
+    assert "decide-Output'] == true" in met["triggerPolicy"]["condition"]
+    assert spec["root"]["inputDefinitions"]["parameters"]["deploy_chosen"]["defaultValue"] is True
+    deploy = spec["components"]["comp-condition-5"]["dag"]["tasks"]["deploy"]
     assert deploy["inputs"]["parameters"]["name"] == {
         "componentInputParameter": "pipelinechannel--place-target-service_name"
     }
@@ -332,6 +338,28 @@ def test_two_targets_one_report_two_endpoints(tmp_path: Path) -> None:
     assert len(optimized) == 2  # each technique once, shared by both targets
     md = (tmp_path / "latest" / "report.md").read_text()
     assert md.count(MARK) >= 2 * 4 * 3  # every figure of both targets (3 rows each)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_fleet_run_without_deploying_stops_after_the_reports(tmp_path: Path) -> None:
+    """`kfedge run --target a,b --no-deploy`: every target's report, no endpoint."""
+    from kfedge.local_run import run_local
+
+    res = run_local(
+        target="cpu-arm64,intel-cpu-openvino",
+        techniques="ptq-fp16",
+        latency_runs=10,
+        output_dir=tmp_path,
+        quiet=True,
+        deploy=False,
+    )
+    assert res["ok"] and set(res["targets"]) == {"cpu-arm64", "intel-cpu-openvino"}
+    for name, t in res["targets"].items():
+        assert t["deploy"] is None and t["selected"], name
+        assert (tmp_path / "latest" / name / "report.md").is_file()
+        assert not (tmp_path / "latest" / name / "endpoint.json").exists()
+    assert not list(Path(res["run_dir"]).glob("**/deploy/endpoint/endpoint.json"))
 
 
 def test_the_backend_rules_the_fleet_relies_on_are_detected_where_it_uses_them() -> None:

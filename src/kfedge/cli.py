@@ -235,7 +235,11 @@ def goals_from_args(args: argparse.Namespace) -> dict:
         "benchmark step's timings decide)",
     ),
     arg("--output-dir", default=DEFAULT_OUTPUT, help="where runs and reports go"),
-    arg("--no-deploy", action="store_true", help="stop after the report (edge-optimize)"),
+    arg(
+        "--no-deploy",
+        action="store_true",
+        help="stop after the report (edge-optimize; a fleet: each target's report, none deployed)",
+    ),
     arg(
         "--runner",
         choices=["subprocess", "docker"],

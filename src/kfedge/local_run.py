@@ -293,14 +293,9 @@ def run_local(
     from kfedge.fleet import parse_targets
 
     if len(parse_targets(target)) > 1:
-        if not deploy:
-            raise ConfigError(
-                "a fleet run (several --target) always deploys each target's choice; drop "
-                "--no-deploy, or run one target at a time"
-            )
         return run_fleet_local(
             target, model, data, techniques, goals, epochs, calibration_samples, latency_runs,
-            output_dir, quiet, runner,
+            output_dir, quiet, runner, deploy,
         )  # fmt: skip
     from kfedge.provision import plan_techniques
     from kfedge.select import Goals, goals_for_target
@@ -399,6 +394,7 @@ def run_fleet_local(
     output_dir: str | Path = "local_outputs",
     quiet: bool = False,
     runner: str = "subprocess",
+    deploy: bool = True,
 ) -> dict[str, Any]:
     """Run edge-fleet through kfp.local: every target measured here, each deployed locally.
 
@@ -414,6 +410,7 @@ def run_fleet_local(
         output_dir: Where the run directory and ``latest/`` go.
         quiet: Do not print progress.
         runner: ``subprocess`` or ``docker`` (as :func:`run_local`).
+        deploy: Deploy and smoke-test each target's choice (False: stop after the reports).
 
     Returns:
         ``{"run_dir", "report", "targets": {name: {"report", "selected", "deploy"}}, "ok"}``;
@@ -439,6 +436,7 @@ def run_fleet_local(
         "calibration_samples": int(calibration_samples),
         "latency_runs": int(latency_runs),
         "deploy_mode": "local",
+        "deploy_chosen": bool(deploy),
     }
     if not quiet:
         print(f"kfedge run: edge-fleet on {', '.join(spec['targets'])}")
@@ -487,6 +485,8 @@ def run_fleet_local(
                 state = "passed" if d.get("passed") else "FAILED"
                 mode = d.get("mode", "local")
                 print(f"{n}: deploy smoke test ({mode}): {state} {d.get('detail', '')}")
+            elif not deploy:
+                print(f"{n}: not deployed (--no-deploy)")
             else:
                 print(f"{n}: deploy skipped: no candidate met its goals")
     return result
