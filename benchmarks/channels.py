@@ -263,16 +263,17 @@ def limits_apply() -> bool:
     return bool(cpu["vnni"]) and str(cpu["arch"]).lower() in ("x86_64", "amd64")
 
 
-def isa_limited(made: list[dict[str, Any]], isa: str | None, vnni: bool) -> list[dict[str, Any]]:
+def isa_limited(made: list[dict[str, Any]], isa: str | None, applies: bool) -> list[dict[str, Any]]:
     """Each OpenVINO file again, timed with oneDNN limited to ``isa`` (see ``isa_limit``).
 
-    Only on a CPU with VNNI (elsewhere the plain rows already are the CPU without it). The
+    Only where it ``applies`` (:func:`limits_apply`: an x86-64 CPU with VNNI; elsewhere the
+    plain rows already are the CPU without it). The
     twin is named ``<name>@<isa>`` and carries ``isa_limit`` and the ``env`` its timing
     processes get. OpenVINO's CPU plugin takes its kernels from oneDNN and its own JIT code,
     and both ask oneDNN which ISA they may use; ONNX Runtime's kernels (MLAS) read the CPU
     directly and cannot be limited, so the ORT files keep the CPU's own ISA.
     """
-    if isa is None or not vnni:
+    if isa is None or not applies:
         return []
     return [
         {
@@ -287,7 +288,7 @@ def isa_limited(made: list[dict[str, Any]], isa: str | None, vnni: bool) -> list
 
 
 def olive_files(
-    made: list[dict[str, Any]], olive: Any, data: Path, work: Path, cfg: ChannelsConfig
+    made: list[dict[str, Any]], olive: Any, data: Path, work: Path
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Olive's INT8 (``OnnxStaticQuantization``, its defaults) of each FP32 ONNX file.
 
@@ -380,7 +381,7 @@ def real_model(
         prep["keras"], prep["dataset"], work / "candidates", cfg, prep["params"]
     )
     if olive is not None:
-        peer, peer_failed = olive_files(made, olive, prep["dataset"], work / "olive", cfg)
+        peer, peer_failed = olive_files(made, olive, prep["dataset"], work / "olive")
         made += peer
         failed += peer_failed
     made += isa_limited(made, cfg.isa_limit, limits_apply())

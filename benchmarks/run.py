@@ -213,15 +213,13 @@ def run(
         "machine": machine(),
         "section_seconds": {},
     }
-    olive = None
-    channels_olive = None
+    # the channels section gets Olive even when it cannot run: it records why
+    peer = None
     if any(s in sections for s in ("seeds", "sidebyside", "channels")):
-        olive = peers.Olive(cfgs["peers"])
-        channels_olive = olive  # the channels section records why, when it cannot run
-        if any(s in sections for s in ("seeds", "sidebyside")):
-            results["peers"] = olive.info()
-        if not olive.status["available"]:
-            olive = None
+        peer = peers.Olive(cfgs["peers"])
+    if peer is not None and any(s in sections for s in ("seeds", "sidebyside")):
+        results["peers"] = peer.info()
+    olive = peer if peer is not None and peer.status["available"] else None
 
     def timed(name: str, fn: Any) -> Any:
         """Run one section; a section that raises is recorded and the run goes on."""
@@ -326,7 +324,7 @@ def run(
             results["channels"] = timed(
                 "channels",
                 lambda: channels.measure(
-                    chcfg, work_dir / "channels", built, ch_data, ch_base, channels_olive
+                    chcfg, work_dir / "channels", built, ch_data, ch_base, peer
                 ),
             )
     finally:

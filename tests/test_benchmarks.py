@@ -1031,7 +1031,7 @@ def _channels(
         for r in ov:
             r["format"] = "openvino"
             r["latency"]["2"]["kernels"] = {"brgconv_avx512_I8": 35, "jit_avx512_dw_I8": 17}
-        twins = channels.isa_limited(ov, "AVX2", vnni=True)
+        twins = channels.isa_limited(ov, "AVX2", applies=True)
         for r, p50 in zip(twins, (7.0, limited[0] * 10)):
             r["latency"] = copy.deepcopy(r["latency"])
             lat = r["latency"]["2"]
@@ -1180,8 +1180,8 @@ def test_channel_pruning_judges_the_no_vnni_goal_from_openvino_limited_to_avx2()
     assert "The limit did not take on `openvino-int8@avx2`" in md
     assert not _judge(bad, "no_vnni")["ratios"]
     # a CPU without VNNI gets no twins: its own rows are the class's figures
-    assert channels.isa_limited(data["models"][0]["rows"], "AVX2", vnni=False) == []
-    assert channels.isa_limited(data["models"][0]["rows"], None, vnni=True) == []
+    assert channels.isa_limited(data["models"][0]["rows"], "AVX2", applies=False) == []
+    assert channels.isa_limited(data["models"][0]["rows"], None, applies=True) == []
 
 
 def test_channel_pruning_has_olive_quantize_each_fp32_onnx_file(
@@ -1212,9 +1212,7 @@ def test_channel_pruning_has_olive_quantize_each_fp32_onnx_file(
          "path": "/m/p50.onnx", "ratio": 0.5, "params": 3, "macs": 30, "prune_seconds": 3.0},
     ]  # fmt: skip
     olive = type("O", (), {"cfg": bpeers.PeersConfig()})()
-    entries, failed = channels.olive_files(
-        made, olive, tmp_path, tmp_path, channels.ChannelsConfig()
-    )
+    entries, failed = channels.olive_files(made, olive, tmp_path, tmp_path)
     assert [c[0] for c in calls] == ["static-default"] * 3  # the FP32 ONNX files only
     assert [e["name"] for e in entries] == [
         "olive-static-default", "channel-prune-25-olive-static-default",

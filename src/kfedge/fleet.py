@@ -153,7 +153,7 @@ def plan_fleet(
             target not in the fleet, or invalid goals for any target.
     """
     from kfedge.provision import check_goals, technique_params
-    from kfedge.select import PER_TARGET
+    from kfedge.select import PER_TARGET, goals_dict
     from kfedge.targets import load_target
     from kfedge.techniques import candidate_name
 
@@ -162,12 +162,7 @@ def plan_fleet(
     profiles = [t.name for t in tgts.values()]
     if len(set(profiles)) != len(profiles):
         raise ConfigError(f"targets must be distinct profiles, got {names} ({profiles})")
-    if isinstance(goals, str):
-        try:
-            goals = json.loads(goals) if goals.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"goals must be a JSON object, got {goals!r}: {exc}") from exc
-    goals = dict(goals or {})
+    goals = goals_dict(goals)
     unknown = sorted(set(goals.get(PER_TARGET) or {}) - set(names))
     if unknown:
         raise ConfigError(f"goals name target(s) {unknown} that are not in the fleet {names}")

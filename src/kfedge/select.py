@@ -115,6 +115,24 @@ class Goals(BaseModel):
         return self.max_size_bytes
 
 
+def goals_dict(goals: dict[str, Any] | str | None) -> dict[str, Any]:
+    """Goals as given (a dict, a JSON string, or None / "" for none) as a dict.
+
+    Raises:
+        ConfigError: A string that is not JSON, or JSON / a value that is not an object.
+    """
+    if goals is None or (isinstance(goals, str) and not goals.strip()):
+        return {}
+    if isinstance(goals, str):
+        try:
+            goals = json.loads(goals)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"goals must be a JSON object, got {goals!r} ({exc})") from exc
+    if not isinstance(goals, dict):
+        raise ConfigError(f"goals must be a JSON object / dict, got {type(goals).__name__}")
+    return dict(goals)
+
+
 def parse_goals(goals: Goals | dict[str, Any] | str | None) -> Goals:
     """Turn a Goals object, dict or JSON string (empty = no constraints) into :class:`Goals`.
 
@@ -129,17 +147,8 @@ def parse_goals(goals: Goals | dict[str, Any] | str | None) -> Goals:
     """
     if isinstance(goals, Goals):
         return goals
-    if goals is None or (isinstance(goals, str) and not goals.strip()):
-        return Goals()
-    if isinstance(goals, str):
-        try:
-            goals = json.loads(goals)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"goals must be a JSON object, got {goals!r} ({exc})") from exc
-    if not isinstance(goals, dict):
-        raise ConfigError(f"goals must be a JSON object / dict, got {type(goals).__name__}")
     try:
-        return Goals(**goals)
+        return Goals(**goals_dict(goals))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'goals'}: {e['msg']}"
@@ -167,13 +176,7 @@ def goals_for_target(goals: dict[str, Any] | str | None, target: str) -> dict[st
     Raises:
         ConfigError: Goals that are not a JSON object, or overrides that are not one.
     """
-    if isinstance(goals, str):
-        try:
-            goals = json.loads(goals) if goals.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"goals must be a JSON object, got {goals!r} ({exc})") from exc
-    if not isinstance(goals, dict):
-        raise ConfigError(f"goals must be a JSON object / dict, got {type(goals).__name__}")
+    goals = goals_dict(goals)
     out = {k: v for k, v in goals.items() if k != PER_TARGET}
     per = goals.get(PER_TARGET) or {}
     if not isinstance(per, dict) or not all(isinstance(v, dict) for v in per.values()):

@@ -76,11 +76,7 @@ class PruneStage(ChainConfig):
 
     def prune_tag(self) -> str:
         """``50``, ``80-1x4`` (blocks) or ``2by4``."""
-        if self.block_size:
-            return f"{round(self.target_sparsity * 100)}-1x{self.block_size[1]}"
-        if self.sparsity_m_by_n:
-            return f"{self.sparsity_m_by_n[0]}by{self.sparsity_m_by_n[1]}"
-        return str(round(self.target_sparsity * 100))
+        return _prune.sparsity_tag(self)
 
 
 class ClusterStage(ChainConfig):

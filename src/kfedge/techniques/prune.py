@@ -84,6 +84,19 @@ class Config(FineTuneConfig, ExportConfig):
         return self
 
 
+def sparsity_tag(cfg: Any) -> str:
+    """``50``, ``80-1x4`` (blocks) or ``2by4``: the sparsity part of a pruned candidate's name.
+
+    ``cfg``: anything with ``target_sparsity``, ``sparsity_m_by_n`` and ``block_size`` (this
+    technique's config, or a chain's pruning stage).
+    """
+    if cfg.block_size:
+        return f"{round(cfg.target_sparsity * 100)}-1x{cfg.block_size[1]}"
+    if cfg.sparsity_m_by_n:
+        return f"{cfg.sparsity_m_by_n[0]}by{cfg.sparsity_m_by_n[1]}"
+    return str(round(cfg.target_sparsity * 100))
+
+
 class Pruned(NamedTuple):
     """Result of :func:`prune_model`."""
 
@@ -244,11 +257,7 @@ class Prune(StrippedTechnique, name="prune", family="prune", purpose="pruning", 
 
     def tag(self, cfg: Config) -> str:
         """``prune-50``, ``prune-80-1x4`` (blocks) or ``prune-2by4``."""
-        if cfg.block_size:
-            return f"prune-{round(cfg.target_sparsity * 100)}-1x{cfg.block_size[1]}"
-        if cfg.sparsity_m_by_n:
-            return f"prune-{cfg.sparsity_m_by_n[0]}by{cfg.sparsity_m_by_n[1]}"
-        return f"prune-{round(cfg.target_sparsity * 100)}"
+        return f"prune-{sparsity_tag(cfg)}"
 
     def tune(self, model: Any, data: Path, cfg: Config, src: Source) -> tuple[Any, dict[str, Any]]:
         """Prune with the schedule, fine-tune, strip."""
